@@ -1,0 +1,110 @@
+"""One exception root with structured fields; only the CLI and the daemon turn it into text."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+EXIT_OK = 0
+EXIT_UNSATISFIABLE = 1  # the user's input or the host cannot be satisfied
+EXIT_UNEXPECTED = 2
+
+
+class TorchenvError(Exception):
+    """Root of every error torchenv expects.
+
+    `message` says what went wrong, `hint` what to do next; `details` carries the
+    structured facts (rendered by `--json`), `exit_code` is 1 for expected failures.
+    """
+
+    exit_code = EXIT_UNSATISFIABLE
+    kind = "error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.details = dict(details or {})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "error": self.kind,
+            "message": self.message,
+            "hint": self.hint,
+            "details": self.details,
+            "exit_code": self.exit_code,
+        }
+
+    def paragraph(self) -> str:
+        """The one paragraph the CLI prints."""
+        text = self.message.rstrip(".") + "."
+        if self.hint:
+            text += " " + self.hint.rstrip(".") + "."
+        return text
+
+
+class ConfigError(TorchenvError):
+    kind = "config"
+
+
+class HostError(TorchenvError):
+    """The host (or a recorded host) cannot be read or described as asked."""
+
+    kind = "host"
+
+
+class SelectionError(TorchenvError):
+    """No torch build satisfies the request on this host."""
+
+    kind = "selection"
+
+
+class IndexError_(TorchenvError):  # noqa: N801 - avoid shadowing the builtin IndexError
+    """A package index failed or answered something unusable."""
+
+    kind = "index"
+
+
+class IntegrityError(IndexError_):
+    """A download did not match its hash or size."""
+
+    kind = "integrity"
+
+
+class ResolutionError(TorchenvError):
+    kind = "resolution"
+
+
+class LockFileError(TorchenvError):
+    """A pylock.toml is unreadable, corrupt, or made for another target."""
+
+    kind = "lock"
+
+
+class EnvironmentBuildError(TorchenvError):
+    """Building or switching a virtual environment failed."""
+
+    kind = "environment"
+
+
+class VerifyError(TorchenvError):
+    kind = "verify"
+
+
+class BusyError(TorchenvError):
+    """Another torchenv process holds the prefix."""
+
+    kind = "busy"
+
+
+class UnexpectedError(TorchenvError):
+    """A failure torchenv did not anticipate (exit code 2)."""
+
+    exit_code = EXIT_UNEXPECTED
+    kind = "unexpected"

@@ -1,0 +1,196 @@
+"""Where a command's host comes from: this machine, a recorded directory, a report file, or flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from torchenv.agent.errors import HostError
+from torchenv.probes.report import (
+    AmdGpu,
+    AmdReport,
+    AppleReport,
+    HostReport,
+    IntelGpu,
+    IntelReport,
+    NvidiaGpu,
+    NvidiaReport,
+    NvidiaState,
+)
+
+ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "x86_64": "x86_64",
+                "aarch64": "aarch64", "arm64": "arm64"}
+OS_CHOICES = ("linux", "windows", "macos")
+
+
+@dataclass(frozen=True)
+class HostFlags:
+    """Facts given on the command line; each replaces what the probe or recording said."""
+
+    os: str | None = None
+    arch: str | None = None
+    python: str | None = None
+    driver: str | None = None
+    gpus: tuple[str, ...] = ()
+    rocm_gfx: tuple[str, ...] = ()
+    xpu: bool = False
+    macos: str | None = None
+
+    def any(self) -> bool:
+        return any(
+            (self.os, self.arch, self.python, self.driver, self.gpus, self.rocm_gfx, self.xpu,
+             self.macos)
+        )
+
+
+def load_host(
+    *,
+    replay: Path | None = None,
+    host_report: Path | None = None,
+    record: Path | None = None,
+    flags: HostFlags | None = None,
+    disk_path: str | None = None,
+    command_timeout: float = 5.0,
+) -> HostReport:
+    """The HostReport a command works for. Raises HostError for unusable inputs."""
+    from torchenv.probes import LiveIO, RecordingIO, ReplayIO, probe_host
+
+    if replay is not None and host_report is not None:
+        raise HostError("--replay and --host-report both describe the host",
+                        hint="give only one of them")
+    if host_report is not None:
+        report = read_host_report(host_report)
+    elif replay is not None:
+        try:
+            io = ReplayIO(replay)
+        except (FileNotFoundError, ValueError) as exc:
+            raise HostError(f"cannot replay {replay}: {exc}",
+                            hint="pass a directory written by `torchenv probe --record DIR`"
+                            ) from exc
+        report = probe_host(io, disk_path=disk_path, command_timeout=command_timeout)
+    elif record is not None:
+        try:
+            record.mkdir(parents=True, exist_ok=True)
+            if any(record.iterdir()):
+                raise HostError(f"{record} is not empty",
+                                hint="record into a new or empty directory")
+            recorder = RecordingIO(LiveIO(), record)
+        except OSError as exc:
+            raise HostError(f"cannot record into {record}: {exc.strerror or exc}",
+                            hint="choose a directory you can write") from exc
+        report = probe_host(recorder, disk_path=disk_path, command_timeout=command_timeout)
+        recorder.save()
+    else:
+        report = probe_host(LiveIO(), disk_path=disk_path, command_timeout=command_timeout)
+    if flags is not None and flags.any():
+        report = describe(report, flags)
+    return report
+
+
+def read_host_report(path: Path) -> HostReport:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return HostReport.from_json(data)
+    except OSError as exc:
+        raise HostError(f"cannot read {path}: {exc.strerror or exc}",
+                        hint="pass the file written by `torchenv probe --json > FILE`") from exc
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise HostError(f"{path} is not a torchenv host report: {exc}",
+                        hint="write one with `torchenv probe --json > FILE`") from exc
+
+
+def parse_gfx(name: str) -> AmdGpu:
+    """ "gfx90a" -> gfx_target_version 90010; the reverse of the KFD encoding."""
+    match = re.fullmatch(r"gfx(\d{1,2})([0-9a-f])([0-9a-f])", name.strip().lower())
+    if not match:
+        raise HostError(f"{name!r} is not an AMD gfx target",
+                        hint="use names like gfx942, gfx90a or gfx1100")
+    major, minor, step = int(match[1]), int(match[2], 16), int(match[3], 16)
+    return AmdGpu(node=-1, gfx=match[0], gfx_target_version=major * 10000 + minor * 100 + step,
+                  name="given on the command line")
+
+
+def _check_cc(value: str) -> str:
+    if not re.fullmatch(r"\d{1,2}\.\d", value.strip()):
+        raise HostError(f"{value!r} is not a compute capability",
+                        hint="use MAJOR.MINOR, e.g. --gpu 8.6 (see `nvidia-smi --query-gpu="
+                        "compute_cap --format=csv`)")
+    return value.strip()
+
+
+def describe(report: HostReport, flags: HostFlags) -> HostReport:
+    """Replace the facts the flags name. A different OS starts without the base's devices."""
+    from torchenv.probes import python as python_probe
+
+    system, cpu, apple = report.system, report.cpu, report.apple
+    nvidia, amd, intel = report.nvidia, report.amd, report.intel
+    os_name = flags.os or ("macos" if flags.macos else system.os)
+    if os_name not in OS_CHOICES:
+        raise HostError(f"unknown OS {os_name!r}", hint=f"use one of {', '.join(OS_CHOICES)}")
+    if os_name != system.os:
+        nvidia, amd, intel, apple = NvidiaReport(), AmdReport(), IntelReport(), AppleReport()
+        libc, libc_version = ("glibc", "2.28") if os_name == "linux" else (None, None)
+        cpu = dataclasses.replace(cpu, libc=libc, libc_version=libc_version)
+        system = dataclasses.replace(system, os=os_name, os_release=None, kernel=None,
+                                     container=None, wsl=None)
+    arch = cpu.arch
+    if flags.arch:
+        arch = ARCH_ALIASES.get(flags.arch.lower(), "")
+        if not arch:
+            raise HostError(f"unknown architecture {flags.arch!r}",
+                            hint="use x86_64, aarch64 or arm64")
+    if os_name == "macos" and arch == "aarch64":
+        arch = "arm64"
+    if os_name != "macos" and arch == "arm64":
+        arch = "aarch64"
+    cpu = dataclasses.replace(cpu, arch=arch, machine=flags.arch or cpu.machine)
+
+    if flags.driver or flags.gpus:
+        if flags.driver and not re.fullmatch(r"\d{3,4}(\.\d+){1,2}", flags.driver):
+            raise HostError(f"{flags.driver!r} is not an NVIDIA driver version",
+                            hint="use the form 580.95.05 (see `nvidia-smi`)")
+        gpus = (tuple(NvidiaGpu(index=i, compute_capability=_check_cc(cc),
+                                name="given on the command line")
+                      for i, cc in enumerate(flags.gpus)) if flags.gpus else nvidia.gpus)
+        driver = flags.driver or nvidia.driver_version
+        nvidia = NvidiaReport(
+            state=NvidiaState.OK,
+            driver_version=driver,
+            cuda_driver_version=None if flags.driver else nvidia.cuda_driver_version,
+            gpus=gpus,
+            source="flags",
+            reasons=() if driver else ("no driver version given; pass --driver",),
+        )
+    if flags.rocm_gfx:
+        amd = AmdReport(kfd_present=True, rocm_version=amd.rocm_version,
+                        gpus=tuple(parse_gfx(g) for g in flags.rocm_gfx), source="flags")
+    if flags.xpu:
+        intel = IntelReport(gpus=(IntelGpu(pci_address="flags", device_id="0x0000",
+                                           name="given on the command line"),))
+    if os_name == "macos":
+        apple = AppleReport(
+            is_macos=True,
+            macos_version=flags.macos or apple.macos_version or "14.0",
+            apple_silicon=arch == "arm64",
+            rosetta=False,
+            chip=apple.chip,
+            mps_capable=arch == "arm64",
+        )
+    python = report.python
+    if flags.python or flags.os or flags.arch or flags.macos:
+        python = python_probe.describe(
+            flags.python or python.minor,
+            os_name=os_name,
+            arch=arch,
+            libc_version=cpu.libc_version,
+            macos_version=apple.macos_version,
+            free_threaded=python.free_threaded,
+        )
+    given = {k: str(v) for k, v in dataclasses.asdict(flags).items() if v not in (None, (), False)}
+    return dataclasses.replace(
+        report, system=system, cpu=cpu, python=python, nvidia=nvidia, amd=amd, intel=intel,
+        apple=apple, overrides={**report.overrides, **{f"--{k}": v for k, v in given.items()}},
+    )

@@ -1,0 +1,229 @@
+"""Settings with one precedence: command line > TORCHENV_* > pyproject > user file > system file > defaults."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchenv.agent.errors import ConfigError
+
+PYTORCH_INDEX = "https://download.pytorch.org/whl"
+PYPI_INDEX = "https://pypi.org/simple"
+SYSTEM_CONFIG = "/etc/torchenv/config.toml"
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://", "file://")):
+        raise ValueError("must be an http://, https:// or file:// URL")
+    return raw.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Setting:
+    key: str
+    help: str
+    default: Callable[[], Any]
+    parse: Callable[[str], Any] = str
+
+    @property
+    def env_var(self) -> str:
+        return "TORCHENV_" + self.key.upper().replace("-", "_")
+
+
+def _default_cache_dir() -> str:
+    if "CACHE_DIRECTORY" in os.environ:  # systemd's CacheDirectory=
+        return os.environ["CACHE_DIRECTORY"].split(":")[0]
+    import platformdirs
+
+    return platformdirs.user_cache_dir("torchenv", appauthor=False)
+
+
+def _default_state_dir() -> str:
+    if "STATE_DIRECTORY" in os.environ:  # systemd's StateDirectory=
+        return os.environ["STATE_DIRECTORY"].split(":")[0]
+    import platformdirs
+
+    return platformdirs.user_state_dir("torchenv", appauthor=False)
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A default that knows where it came from (e.g. the user's pip configuration)."""
+
+    value: Any
+    source: str
+
+
+def _default_index_url() -> Sourced:
+    from torchenv.agent.indexconfig import default_index_from_tools
+
+    found = default_index_from_tools()
+    return Sourced(*found) if found else Sourced(PYPI_INDEX, "default")
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("torch-index-url", "base of the PyTorch index (…/whl)", lambda: PYTORCH_INDEX, _url),
+    Setting("index-url", "the default index for everything but the torch family",
+            _default_index_url, _url),
+    Setting("prefix", "the virtual environment torchenv manages", lambda: ".venv"),
+    Setting("channel", "stable, test (release candidates) or nightly", lambda: "stable",
+            _choice("stable", "test", "nightly")),
+    Setting("backend", "auto, or a torch backend such as cpu, cu126, rocm6.4, xpu, mps",
+            lambda: "auto"),
+    Setting("resolver", "auto (uv when available), uv or pip", lambda: "auto",
+            _choice("auto", "uv", "pip")),
+    Setting("cache-dir", "HTTP and metadata cache", _default_cache_dir),
+    Setting("state-dir", "daemon state", _default_state_dir),
+    Setting("probe-timeout", "seconds any probe command (nvidia-smi, ...) may take",
+            lambda: 5.0, _positive_float),
+)
+BY_KEY = {s.key: s for s in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Value:
+    key: str
+    value: Any
+    source: str  # "command line", "environment (TORCHENV_X)", "pyproject.toml (/p)", ...
+
+
+class Settings(Mapping[str, Value]):
+    def __init__(self, values: Mapping[str, Value]) -> None:
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Value:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get_value(self, key: str) -> Any:
+        return self._values[key].value
+
+    def to_json(self) -> dict[str, dict[str, Any]]:
+        return {k: {"value": v.value, "source": v.source} for k, v in self._values.items()}
+
+
+def find_pyproject(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        candidate = directory / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror or exc}",
+            hint="check the file's permissions, or remove it",
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML ({exc})",
+            hint="fix the file or remove it; `torchenv config` shows what is in force",
+        ) from exc
+
+
+def _file_layer(path: Path, table: dict[str, Any], label: str) -> dict[str, tuple[str, str]]:
+    layer: dict[str, tuple[str, str]] = {}
+    for raw_key, raw in table.items():
+        key = raw_key.replace("_", "-")
+        if key not in BY_KEY:
+            if isinstance(raw, (dict, list)):
+                continue  # tables for other features (the agent's [[environment]]s)
+            raise ConfigError(
+                f"unknown setting {raw_key!r} in {path}",
+                hint=f"known settings: {', '.join(BY_KEY)}",
+            )
+        layer[key] = (str(raw), f"{label} ({path})")
+    return layer
+
+
+def load_settings(
+    cli: Mapping[str, Any | None] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    user_config: Path | None = None,
+    system_config: Path | None = None,
+) -> Settings:
+    """Resolve every setting with its source; raises ConfigError on a bad value or file."""
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    if user_config is None:
+        user_config = Path(env["TORCHENV_USER_CONFIG"]) if "TORCHENV_USER_CONFIG" in env else (
+            _user_config_path()
+        )
+    if system_config is None:
+        system_config = Path(env.get("TORCHENV_SYSTEM_CONFIG", SYSTEM_CONFIG))
+
+    layers: list[dict[str, tuple[str, str]]] = []
+    layers.append({k: (str(v), "command line") for k, v in (cli or {}).items() if v is not None})
+    layers.append({s.key: (env[s.env_var], f"environment ({s.env_var})")
+                   for s in SETTINGS if env.get(s.env_var)})
+    pyproject = find_pyproject(cwd)
+    if pyproject is not None:
+        table = read_toml(pyproject).get("tool", {}).get("torchenv", {})
+        layers.append(_file_layer(pyproject, table, "pyproject.toml"))
+    for path, label in ((user_config, "user config"), (system_config, "system config")):
+        if path.is_file():
+            layers.append(_file_layer(path, read_toml(path), label))
+
+    values: dict[str, Value] = {}
+    for setting in SETTINGS:
+        for layer in layers:
+            if setting.key in layer:
+                raw, source = layer[setting.key]
+                try:
+                    parsed = setting.parse(raw)
+                except ValueError as exc:
+                    raise ConfigError(
+                        f"{setting.key} = {raw!r} from {source}: {exc}",
+                        hint=f"correct it there ({setting.help})",
+                    ) from exc
+                values[setting.key] = Value(setting.key, parsed, source)
+                break
+        else:
+            default = setting.default()
+            if isinstance(default, Sourced):
+                values[setting.key] = Value(setting.key, default.value, default.source)
+            else:
+                values[setting.key] = Value(setting.key, default, "default")
+    return Settings(values)
+
+
+def _user_config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("torchenv", appauthor=False)) / "config.toml"

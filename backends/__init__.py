@@ -1,0 +1,1 @@
+"""The torch-backend catalog (data) and the pure selection over it."""
