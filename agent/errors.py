@@ -65,7 +65,7 @@ class SelectionError(TorchenvError):
     kind = "selection"
 
 
-class IndexError_(TorchenvError):  # noqa: N801 - avoid shadowing the builtin IndexError
+class IndexError_(TorchenvError):  # avoids shadowing the builtin IndexError
     """A package index failed or answered something unusable."""
 
     kind = "index"

@@ -1,4 +1,4 @@
-"""Where a command's host comes from: this machine, a recorded directory, a report file, or flags."""
+"""Where a command's host comes from: this machine, a recording, a report file, or flags."""
 
 from __future__ import annotations
 
@@ -21,8 +21,13 @@ from torchenv.probes.report import (
     NvidiaState,
 )
 
-ARCH_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "x86_64": "x86_64",
-                "aarch64": "aarch64", "arm64": "arm64"}
+ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "x64": "x86_64",
+    "x86_64": "x86_64",
+    "aarch64": "aarch64",
+    "arm64": "arm64",
+}
 OS_CHOICES = ("linux", "windows", "macos")
 
 
@@ -41,8 +46,16 @@ class HostFlags:
 
     def any(self) -> bool:
         return any(
-            (self.os, self.arch, self.python, self.driver, self.gpus, self.rocm_gfx, self.xpu,
-             self.macos)
+            (
+                self.os,
+                self.arch,
+                self.python,
+                self.driver,
+                self.gpus,
+                self.rocm_gfx,
+                self.xpu,
+                self.macos,
+            )
         )
 
 
@@ -59,28 +72,33 @@ def load_host(
     from torchenv.probes import LiveIO, RecordingIO, ReplayIO, probe_host
 
     if replay is not None and host_report is not None:
-        raise HostError("--replay and --host-report both describe the host",
-                        hint="give only one of them")
+        raise HostError(
+            "--replay and --host-report both describe the host", hint="give only one of them"
+        )
     if host_report is not None:
         report = read_host_report(host_report)
     elif replay is not None:
         try:
             io = ReplayIO(replay)
         except (FileNotFoundError, ValueError) as exc:
-            raise HostError(f"cannot replay {replay}: {exc}",
-                            hint="pass a directory written by `torchenv probe --record DIR`"
-                            ) from exc
+            raise HostError(
+                f"cannot replay {replay}: {exc}",
+                hint="pass a directory written by `torchenv probe --record DIR`",
+            ) from exc
         report = probe_host(io, disk_path=disk_path, command_timeout=command_timeout)
     elif record is not None:
         try:
             record.mkdir(parents=True, exist_ok=True)
             if any(record.iterdir()):
-                raise HostError(f"{record} is not empty",
-                                hint="record into a new or empty directory")
+                raise HostError(
+                    f"{record} is not empty", hint="record into a new or empty directory"
+                )
             recorder = RecordingIO(LiveIO(), record)
         except OSError as exc:
-            raise HostError(f"cannot record into {record}: {exc.strerror or exc}",
-                            hint="choose a directory you can write") from exc
+            raise HostError(
+                f"cannot record into {record}: {exc.strerror or exc}",
+                hint="choose a directory you can write",
+            ) from exc
         report = probe_host(recorder, disk_path=disk_path, command_timeout=command_timeout)
         recorder.save()
     else:
@@ -95,29 +113,40 @@ def read_host_report(path: Path) -> HostReport:
         data = json.loads(path.read_text(encoding="utf-8"))
         return HostReport.from_json(data)
     except OSError as exc:
-        raise HostError(f"cannot read {path}: {exc.strerror or exc}",
-                        hint="pass the file written by `torchenv probe --json > FILE`") from exc
+        raise HostError(
+            f"cannot read {path}: {exc.strerror or exc}",
+            hint="pass the file written by `torchenv probe --json > FILE`",
+        ) from exc
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise HostError(f"{path} is not a torchenv host report: {exc}",
-                        hint="write one with `torchenv probe --json > FILE`") from exc
+        raise HostError(
+            f"{path} is not a torchenv host report: {exc}",
+            hint="write one with `torchenv probe --json > FILE`",
+        ) from exc
 
 
 def parse_gfx(name: str) -> AmdGpu:
     """ "gfx90a" -> gfx_target_version 90010; the reverse of the KFD encoding."""
     match = re.fullmatch(r"gfx(\d{1,2})([0-9a-f])([0-9a-f])", name.strip().lower())
     if not match:
-        raise HostError(f"{name!r} is not an AMD gfx target",
-                        hint="use names like gfx942, gfx90a or gfx1100")
+        raise HostError(
+            f"{name!r} is not an AMD gfx target", hint="use names like gfx942, gfx90a or gfx1100"
+        )
     major, minor, step = int(match[1]), int(match[2], 16), int(match[3], 16)
-    return AmdGpu(node=-1, gfx=match[0], gfx_target_version=major * 10000 + minor * 100 + step,
-                  name="given on the command line")
+    return AmdGpu(
+        node=-1,
+        gfx=match[0],
+        gfx_target_version=major * 10000 + minor * 100 + step,
+        name="given on the command line",
+    )
 
 
 def _check_cc(value: str) -> str:
     if not re.fullmatch(r"\d{1,2}\.\d", value.strip()):
-        raise HostError(f"{value!r} is not a compute capability",
-                        hint="use MAJOR.MINOR, e.g. --gpu 8.6 (see `nvidia-smi --query-gpu="
-                        "compute_cap --format=csv`)")
+        raise HostError(
+            f"{value!r} is not a compute capability",
+            hint="use MAJOR.MINOR, e.g. --gpu 8.6 (see `nvidia-smi --query-gpu="
+            "compute_cap --format=csv`)",
+        )
     return value.strip()
 
 
@@ -134,14 +163,16 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
         nvidia, amd, intel, apple = NvidiaReport(), AmdReport(), IntelReport(), AppleReport()
         libc, libc_version = ("glibc", "2.28") if os_name == "linux" else (None, None)
         cpu = dataclasses.replace(cpu, libc=libc, libc_version=libc_version)
-        system = dataclasses.replace(system, os=os_name, os_release=None, kernel=None,
-                                     container=None, wsl=None)
+        system = dataclasses.replace(
+            system, os=os_name, os_release=None, kernel=None, container=None, wsl=None
+        )
     arch = cpu.arch
     if flags.arch:
         arch = ARCH_ALIASES.get(flags.arch.lower(), "")
         if not arch:
-            raise HostError(f"unknown architecture {flags.arch!r}",
-                            hint="use x86_64, aarch64 or arm64")
+            raise HostError(
+                f"unknown architecture {flags.arch!r}", hint="use x86_64, aarch64 or arm64"
+            )
     if os_name == "macos" and arch == "aarch64":
         arch = "arm64"
     if os_name != "macos" and arch == "arm64":
@@ -150,11 +181,20 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
 
     if flags.driver or flags.gpus:
         if flags.driver and not re.fullmatch(r"\d{3,4}(\.\d+){1,2}", flags.driver):
-            raise HostError(f"{flags.driver!r} is not an NVIDIA driver version",
-                            hint="use the form 580.95.05 (see `nvidia-smi`)")
-        gpus = (tuple(NvidiaGpu(index=i, compute_capability=_check_cc(cc),
-                                name="given on the command line")
-                      for i, cc in enumerate(flags.gpus)) if flags.gpus else nvidia.gpus)
+            raise HostError(
+                f"{flags.driver!r} is not an NVIDIA driver version",
+                hint="use the form 580.95.05 (see `nvidia-smi`)",
+            )
+        gpus = (
+            tuple(
+                NvidiaGpu(
+                    index=i, compute_capability=_check_cc(cc), name="given on the command line"
+                )
+                for i, cc in enumerate(flags.gpus)
+            )
+            if flags.gpus
+            else nvidia.gpus
+        )
         driver = flags.driver or nvidia.driver_version
         nvidia = NvidiaReport(
             state=NvidiaState.OK,
@@ -165,11 +205,18 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
             reasons=() if driver else ("no driver version given; pass --driver",),
         )
     if flags.rocm_gfx:
-        amd = AmdReport(kfd_present=True, rocm_version=amd.rocm_version,
-                        gpus=tuple(parse_gfx(g) for g in flags.rocm_gfx), source="flags")
+        amd = AmdReport(
+            kfd_present=True,
+            rocm_version=amd.rocm_version,
+            gpus=tuple(parse_gfx(g) for g in flags.rocm_gfx),
+            source="flags",
+        )
     if flags.xpu:
-        intel = IntelReport(gpus=(IntelGpu(pci_address="flags", device_id="0x0000",
-                                           name="given on the command line"),))
+        intel = IntelReport(
+            gpus=(
+                IntelGpu(pci_address="flags", device_id="0x0000", name="given on the command line"),
+            )
+        )
     if os_name == "macos":
         apple = AppleReport(
             is_macos=True,
@@ -191,6 +238,13 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
         )
     given = {k: str(v) for k, v in dataclasses.asdict(flags).items() if v not in (None, (), False)}
     return dataclasses.replace(
-        report, system=system, cpu=cpu, python=python, nvidia=nvidia, amd=amd, intel=intel,
-        apple=apple, overrides={**report.overrides, **{f"--{k}": v for k, v in given.items()}},
+        report,
+        system=system,
+        cpu=cpu,
+        python=python,
+        nvidia=nvidia,
+        amd=amd,
+        intel=intel,
+        apple=apple,
+        overrides={**report.overrides, **{f"--{k}": v for k, v in given.items()}},
     )

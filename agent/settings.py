@@ -1,4 +1,4 @@
-"""Settings with one precedence: command line > TORCHENV_* > pyproject > user file > system file > defaults."""
+"""Settings: command line > TORCHENV_* > pyproject > user file > system file > defaults."""
 
 from __future__ import annotations
 
@@ -83,19 +83,36 @@ def _default_index_url() -> Sourced:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("torch-index-url", "base of the PyTorch index (…/whl)", lambda: PYTORCH_INDEX, _url),
-    Setting("index-url", "the default index for everything but the torch family",
-            _default_index_url, _url),
+    Setting(
+        "index-url",
+        "the default index for everything but the torch family",
+        _default_index_url,
+        _url,
+    ),
     Setting("prefix", "the virtual environment torchenv manages", lambda: ".venv"),
-    Setting("channel", "stable, test (release candidates) or nightly", lambda: "stable",
-            _choice("stable", "test", "nightly")),
-    Setting("backend", "auto, or a torch backend such as cpu, cu126, rocm6.4, xpu, mps",
-            lambda: "auto"),
-    Setting("resolver", "auto (uv when available), uv or pip", lambda: "auto",
-            _choice("auto", "uv", "pip")),
+    Setting(
+        "channel",
+        "stable, test (release candidates) or nightly",
+        lambda: "stable",
+        _choice("stable", "test", "nightly"),
+    ),
+    Setting(
+        "backend", "auto, or a torch backend such as cpu, cu126, rocm6.4, xpu, mps", lambda: "auto"
+    ),
+    Setting(
+        "resolver",
+        "auto (uv when available), uv or pip",
+        lambda: "auto",
+        _choice("auto", "uv", "pip"),
+    ),
     Setting("cache-dir", "HTTP and metadata cache", _default_cache_dir),
     Setting("state-dir", "daemon state", _default_state_dir),
-    Setting("probe-timeout", "seconds any probe command (nvidia-smi, ...) may take",
-            lambda: 5.0, _positive_float),
+    Setting(
+        "probe-timeout",
+        "seconds any probe command (nvidia-smi, ...) may take",
+        lambda: 5.0,
+        _positive_float,
+    ),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -142,7 +159,8 @@ def read_toml(path: Path) -> dict[str, Any]:
         import tomli as tomllib
     try:
         with path.open("rb") as fh:
-            return tomllib.load(fh)
+            data: dict[str, Any] = tomllib.load(fh)
+            return data
     except OSError as exc:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror or exc}",
@@ -182,16 +200,23 @@ def load_settings(
     env = os.environ if env is None else env
     cwd = Path.cwd() if cwd is None else cwd
     if user_config is None:
-        user_config = Path(env["TORCHENV_USER_CONFIG"]) if "TORCHENV_USER_CONFIG" in env else (
-            _user_config_path()
+        user_config = (
+            Path(env["TORCHENV_USER_CONFIG"])
+            if "TORCHENV_USER_CONFIG" in env
+            else (_user_config_path())
         )
     if system_config is None:
         system_config = Path(env.get("TORCHENV_SYSTEM_CONFIG", SYSTEM_CONFIG))
 
     layers: list[dict[str, tuple[str, str]]] = []
     layers.append({k: (str(v), "command line") for k, v in (cli or {}).items() if v is not None})
-    layers.append({s.key: (env[s.env_var], f"environment ({s.env_var})")
-                   for s in SETTINGS if env.get(s.env_var)})
+    layers.append(
+        {
+            s.key: (env[s.env_var], f"environment ({s.env_var})")
+            for s in SETTINGS
+            if env.get(s.env_var)
+        }
+    )
     pyproject = find_pyproject(cwd)
     if pyproject is not None:
         table = read_toml(pyproject).get("tool", {}).get("torchenv", {})
