@@ -47,7 +47,7 @@ class LockedPackage:
 
 @dataclass(frozen=True)
 class PyLock:
-    """A whole pylock.toml; `tool_torchenv` is the `[tool.torchenv]` table (docs/architecture.md)."""
+    """A whole pylock.toml; `tool_torchenv` is `[tool.torchenv]` (see docs/architecture.md)."""
 
     packages: tuple[LockedPackage, ...]
     requires_python: str | None = None
@@ -105,8 +105,12 @@ def _package_dict(package: LockedPackage) -> dict[str, Any]:
         entry["dependencies"] = [{"name": d} for d in sorted(package.dependencies)]
     wheel = package.wheel
     entry["wheels"] = [
-        {"name": wheel.name, "url": wheel.url, "size": wheel.size,
-         "hashes": {"sha256": wheel.sha256}}
+        {
+            "name": wheel.name,
+            "url": wheel.url,
+            "size": wheel.size,
+            "hashes": {"sha256": wheel.sha256},
+        }
     ]
     return entry
 
@@ -119,25 +123,19 @@ def write_pylock(path: Path, lock: PyLock) -> None:
     """Write atomically: a temporary file beside `path`, then os.replace; never half a file."""
     text = dumps(lock).encode("utf-8")
     directory = path.parent if str(path.parent) else Path()
+    tmp: Path | None = None
     try:
-        handle = tempfile.NamedTemporaryFile(
-            dir=directory, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        )
-    except OSError as exc:
-        raise LockFileError(
-            f"cannot write {path}: {exc.strerror or exc}",
-            hint="choose a directory you can write with -o",
-        ) from exc
-    tmp = Path(handle.name)
-    try:
-        with handle:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        tmp = Path(name)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise LockFileError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint="choose a directory you can write with -o",
@@ -170,9 +168,10 @@ def read_pylock(path: Path) -> PyLock:
 def from_toml_dict(doc: Mapping[str, Any], *, source: str = "the lock") -> PyLock:
     version = doc.get("lock-version")
     if not isinstance(version, str):
-        raise LockFileError(f"{source} has no lock-version; it is not a PEP 751 lock",
-                            hint=_REGENERATE)
-    if version.split(".")[0] != LOCK_VERSION.split(".")[0]:
+        raise LockFileError(
+            f"{source} has no lock-version; it is not a PEP 751 lock", hint=_REGENERATE
+        )
+    if version.split(".", 1)[0] != LOCK_VERSION.split(".", 1)[0]:
         raise LockFileError(
             f"{source} has lock-version {version!r}; torchenv reads {LOCK_VERSION}",
             hint=f"upgrade torchenv, or {_REGENERATE}",
@@ -186,8 +185,7 @@ def from_toml_dict(doc: Mapping[str, Any], *, source: str = "the lock") -> PyLoc
     environments = doc.get("environments", [])
     requires_python = doc.get("requires-python")
     if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
-        raise LockFileError(f"{source}: environments must be an array of markers",
-                            hint=_REGENERATE)
+        raise LockFileError(f"{source}: environments must be an array of markers", hint=_REGENERATE)
     if requires_python is not None and not isinstance(requires_python, str):
         raise LockFileError(f"{source}: requires-python must be a string", hint=_REGENERATE)
     return PyLock(
@@ -202,7 +200,7 @@ def from_toml_dict(doc: Mapping[str, Any], *, source: str = "the lock") -> PyLoc
 
 def _need(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     value = table.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise LockFileError(
             f"{where}: {key} is missing or not a {kind.__name__}",
             hint=f"the file is incomplete or was edited by hand; {_REGENERATE}",
@@ -237,9 +235,15 @@ def _read_package(entry: Any, position: int, source: str) -> LockedPackage:
         )
     size = _need(wheel, "size", int, where)
     dependencies = entry.get("dependencies", [])
-    names = tuple(
-        d["name"] for d in dependencies if isinstance(d, Mapping) and isinstance(d.get("name"), str)
-    ) if isinstance(dependencies, Sequence) else ()
+    names = (
+        tuple(
+            d["name"]
+            for d in dependencies
+            if isinstance(d, Mapping) and isinstance(d.get("name"), str)
+        )
+        if isinstance(dependencies, Sequence)
+        else ()
+    )
     marker = entry.get("marker")
     return LockedPackage(
         name=normalize(name),
