@@ -42,7 +42,7 @@ def _url(raw: str) -> str:
 class Setting:
     key: str
     help: str
-    default: Callable[[], Any]
+    default: Callable[[Mapping[str, str]], Any]
     parse: Callable[[str], Any] = str
 
     @property
@@ -50,17 +50,17 @@ class Setting:
         return "TORCHENV_" + self.key.upper().replace("-", "_")
 
 
-def _default_cache_dir() -> str:
-    if "CACHE_DIRECTORY" in os.environ:  # systemd's CacheDirectory=
-        return os.environ["CACHE_DIRECTORY"].split(":")[0]
+def _default_cache_dir(env: Mapping[str, str]) -> str:
+    if "CACHE_DIRECTORY" in env:  # systemd's CacheDirectory=
+        return env["CACHE_DIRECTORY"].split(":")[0]
     import platformdirs
 
     return platformdirs.user_cache_dir("torchenv", appauthor=False)
 
 
-def _default_state_dir() -> str:
-    if "STATE_DIRECTORY" in os.environ:  # systemd's StateDirectory=
-        return os.environ["STATE_DIRECTORY"].split(":")[0]
+def _default_state_dir(env: Mapping[str, str]) -> str:
+    if "STATE_DIRECTORY" in env:  # systemd's StateDirectory=
+        return env["STATE_DIRECTORY"].split(":")[0]
     import platformdirs
 
     return platformdirs.user_state_dir("torchenv", appauthor=False)
@@ -74,35 +74,39 @@ class Sourced:
     source: str
 
 
-def _default_index_url() -> Sourced:
+def _default_index_url(env: Mapping[str, str]) -> Sourced:
     from torchenv.agent.indexconfig import default_index_from_tools
 
-    found = default_index_from_tools()
+    found = default_index_from_tools(env)
     return Sourced(*found) if found else Sourced(PYPI_INDEX, "default")
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("torch-index-url", "base of the PyTorch index (…/whl)", lambda: PYTORCH_INDEX, _url),
+    Setting(
+        "torch-index-url", "base of the PyTorch index (…/whl)", lambda _env: PYTORCH_INDEX, _url
+    ),
     Setting(
         "index-url",
         "the default index for everything but the torch family",
         _default_index_url,
         _url,
     ),
-    Setting("prefix", "the virtual environment torchenv manages", lambda: ".venv"),
+    Setting("prefix", "the virtual environment torchenv manages", lambda _env: ".venv"),
     Setting(
         "channel",
         "stable, test (release candidates) or nightly",
-        lambda: "stable",
+        lambda _env: "stable",
         _choice("stable", "test", "nightly"),
     ),
     Setting(
-        "backend", "auto, or a torch backend such as cpu, cu126, rocm6.4, xpu, mps", lambda: "auto"
+        "backend",
+        "auto, or a torch backend such as cpu, cu126, rocm6.4, xpu, mps",
+        lambda _env: "auto",
     ),
     Setting(
         "resolver",
         "auto (uv when available), uv or pip",
-        lambda: "auto",
+        lambda _env: "auto",
         _choice("auto", "uv", "pip"),
     ),
     Setting("cache-dir", "HTTP and metadata cache", _default_cache_dir),
@@ -110,7 +114,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "probe-timeout",
         "seconds any probe command (nvidia-smi, ...) may take",
-        lambda: 5.0,
+        lambda _env: 5.0,
         _positive_float,
     ),
 )
@@ -227,25 +231,31 @@ def load_settings(
 
     values: dict[str, Value] = {}
     for setting in SETTINGS:
-        for layer in layers:
-            if setting.key in layer:
-                raw, source = layer[setting.key]
-                try:
-                    parsed = setting.parse(raw)
-                except ValueError as exc:
-                    raise ConfigError(
-                        f"{setting.key} = {raw!r} from {source}: {exc}",
-                        hint=f"correct it there ({setting.help})",
-                    ) from exc
-                values[setting.key] = Value(setting.key, parsed, source)
-                break
+        # Every layer's value is checked, so a typo in a shadowed file is found too.
+        given = [
+            Value(setting.key, _parse(setting, *layer[setting.key]), layer[setting.key][1])
+            for layer in layers
+            if setting.key in layer
+        ]
+        if given:
+            values[setting.key] = given[0]
+            continue
+        default = setting.default(env)
+        if isinstance(default, Sourced):
+            values[setting.key] = Value(setting.key, default.value, default.source)
         else:
-            default = setting.default()
-            if isinstance(default, Sourced):
-                values[setting.key] = Value(setting.key, default.value, default.source)
-            else:
-                values[setting.key] = Value(setting.key, default, "default")
+            values[setting.key] = Value(setting.key, default, "default")
     return Settings(values)
+
+
+def _parse(setting: Setting, raw: str, source: str) -> Any:
+    try:
+        return setting.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{setting.key} = {raw!r} from {source}: {exc}",
+            hint=f"correct it there ({setting.help})",
+        ) from exc
 
 
 def _user_config_path() -> Path:
