@@ -965,5 +965,8 @@ def _from_pci(run: _Probe, *, evidence: bool) -> _Found:
     else:
         run.notes.append("NVIDIA GPU on the PCI bus but no NVIDIA driver installed")
         report = NvidiaReport(state=NvidiaState.NO_DRIVER, gpus=tuple(gpus), source="pci")
-    run.notes.append(CC_HINT)
+    run.notes.append(
+        "compute capability unknown until the driver is loaded: set "
+        "TORCHENV_GPU_COMPUTE_CAPABILITY (e.g. 8.6,9.0) to plan for it"
+    )
     return run.done(report)
