@@ -1,0 +1,1 @@
+"""The agent: a reconcile loop, a status socket and the systemd protocol, without the pipeline."""
