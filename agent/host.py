@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,11 @@ ARCH_ALIASES = {
     "arm64": "arm64",
 }
 OS_CHOICES = ("linux", "windows", "macos")
+OVERRIDE_VARIABLES = (
+    "TORCHENV_CUDA_DRIVER_VERSION",
+    "TORCHENV_GPU_COMPUTE_CAPABILITY",
+    "TORCHENV_ROCM_GFX",
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,8 @@ def load_host(
     command_timeout: float = 5.0,
 ) -> HostReport:
     """The HostReport a command works for. Raises HostError for unusable inputs."""
-    from torchenv.probes import LiveIO, RecordingIO, ReplayIO, probe_host
+    from torchenv.probes import HostIO, LiveIO, RecordingIO, ReplayIO, probe_host
+    from torchenv.probes.hostio import OverlayEnvIO
 
     if replay is not None and host_report is not None:
         raise HostError(
@@ -85,7 +92,10 @@ def load_host(
                 f"cannot replay {replay}: {exc}",
                 hint="pass a directory written by `torchenv probe --record DIR`",
             ) from exc
-        report = probe_host(io, disk_path=disk_path, command_timeout=command_timeout)
+        # Overrides set for this run apply on top of the recording; the report shows them.
+        given = {k: os.environ[k] for k in OVERRIDE_VARIABLES if os.environ.get(k)}
+        replayed: HostIO = OverlayEnvIO(io, given) if given else io
+        report = probe_host(replayed, disk_path=disk_path, command_timeout=command_timeout)
     elif record is not None:
         try:
             record.mkdir(parents=True, exist_ok=True)
