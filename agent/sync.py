@@ -180,12 +180,31 @@ class Fetcher:
             self._client.close()
 
 
+def clean_parts(cache_dir: Path) -> None:
+    """Remove partial downloads left by torchenv processes that no longer run."""
+    for part in (cache_dir / "wheels").glob("*/*/.*.part"):
+        pid = part.name.rsplit(".", 3)[-3]
+        if pid.isdigit() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fetch_all(
     packages: Sequence[LockedPackage], cache_dir: Path, reporter: Reporter
 ) -> tuple[dict[str, Path], int, int]:
     """Every locked wheel as a checked local file; returns (files, bytes fetched, cache hits)."""
     hits = sum(1 for p in packages if cache_path(cache_dir, p).is_file())
     total = sum(p.wheel.size for p in packages)
+    clean_parts(cache_dir)
     fetcher = Fetcher(cache_dir, reporter, total)
     try:
         with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
@@ -388,6 +407,7 @@ def _build_and_switch(
         "verified": report is not None and report.ok,
     }
     venv.record_switch(layout, old, env_id, verified)
+    venv.clean_stale(layout)  # keep the active environment and the previous one
     return SyncResult(
         prefix=layout.prefix,
         env_id=env_id,

@@ -162,6 +162,7 @@ def check_prefix(layout: Layout, *, force: bool) -> PrefixKind:
 
 def ensure_home(layout: Layout) -> None:
     try:
+        fault_point("home")
         layout.envs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error("create", layout.envs, exc) from exc

@@ -1,0 +1,302 @@
+"""`torchenv auto`, `sync`, `verify` and `rollback`: parse arguments, call the core, render."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
+from torchenv.agent.reporter import Reporter
+
+if TYPE_CHECKING:
+    from torchenv.agent.host import HostFlags
+    from torchenv.agent.pipeline import AutoResult, HostSource
+    from torchenv.agent.settings import Settings
+    from torchenv.agent.verify import VerifyReport
+
+
+def register(app: typer.Typer) -> None:
+    app.command("auto")(auto)
+    app.command("sync")(sync)
+    app.command("verify")(verify)
+    app.command("rollback")(rollback)
+
+
+PREFIX_OPTION = typer.Option(
+    None, "--prefix", metavar="DIR", help="The environment to manage (default: .venv)."
+)
+REPLAY_OPTION = typer.Option(
+    None, "--replay", metavar="DIR", help="Work for the host recorded in DIR."
+)
+HOST_REPORT_OPTION = typer.Option(
+    None, "--host-report", metavar="FILE", help="Work for the host in a `probe --json` file."
+)
+PYTHON_OPTION = typer.Option(None, "--python", help="Target Python X.Y instead of the probed one.")
+DRIVER_OPTION = typer.Option(None, "--driver", help="NVIDIA driver version, e.g. 580.95.05.")
+GPU_OPTION = typer.Option([], "--gpu", help="An NVIDIA GPU's compute capability (repeat).")
+FORCE_OPTION = typer.Option(
+    False, "--force", help="Install a lock made for another target; replace an unmanaged prefix."
+)
+
+
+# ---------------------------------------------------------------- rendering
+
+
+class ConsoleReporter(Reporter):
+    """Stage lines and a download bar on stderr (rich), for people at a terminal."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self._bar: Any = None
+        self._task: Any = None
+
+    def stage_started(self, stage: str, detail: str = "") -> None:
+        self.console.print(f"[bold]{stage}[/bold] {detail}".rstrip())
+
+    def stage_finished(self, stage: str, seconds: float, detail: str = "") -> None:
+        self._close_bar()
+        self.console.print(f"  {stage} done in {seconds:.2f} s {detail}".rstrip())
+
+    def progress(self, task: str, done: int, total: int | None) -> None:
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        if self._bar is None:
+            self._bar = Progress(
+                *Progress.get_default_columns(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(task, total=total)
+        self._bar.update(self._task, completed=done, total=total)
+
+    def _close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def info(self, message: str) -> None:
+        self.console.print(f"  {message}")
+
+    def warning(self, message: str) -> None:
+        self.console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def make_reporter(as_json: bool) -> Reporter:
+    """Rich on a terminal; quiet with --json or when stderr is not a TTY."""
+    if as_json or not sys.stderr.isatty():
+        return Reporter()
+    return ConsoleReporter()
+
+
+def verify_lines(report: VerifyReport) -> list[str]:
+    marks = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}
+    return [
+        f"  {marks[c.status.value]} {c.name}: {c.detail}"
+        + (f" ({c.seconds:.3f} s)" if c.seconds is not None else "")
+        for c in report.checks
+    ]
+
+
+def auto_lines(result: AutoResult) -> list[str]:
+    host = result.host
+    nvidia = host.get("nvidia") or []
+    gpus = nvidia[3] if len(nvidia) > 3 else []
+    python = (host.get("python") or ["", ""])[1]
+    lines = [
+        f"host      {host.get('os')} {host.get('arch')}, Python {python}"
+        + (f", NVIDIA driver {nvidia[2]}, GPUs {' '.join(gpus)}" if gpus else "")
+        + f" (fingerprint {result.fingerprint})",
+        f"choice    torch {result.torch} ({result.backend})",
+    ]
+    lines += [f"  because {r}" for r in result.reasons]
+    lines.append(f"lock      {result.lock_path}" + (" (new)" if result.relocked else " (reused)"))
+    lines.append(f"env       {result.prefix} -> {result.env_id}")
+    if result.action == "unchanged":
+        lines.append("nothing to do: host, request and lock unchanged; verified before")
+    else:
+        lines.append("installed " + ", ".join(f"{n} {v}" for n, v in result.installed))
+        if result.verify is not None:
+            lines.append("verified" if result.verify.ok else "verification FAILED")
+            lines += verify_lines(result.verify)
+    stages = ", ".join(f"{k} {v:.2f} s" for k, v in result.stages.items())
+    lines.append(f"time      {result.seconds:.2f} s ({stages})")
+    lines += [f"note      {n}" for n in result.notes]
+    return lines
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _flags(python: str | None, driver: str | None, gpus: list[str]) -> HostFlags | None:
+    from torchenv.agent.host import HostFlags
+
+    flags = HostFlags(python=python, driver=driver, gpus=tuple(gpus))
+    return flags if flags.any() else None
+
+
+def _source(replay: Path | None, host_report: Path | None, flags: HostFlags | None) -> HostSource:
+    from torchenv.agent.pipeline import HostSource
+
+    return HostSource(replay=replay, host_report=host_report, flags=flags)
+
+
+def _settings(**cli: Any) -> Settings:
+    from torchenv.agent.settings import load_settings
+
+    return load_settings({k.replace("_", "-"): v for k, v in cli.items()})
+
+
+# ---------------------------------------------------------------- commands
+
+
+def auto(  # noqa: PLR0917 - typer maps each option to a parameter
+    requirements: list[str] = typer.Argument(None, help="Requirements (default: the project's)."),
+    prefix: str | None = PREFIX_OPTION,
+    lock: Path | None = typer.Option(None, "--lock", metavar="FILE", help="Where the lock lives."),
+    backend: str | None = typer.Option(None, "--backend", help="auto, cpu, cu126, rocm6.4, ..."),
+    channel: str | None = typer.Option(None, "--channel", help="stable, test or nightly."),
+    torch_index_url: str | None = typer.Option(None, "--torch-index-url"),
+    index_url: str | None = typer.Option(None, "--index-url"),
+    replay: Path | None = REPLAY_OPTION,
+    host_report: Path | None = HOST_REPORT_OPTION,
+    python: str | None = PYTHON_OPTION,
+    driver: str | None = DRIVER_OPTION,
+    gpu: list[str] = GPU_OPTION,
+    force: bool = FORCE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
+
+    def body() -> None:
+        from torchenv.agent import pipeline
+
+        settings = _settings(
+            prefix=prefix, backend=backend, channel=channel,
+            torch_index_url=torch_index_url, index_url=index_url,
+        )  # fmt: skip
+        result = pipeline.auto(
+            tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
+            source=_source(replay, host_report, _flags(python, driver, gpu)),
+            lock_path=lock, force=force,
+        )  # fmt: skip
+        if as_json:
+            emit_json(result.to_json())
+        else:
+            typer.echo("\n".join(auto_lines(result)))
+
+    guarded(as_json, body)
+
+
+def sync(  # noqa: PLR0917 - typer maps each option to a parameter
+    lock: Path = typer.Argument(..., help="The pylock.toml to install."),
+    prefix: str | None = PREFIX_OPTION,
+    replay: Path | None = REPLAY_OPTION,
+    host_report: Path | None = HOST_REPORT_OPTION,
+    python: str | None = PYTHON_OPTION,
+    force: bool = FORCE_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
+
+    def body() -> None:
+        from torchenv.agent import pipeline
+        from torchenv.agent import sync as syncmod
+        from torchenv.agent.host import load_host
+        from torchenv.agent.pylock import read_pylock
+
+        settings = _settings(prefix=prefix)
+        source = _source(replay, host_report, _flags(python, None, []))
+        host = load_host(replay=replay, host_report=host_report, flags=source.flags)
+        parsed = read_pylock(lock)
+        result = syncmod.sync(
+            lock, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
+            cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
+            verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
+            force=force, stamp={"fingerprint": host.fingerprint()},
+        )  # fmt: skip
+        if as_json:
+            emit_json(result.to_json())
+            return
+        typer.echo(f"switched {result.prefix} to {result.env_id} ({result.installer})")
+        if result.adopted:
+            typer.echo(f"your previous environment was kept at {result.adopted}")
+        if result.verify is not None:
+            typer.echo("\n".join(verify_lines(result.verify)))
+
+    guarded(as_json, body)
+
+
+def verify(
+    prefix: str | None = PREFIX_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Run the environment's interpreter: import torch, check the build, exercise each device."""
+
+    def body() -> None:
+        from torchenv.agent import pipeline, venv
+        from torchenv.agent import verify as verifymod
+        from torchenv.agent.errors import EnvironmentBuildError, VerifyError
+        from torchenv.agent.host import load_host
+        from torchenv.agent.pylock import read_pylock
+        from torchenv.agent.sync import LOCK_COPY
+
+        settings = _settings(prefix=prefix)
+        env = Path(str(settings.get_value("prefix")))
+        python = venv.python_in(env)
+        if not python.exists():
+            raise EnvironmentBuildError(
+                f"there is no environment at {env}",
+                hint="build one with `torchenv auto` or `torchenv sync LOCK`",
+            )
+        host = load_host(command_timeout=float(settings.get_value("probe-timeout")))
+        copy = env / LOCK_COPY
+        expect = (
+            pipeline.expectation(read_pylock(copy))
+            if copy.is_file()
+            else verifymod.Expectation(None, None)
+        )
+        plan = verifymod.plan_devices(host, expect.backend, devices_here=True)
+        report = verifymod.verify_env(python, expect, plan)
+        if not as_json:
+            typer.echo("\n".join(verify_lines(report)))
+        if not report.ok:
+            raise VerifyError(
+                f"{env} failed verification: " + ", ".join(c.name for c in report.failed()),
+                hint="run `torchenv auto` to rebuild it, or `torchenv rollback`",
+                details={"prefix": str(env), **report.to_json()},
+            )
+        if as_json:
+            emit_json({"prefix": str(env), **report.to_json()})
+
+    guarded(as_json, body)
+
+
+def rollback(
+    prefix: str | None = PREFIX_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Switch back to the environment that was active before the last sync."""
+
+    def body() -> None:
+        from torchenv.agent import prefixlock, venv
+
+        settings = _settings(prefix=prefix)
+        layout = venv.Layout.for_prefix(str(settings.get_value("prefix")))
+        reporter = make_reporter(as_json)
+        venv.ensure_home(layout)
+        with prefixlock.hold(layout.lock_file, reporter=reporter):
+            active, previous = venv.rollback(layout)
+        if as_json:
+            emit_json({"prefix": str(layout.prefix), "active": active, "previous": previous})
+        else:
+            typer.echo(f"{layout.prefix} -> {active} (was {previous})")
+
+    guarded(as_json, body)
