@@ -118,6 +118,18 @@ def request_key(requirements: Sequence[str], settings: Mapping[str, Any]) -> str
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _norm(requirements: Sequence[str]) -> list[str]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    out = []
+    for text in requirements:
+        try:
+            out.append(str(Requirement(str(text))))
+        except InvalidRequirement:
+            out.append(str(text))
+    return sorted(out)
+
+
 def lock_mismatches(
     table: Mapping[str, Any],
     *,
@@ -129,7 +141,7 @@ def lock_mismatches(
     out = []
     if table.get("fingerprint") != fingerprint:
         out.append(f"host fingerprint {table.get('fingerprint')} != {fingerprint}")
-    if sorted(table.get("requirements") or []) != sorted(requirements):
+    if _norm(table.get("requirements") or []) != _norm(requirements):
         out.append(f"requirements {table.get('requirements')} != {list(requirements)}")
     backend = settings.get("backend")
     if backend not in (None, "auto") and table.get("backend") != backend:
@@ -223,13 +235,56 @@ def locate(
     return Where(venv.Layout.for_prefix(prefix).prefix, lock_path, tuple(with_torch(reqs)), project)
 
 
+@dataclass(frozen=True)
+class _Chosen:
+    """The selected build, as lock_for reads it."""
+
+    backend: str
+    channel: str
+    torch: str | None
+    reasons: tuple[str, ...]
+
+
 def default_locker(
     host: HostReport, requirements: Sequence[str], settings: Settings, reporter: Reporter
 ) -> PyLock:
-    """select then lock_for, with the index client and resolver the settings name."""
-    from torchenv.agent import lock as lockmod
+    """select, then lock_for with the index client and the resolver the settings name."""
+    from torchenv.agent.errors import SelectionError
+    from torchenv.agent.index import IndexClient
+    from torchenv.agent.lock import lock_for
+    from torchenv.agent.resolvers import choose_resolver
+    from torchenv.backends.catalog import load_catalog
+    from torchenv.backends.select import InvalidRequest, Request, select
 
-    return lockmod.auto_lock(host, requirements, settings, reporter=reporter)
+    backend = settings.get_value("backend")
+    with reporter.stage("select"):
+        try:
+            request = Request(
+                requirements=tuple(requirements),
+                channel=settings.get_value("channel"),
+                backend=None if backend == "auto" else backend,
+                torch_index_url=settings.get_value("torch-index-url"),
+                default_index_url=settings.get_value("index-url"),
+            )
+            selection = select(host, request, load_catalog())
+        except InvalidRequest as exc:
+            raise SelectionError(str(exc), hint="correct the requirement or setting") from exc
+    if not selection.ok or selection.backend is None:
+        raise SelectionError(
+            "no torch build fits this host: " + "; ".join(selection.reasons),
+            hint="; ".join(selection.unlock) or "see `torchenv select --explain`",
+            details=selection.to_json(),
+        )
+    for warning in selection.warnings:
+        reporter.warning(warning)
+    cache = Path(settings.get_value("cache-dir"))
+    with IndexClient(cache_dir=cache, reporter=reporter) as client:
+        chosen = _Chosen(selection.backend, selection.channel, selection.torch, selection.reasons)
+        return lock_for(
+            requirements, host, chosen, settings,
+            resolver=choose_resolver(settings.get_value("resolver")), client=client,
+            reporter=reporter,
+        )  # fmt: skip
 
 
 def expectation(lock: PyLock) -> Expectation:
@@ -372,6 +427,9 @@ def _run(
     from torchenv.agent.errors import LockFileError
     from torchenv.agent.pylock import from_toml_dict, write_pylock
 
+    layout = venv.Layout.for_prefix(where.prefix)
+    venv.check_prefix(layout, force=force)  # before any network work
+    venv.ensure_home(layout)
     notes: list[str] = []
     lock: PyLock | None = None
     if raw is not None:

@@ -1,0 +1,128 @@
+"""auto: the pipeline around a locker seam; the no-op path, project mode, relocking."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from test_sync_helpers import build_lock, cpu_host, plain_spec, torch_spec
+
+from torchenv.agent import pipeline, venv
+from torchenv.agent.pylock import PyLock, read_pylock
+from torchenv.agent.reporter import RecordingReporter, Reporter
+from torchenv.agent.settings import Settings, load_settings
+from torchenv.probes.report import HostReport
+
+pytestmark = pytest.mark.e2e
+
+
+class FakeLocker:
+    """Locks real local wheels; counts its calls (each one stands for network work)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(
+        self, host: HostReport, requirements: Sequence[str], settings: Settings, _: Reporter
+    ) -> PyLock:
+        self.calls.append(tuple(requirements))
+        version = "2.14.0+cpu" if any("2.14" in r for r in requirements) else "2.13.0+cpu"
+        path = build_lock(
+            self.directory / str(len(self.calls)), [torch_spec(version), plain_spec("filelock")],
+            host=host,
+        )  # fmt: skip
+        lock = read_pylock(path)
+        table = {**lock.tool_torchenv, "requirements": list(requirements),
+                 "reasons": ["no accelerator on this host"]}  # fmt: skip
+        return PyLock(packages=lock.packages, tool_torchenv=table)
+
+
+@pytest.fixture
+def host_file(tmp_path: Path) -> Path:
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps(cpu_host().to_json()))
+    return path
+
+
+def run(tmp_path: Path, cwd: Path, host_file: Path, locker: FakeLocker, *reqs: str, **cli: str):  # type: ignore[no-untyped-def]
+    env = {"TORCHENV_CACHE_DIR": str(tmp_path / "cache")}
+    settings = load_settings(cli, env=env, cwd=cwd, user_config=tmp_path / "none.toml")
+    return pipeline.auto(
+        reqs, settings=settings, source=pipeline.HostSource(host_report=host_file),
+        reporter=RecordingReporter(), cwd=cwd, locker=locker,
+    )  # fmt: skip
+
+
+def test_project_gets_venv_and_lock_then_nothing_to_do(tmp_path: Path, host_file: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "src").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "p"\nversion = "0"\ndependencies = ["filelock"]\n'
+    )
+    locker = FakeLocker(tmp_path / "locks")
+    first = run(tmp_path, project / "src", host_file, locker)
+    assert first.action == "synced" and first.relocked
+    assert first.prefix == project / ".venv" and first.lock_path == project / "pylock.toml"
+    assert locker.calls == [("torch", "filelock")]
+    assert first.verify is not None and first.verify.ok
+    assert set(first.stages) >= {"probe", "download", "install", "verify"}
+
+    second = run(tmp_path, project / "src", host_file, locker)
+    assert second.action == "unchanged" and second.env_id == first.env_id
+    assert len(locker.calls) == 1 and second.torch == "2.13.0+cpu"
+    assert set(second.stages) == {"probe"}
+
+
+def test_changes_that_undo_the_no_op(tmp_path: Path, host_file: Path) -> None:
+    locker = FakeLocker(tmp_path / "locks")
+    prefix = str(tmp_path / "env")
+    first = run(tmp_path, tmp_path, host_file, locker, prefix=prefix)
+    assert first.lock_path == venv.Layout.for_prefix(prefix).home / "pylock.toml"
+
+    # files changed inside the environment: reinstall from the same lock, no relock
+    site = next(Path(prefix).glob("lib/python*/site-packages"))
+    (site / "stray.py").write_text("")
+    again = run(tmp_path, tmp_path, host_file, locker, prefix=prefix)
+    assert again.action == "synced" and not again.relocked and len(locker.calls) == 1
+
+    # another request: relock
+    other = run(tmp_path, tmp_path, host_file, locker, "torch==2.14.*", prefix=prefix)
+    assert other.relocked and other.torch == "2.14.0+cpu" and len(locker.calls) == 2
+    assert run(tmp_path, tmp_path, host_file, locker, "torch==2.14.*", prefix=prefix).action == (
+        "unchanged"
+    )
+
+    # another host: relock, and the note says why
+    moved = tmp_path / "host2.json"
+    moved.write_text(json.dumps(cpu_host(python="3.11").to_json()).replace("2.36", "2.39"))
+    third = run(tmp_path, tmp_path, moved, locker, "torch==2.14.*", prefix=prefix)
+    assert third.relocked and any("fingerprint" in n for n in third.notes)
+
+
+@pytest.mark.parametrize(
+    ("table", "want"),
+    [
+        ({"fingerprint": "f", "requirements": ["torch"]}, []),
+        ({"fingerprint": "g", "requirements": ["torch"]}, ["host fingerprint g != f"]),
+        ({"fingerprint": "f", "requirements": ["torch", "numpy"]}, ["requirements"]),
+        ({"fingerprint": "f", "requirements": ["torch"], "index-url": "https://m/simple/"}, []),
+        ({"fingerprint": "f", "requirements": ["torch"], "index-url": "https://x"}, ["index-url"]),
+    ],
+)
+def test_lock_mismatches(table: dict[str, object], want: list[str]) -> None:
+    got = pipeline.lock_mismatches(
+        table, fingerprint="f", requirements=["torch"],
+        settings={"backend": "auto", "index-url": "https://m/simple"},
+    )  # fmt: skip
+    assert len(got) == len(want) and all(g.startswith(w) for g, w in zip(got, want, strict=True))
+
+
+def test_with_torch_and_request_key() -> None:
+    assert pipeline.with_torch(["numpy"]) == ["torch", "numpy"]
+    assert pipeline.with_torch(["torch[opt]>=2.6", "numpy"]) == ["torch[opt]>=2.6", "numpy"]
+    base = {"backend": "auto"}
+    assert pipeline.request_key(["a", "b"], base) == pipeline.request_key(["b", "a"], base)
+    assert pipeline.request_key(["a"], base) != pipeline.request_key(["a"], {"backend": "cpu"})
