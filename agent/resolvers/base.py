@@ -1,0 +1,116 @@
+"""What every resolver backend takes and gives: requirements for one target in, pins out."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from torchenv.agent.errors import ResolutionError
+from torchenv.agent.resolvers.target import Target
+
+# Variables that would add indexes, find-links or config files behind torchenv's back.
+_TOOL_PREFIXES = ("UV_", "PIP_")
+_KEEP = frozenset({"UV_CACHE_DIR", "PIP_CACHE_DIR"})
+
+
+@dataclass(frozen=True)
+class ResolveRequest:
+    """Requirements (PEP 508) to resolve for exactly `target` against exactly `index_url`.
+
+    The torch family arrives as direct references (`torch @ file:///…/torch-….whl`) to
+    metadata-only stand-in wheels, so the resolver can take it from nowhere else.
+    """
+
+    requirements: tuple[str, ...]
+    target: Target
+    index_url: str
+    workdir: Path
+    cache_dir: Path | None = None
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # normalised
+    version: str
+    direct_url: str | None = None  # set for direct references (the stand-ins)
+    dependencies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resolution:
+    resolver: str
+    pins: tuple[Pin, ...]
+
+    def versions(self) -> dict[str, str]:
+        return {p.name: p.version for p in self.pins}
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Runner = Callable[[Sequence[str], Mapping[str, str], Path, float], Completed]
+
+
+class Resolver(Protocol):
+    name: str
+
+    def unavailable(self) -> str | None:
+        """Why this backend cannot run here, or None when it can."""
+
+    def resolve(self, request: ResolveRequest) -> Resolution: ...
+
+
+def run_process(
+    argv: Sequence[str], env: Mapping[str, str], cwd: Path, timeout: float
+) -> Completed:
+    """The default Runner: a subprocess with captured text output."""
+    try:
+        done = subprocess.run(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ResolutionError(
+            f"{Path(argv[0]).name} did not finish within {timeout:.0f} s",
+            hint="check that the indexes answer (`torchenv config` shows them), then retry",
+        ) from exc
+    except OSError as exc:
+        raise ResolutionError(
+            f"cannot run {argv[0]}: {exc.strerror or exc}",
+            hint="reinstall torchenv with its `uv` extra, or pass --resolver pip",
+        ) from exc
+    return Completed(tuple(argv), done.returncode, done.stdout, done.stderr)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without uv/pip settings that could change the indexes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_TOOL_PREFIXES) or k in _KEEP}
+    env.update(extra or {})
+    return env
+
+
+def failed(tool: str, done: Completed) -> ResolutionError:
+    """A resolver's refusal, with its own last lines (they name the conflict)."""
+    lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
+    tail = "\n".join(lines[-15:])
+    return ResolutionError(
+        f"{tool} could not resolve the requirements for this target:\n{tail}",
+        hint="relax the conflicting requirement, or choose another torch with --backend "
+        "or --channel; `torchenv select --explain` shows the choices",
+        details={"argv": list(done.argv), "returncode": done.returncode, "output": tail},
+    )
