@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -546,7 +547,8 @@ def _judge(
             request=True,
         )
     ]
-    checks += _platform_checks(host, release)
+    platform = _platform_checks(host, release)
+    checks += platform
     checks += _device_checks(host, release, build, catalog)
     flags = [f for c in checks if c.ok for f in c.flags]
     if build.inferred or "python" in release.inferred or release.origin != "shipped":
@@ -558,7 +560,8 @@ def _judge(
     if failed:
         reasons = tuple(c.reason for c in failed)
     else:
-        reasons = tuple(c.reason for c in checks if c.ok and not c.request)
+        device = tuple(c.reason for c in checks[1 + len(platform) :] if c.ok)
+        reasons = device + tuple(c.reason for c in platform if c.ok)
         reasons += tuple(f"ignored for --backend: {c.reason}" for c in checks if not c.ok)
         if build.inferred:
             reasons += (f"{build.backend} {build.inferred}",)
@@ -715,14 +718,21 @@ def _failed(
         unlock.append(f"allow torch {best.torch} ({best.backend} runs here)")
     if not reasons:
         reasons.append("no torch build satisfies the request on this host")
-    top = [c for c in ranked if c.request_ok][:1] or list(ranked[:1])
-    reasons += [r for c in top for r in c.reasons]
+    top = [c for c in ranked if c.request_ok and not c.ok][:1] or list(ranked[:1])
+    reasons += [r for c in top if not c.ok for r in c.reasons]
+    unlock.sort(key=_unlock_order)
     return replace(
         base,
         reasons=tuple(dict.fromkeys(reasons)),
         unlock=tuple(dict.fromkeys(unlock))[:4],
         warnings=host.notes,
     )
+
+
+def _unlock_order(hint: str) -> tuple[int, Dotted]:
+    """Driver upgrades first, the smallest first; other hints keep their order."""
+    match = re.match(r"driver >= ([\d.]+) ", hint)
+    return (0, dotted(match[1])) if match else (1, ())
 
 
 def _warnings(chosen: Candidate, host: Host, forced: str | None) -> list[str]:

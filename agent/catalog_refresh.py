@@ -1,0 +1,175 @@
+"""`torchenv catalog refresh`: learn from the live PyTorch index which torch builds exist."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torchenv.agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torchenv.agent.index import Artifact, IndexClient
+    from torchenv.backends.catalog import Catalog
+
+LIVE_FILE = "catalog-live.json"
+
+
+@dataclass(frozen=True)
+class WheelFacts:
+    """What one torch wheel's file name says."""
+
+    torch: str  # "2.14"
+    version: str  # "2.14.1+cu130"
+    backend: str  # the local label, or the backend of the page for unlabelled wheels
+    platform: str  # a catalog platform key
+    python: str  # "3.12"
+    free_threaded: bool
+
+
+def platform_of(tag: str) -> str | None:
+    """A wheel platform tag -> a catalog platform key (None for anything torchenv does not use)."""
+    if tag == "win_amd64":
+        return "windows-x86_64"
+    if tag.startswith("macosx_"):
+        return {"arm64": "macos-arm64", "x86_64": "macos-x86_64"}.get(tag.rsplit("_", 1)[-1])
+    if tag.startswith(("manylinux", "linux_")):
+        for arch in ("x86_64", "aarch64"):
+            if tag.endswith("_" + arch):
+                return f"linux-{arch}"
+    return None
+
+
+def wheel_facts(artifact: Artifact, page_backend: str) -> list[WheelFacts]:
+    """The builds one torch wheel stands for ([] for sdists and foreign files)."""
+    version = artifact.version
+    if not artifact.is_wheel or version is None or len(version.release) < 2:
+        return []
+    local = version.local or ""
+    out = []
+    for tag in artifact.tags:
+        platform = platform_of(tag.platform)
+        if platform is None or not tag.interpreter.startswith("cp"):
+            continue
+        backend = local or page_backend
+        if platform == "macos-arm64":
+            backend = "mps"
+        elif platform == "macos-x86_64":
+            backend = "cpu"
+        digits = tag.interpreter[2:]
+        python = f"{digits[0]}.{digits[1:]}"
+        out.append(
+            WheelFacts(
+                torch=f"{version.release[0]}.{version.release[1]}",
+                version=str(version),
+                backend=backend,
+                platform=platform,
+                python=python,
+                free_threaded=tag.abi.endswith("t"),
+            )
+        )
+    return out
+
+
+def summarize(facts: Iterable[WheelFacts]) -> list[dict[str, Any]]:
+    """Group wheel facts into the live catalog rows the loader merges."""
+    rows: dict[tuple[str, str, str], dict[str, set[str]]] = {}
+    for f in facts:
+        row = rows.setdefault(
+            (f.torch, f.platform, f.backend),
+            {"python": set(), "python_ft": set(), "versions": set()},
+        )
+        row["python_ft" if f.free_threaded else "python"].add(f.python)
+        row["versions"].add(f.version)
+    return [
+        {
+            "torch": torch,
+            "platform": platform,
+            "backend": backend,
+            **{k: sorted(v) for k, v in row.items()},
+        }
+        for (torch, platform, backend), row in sorted(rows.items())
+    ]
+
+
+def backends_to_ask(catalog: Catalog) -> list[str]:
+    """Every backend the shipped catalog knows, and the next CUDA and ROCm names after them."""
+    from torchenv.backends.catalog import backend_order
+
+    known = {b.backend for r in catalog.releases for _, builds in r.platforms for b in builds}
+    known.discard("mps")
+    cuda = max((b for b in known if b.startswith("cu")), key=backend_order)
+    rocm = max((b for b in known if b.startswith("rocm")), key=backend_order)
+    major, minor = backend_order(cuda)[:2]
+    r_major, r_minor = backend_order(rocm)[:2]
+    successors = [
+        f"cu{major}{minor + 1}",
+        f"cu{major}{minor + 2}",
+        f"cu{major + 1}0",
+        f"rocm{r_major}.{r_minor + 1}",
+        f"rocm{r_major + 1}.0",
+    ]
+    return sorted(known | set(successors), key=lambda b: (b[:2], backend_order(b)))
+
+
+def refresh(client: IndexClient, torch_index_url: str, backends: Sequence[str]) -> dict[str, Any]:
+    """Read /<backend>/torch/ for each backend; a backend the index lacks (404) is skipped."""
+    base = torch_index_url.rstrip("/")
+    pages = client.map(lambda b: (b, client.project_page(f"{base}/{b}", "torch")), list(backends))
+    facts = [f for backend, page in pages for a in page for f in wheel_facts(a, backend)]
+    return {
+        "schema": 1,
+        "index": base,
+        "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "backends": sorted({b for b, page in pages if page}),
+        "wheels": summarize(facts),
+    }
+
+
+def live_path(cache_dir: str | Path) -> Path:
+    return Path(cache_dir) / LIVE_FILE
+
+
+def save(live: Mapping[str, Any], cache_dir: str | Path) -> Path:
+    """Write the refresh result atomically beside the other caches."""
+    path = live_path(cache_dir)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".catalog-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(live, fh, indent=1, sort_keys=True)
+        Path(tmp).replace(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path}: {exc.strerror or exc}",
+            hint="set cache-dir to a writable directory",
+        ) from exc
+    return path
+
+
+def load(cache_dir: str | Path | None) -> Catalog:
+    """The shipped catalog, merged with the last refresh when the cache holds one."""
+    from torchenv.backends.catalog import CatalogError, load_catalog
+
+    live = None
+    path = live_path(cache_dir) if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            live = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(
+                f"cannot read the refreshed catalog {path}: {exc}",
+                hint="run `torchenv catalog refresh` again, or delete the file",
+            ) from exc
+    try:
+        return load_catalog(live)
+    except (CatalogError, KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"the refreshed catalog {path} is unusable: {exc}",
+            hint="run `torchenv catalog refresh` again, or delete the file",
+        ) from exc
