@@ -779,10 +779,14 @@ class _StreamContext:
 
 
 def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
+    seen = 0
     try:
-        for chunk in response.iter_raw(CHUNK):
-            stats.count_bytes(kind, len(chunk))
+        for chunk in response.iter_bytes(CHUNK):  # decoded (Content-Encoding) content
+            wire = response.num_bytes_downloaded
+            stats.count_bytes(kind, wire - seen)
+            seen = wire
             yield chunk
+        stats.count_bytes(kind, response.num_bytes_downloaded - seen)
     except httpx.TransportError as exc:
         raise _Retry(f"{type(exc).__name__}: {exc}", truncated=True) from exc
 

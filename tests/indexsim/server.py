@@ -123,8 +123,10 @@ class IndexSim:
     def __init__(self, site: Site, knobs: Knobs | None = None) -> None:
         self.site = site
         self.knobs = knobs or Knobs()
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
         self._log: list[RequestRecord] = []
+        self._in_flight = 0
+        self.max_in_flight = 0  # the most requests handled at once (shows client concurrency)
         self._pages = _page_table(site.catalog)
         self._paths = _file_table(site.catalog)
         self.page_dirs = frozenset(d for d, _ in self._pages)
@@ -137,7 +139,9 @@ class IndexSim:
         server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -189,12 +193,10 @@ class IndexSim:
         return None
 
     # counters
-    def record(self, rec: RequestRecord) -> None:
-        with self._lock:
-            self._log.append(rec)
-
     def requests(self, pattern: str = "*") -> list[RequestRecord]:
+        """Requests so far; waits (briefly) for answers still being recorded."""
         with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0, timeout=5)
             return [r for r in self._log if fnmatch.fnmatchcase(r.path, pattern)]
 
     def count(self, pattern: str = "*", status: int | None = None) -> int:
@@ -206,6 +208,18 @@ class IndexSim:
     def reset_counters(self) -> None:
         with self._lock:
             self._log.clear()
+            self.max_in_flight = 0
+
+    def _enter(self) -> None:
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+
+    def _leave(self, rec: RequestRecord) -> None:
+        with self._lock:
+            self._log.append(rec)
+            self._in_flight -= 1
+            self._lock.notify_all()
 
     # content
     def page(self, page_dir: str, project: str, as_json: bool) -> bytes | None:
@@ -362,6 +376,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, *, head: bool) -> None:
         sim = self.sim
         path = unquote(urlsplit(self.path).path)
+        sim._enter()
         if sim.knobs.latency:
             time.sleep(sim.knobs.latency)
         self._sent = 0
@@ -375,7 +390,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            sim.record(
+            sim._leave(
                 RequestRecord(
                     self.command,
                     path,
@@ -400,6 +415,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.connection.close()
         self.close_connection = True
         self._status = -1
+
+    def _hang_up(self) -> None:
+        """Close our side cleanly (FIN) in the middle of a body."""
+        self.wfile.flush()
+        self.connection.shutdown(socket.SHUT_WR)
+        self.close_connection = True
 
     def _route(self, path: str, head: bool, fault: Fault | None) -> None:
         sim = self.sim
@@ -490,7 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is not None and fault.kind == "truncate":
             self._write(body[: len(body) // 2])
-            self._reset()
+            self._hang_up()
             return
         self._write(body)
 
@@ -532,7 +553,7 @@ class _Handler(BaseHTTPRequestHandler):
         for chunk in _read_chunks(f.path, first, to_send):
             self._write(chunk)
         if to_send < length:
-            self._reset()
+            self._hang_up()
 
     def _write(self, data: bytes) -> None:
         self.wfile.write(data)
