@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -137,6 +136,8 @@ def live_path(cache_dir: str | Path) -> Path:
 
 def save(live: Mapping[str, Any], cache_dir: str | Path) -> Path:
     """Write the refresh result atomically beside the other caches."""
+    import tempfile
+
     path = live_path(cache_dir)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

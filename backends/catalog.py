@@ -7,9 +7,10 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
+DATA_DIR = Path(__file__).with_name("data")
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
 LIVE_SCHEMA = 1
 INFERRED_SHIPPED = "inferred (not read directly; the live index may correct it)"
@@ -207,7 +208,7 @@ def _next_family(family: tuple[tuple[str, str], ...], torch: str) -> tuple[tuple
 
 
 def _read(name: str) -> dict[str, Any]:
-    text = resources.files("torchenv.backends").joinpath("data").joinpath(name).read_text("utf-8")
+    text = (DATA_DIR / name).read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 

@@ -6,11 +6,7 @@ import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
+from typing import TYPE_CHECKING, Any
 
 from torchenv.backends.catalog import (
     Build,
@@ -25,9 +21,13 @@ from torchenv.backends.catalog import (
 )
 from torchenv.probes.report import HostReport, NvidiaState
 
+if TYPE_CHECKING:
+    from packaging.specifiers import SpecifierSet
+
 FAMILY = ("torch", "torchvision", "torchaudio")
 VENDOR_RANK = {Kind.CUDA: 0, Kind.ROCM: 1, Kind.XPU: 2, Kind.MPS: 0, Kind.CPU: 9}
 CHANNELS = ("stable", "test", "nightly")
+BARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class InvalidRequest(ValueError):
@@ -149,11 +149,15 @@ def parse_wants(requirements: Iterable[str], channel: str = "stable") -> Wants:
         raise InvalidRequest(f"unknown channel {channel!r} (use {', '.join(CHANNELS)})")
     specs = []
     for text in requirements:
+        if BARE_NAME.fullmatch(text.strip()):
+            continue  # a name alone constrains nothing (and needs no parser)
+        from packaging.requirements import InvalidRequirement, Requirement
+
         try:
             req = Requirement(text)
         except InvalidRequirement as exc:
             raise InvalidRequest(f"{text!r} is not a requirement: {exc}") from exc
-        name = canonicalize_name(req.name)
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
         if name in FAMILY and str(req.specifier):
             specs.append((name, req.specifier))
     return Wants(tuple(specs), prereleases=channel != "stable")
