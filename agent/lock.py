@@ -59,7 +59,7 @@ class SelectionLike(Protocol):
     """What the lock needs from backends.select.Selection."""
 
     @property
-    def backend(self) -> str: ...
+    def backend(self) -> str | None: ...
 
     @property
     def channel(self) -> str: ...
@@ -134,6 +134,15 @@ def torch_index_url(base: str, channel: str, variant: str) -> str:
     return "/".join(parts)
 
 
+def _backend(selection: SelectionLike) -> str:
+    if not selection.backend:
+        raise ResolutionError(
+            "the selection chose no torch backend, so there is nothing to lock",
+            hint="see `torchenv select --explain` for why no build fits",
+        )
+    return selection.backend
+
+
 def family_index(selection: SelectionLike, host: HostReport, settings: Settings) -> str:
     """Where the torch family comes from: the selection's index, else the same rule as select's.
 
@@ -146,7 +155,7 @@ def family_index(selection: SelectionLike, host: HostReport, settings: Settings)
     on_pypi = selection.backend == "mps" or host.system.os == "macos"
     if on_pypi and selection.channel == "stable":
         return str(settings.get_value("index-url")).rstrip("/")
-    variant = "cpu" if on_pypi else variant_of(selection.backend)
+    variant = "cpu" if on_pypi else variant_of(_backend(selection))
     return torch_index_url(settings.get_value("torch-index-url"), selection.channel, variant)
 
 
@@ -156,7 +165,7 @@ def lock_inputs(
     selection: SelectionLike,
     settings: Settings,
 ) -> LockInputs:
-    variant = variant_of(selection.backend)
+    variant = variant_of(_backend(selection))
     channel = selection.channel
     # A nightly is newer than any release the catalog names: take the newest one.
     release = getattr(selection, "torch", None) if channel != "nightly" else None

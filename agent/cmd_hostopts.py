@@ -1,0 +1,55 @@
+"""The host options every command that works for a target shares (--replay, --os, --gpu, ...)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+from torchenv.agent.host import HostFlags, load_host
+from torchenv.probes.report import HostReport
+
+REPLAY = typer.Option(None, "--replay", metavar="DIR", help="Work for the host recorded in DIR.")
+HOST_REPORT = typer.Option(
+    None, "--host-report", metavar="FILE", help="Work for the host in a `probe --json` file."
+)
+OS = typer.Option(None, "--os", help="linux, windows or macos.")
+ARCH = typer.Option(None, "--arch", help="x86_64, aarch64 or arm64.")
+PYTHON = typer.Option(None, "--python", help="The target Python, e.g. 3.12.")
+DRIVER = typer.Option(None, "--driver", help="NVIDIA driver, e.g. 580.95.05.")
+GPU = typer.Option(None, "--gpu", help="A GPU's compute capability (repeatable), e.g. 8.6.")
+ROCM_GFX = typer.Option(None, "--rocm-gfx", help="An AMD gfx target (repeatable), e.g. gfx1100.")
+XPU = typer.Option(False, "--xpu", help="The host has an Intel GPU.")
+MACOS = typer.Option(None, "--macos", help="The macOS version, e.g. 14.5.")
+CHANNEL = typer.Option(None, "--channel", help="stable, test or nightly.")
+BACKEND = typer.Option(None, "--backend", help="auto, or force one: cpu, cu126, rocm6.4, xpu, mps.")
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """The parsed host options of one command line."""
+
+    replay: Path | None = None
+    host_report: Path | None = None
+    os: str | None = None
+    arch: str | None = None
+    python: str | None = None
+    driver: str | None = None
+    gpus: tuple[str, ...] = ()
+    rocm_gfx: tuple[str, ...] = ()
+    xpu: bool = False
+    macos: str | None = None
+
+    def flags(self) -> HostFlags:
+        return HostFlags(
+            os=self.os, arch=self.arch, python=self.python, driver=self.driver, gpus=self.gpus,
+            rocm_gfx=self.rocm_gfx, xpu=self.xpu, macos=self.macos,
+        )  # fmt: skip
+
+    def load(self, command_timeout: float = 5.0) -> HostReport:
+        """The HostReport these options describe (this machine when none is given)."""
+        return load_host(
+            replay=self.replay, host_report=self.host_report, flags=self.flags(),
+            command_timeout=command_timeout,
+        )  # fmt: skip
