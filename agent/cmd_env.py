@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from torchenv.agent import cmd_hostopts as hostopts
 from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
 from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:
-    from torchenv.agent.host import HostFlags
     from torchenv.agent.pipeline import AutoResult, HostSource
     from torchenv.agent.settings import Settings
     from torchenv.agent.verify import VerifyReport
@@ -28,15 +28,6 @@ def register(app: typer.Typer) -> None:
 PREFIX_OPTION = typer.Option(
     None, "--prefix", metavar="DIR", help="The environment to manage (default: .venv)."
 )
-REPLAY_OPTION = typer.Option(
-    None, "--replay", metavar="DIR", help="Work for the host recorded in DIR."
-)
-HOST_REPORT_OPTION = typer.Option(
-    None, "--host-report", metavar="FILE", help="Work for the host in a `probe --json` file."
-)
-PYTHON_OPTION = typer.Option(None, "--python", help="Target Python X.Y instead of the probed one.")
-DRIVER_OPTION = typer.Option(None, "--driver", help="NVIDIA driver version, e.g. 580.95.05.")
-GPU_OPTION = typer.Option([], "--gpu", help="An NVIDIA GPU's compute capability (repeat).")
 FORCE_OPTION = typer.Option(
     False, "--force", help="Install a lock made for another target; replace an unmanaged prefix."
 )
@@ -135,17 +126,14 @@ def auto_lines(result: AutoResult) -> list[str]:
 # ---------------------------------------------------------------- helpers
 
 
-def _flags(python: str | None, driver: str | None, gpus: list[str]) -> HostFlags | None:
-    from torchenv.agent.host import HostFlags
-
-    flags = HostFlags(python=python, driver=driver, gpus=tuple(gpus))
-    return flags if flags.any() else None
-
-
-def _source(replay: Path | None, host_report: Path | None, flags: HostFlags | None) -> HostSource:
+def _source(options: hostopts.HostOptions) -> HostSource:
     from torchenv.agent.pipeline import HostSource
 
-    return HostSource(replay=replay, host_report=host_report, flags=flags)
+    flags = options.flags()
+    return HostSource(
+        replay=options.replay, host_report=options.host_report,
+        flags=flags if flags.any() else None,
+    )  # fmt: skip
 
 
 def _settings(**cli: Any) -> Settings:
@@ -161,15 +149,20 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     requirements: list[str] = typer.Argument(None, help="Requirements (default: the project's)."),
     prefix: str | None = PREFIX_OPTION,
     lock: Path | None = typer.Option(None, "--lock", metavar="FILE", help="Where the lock lives."),
-    backend: str | None = typer.Option(None, "--backend", help="auto, cpu, cu126, rocm6.4, ..."),
-    channel: str | None = typer.Option(None, "--channel", help="stable, test or nightly."),
+    backend: str | None = hostopts.BACKEND,
+    channel: str | None = hostopts.CHANNEL,
     torch_index_url: str | None = typer.Option(None, "--torch-index-url"),
     index_url: str | None = typer.Option(None, "--index-url"),
-    replay: Path | None = REPLAY_OPTION,
-    host_report: Path | None = HOST_REPORT_OPTION,
-    python: str | None = PYTHON_OPTION,
-    driver: str | None = DRIVER_OPTION,
-    gpu: list[str] = GPU_OPTION,
+    replay: Path | None = hostopts.REPLAY,
+    host_report: Path | None = hostopts.HOST_REPORT,
+    os: str | None = hostopts.OS,
+    arch: str | None = hostopts.ARCH,
+    python: str | None = hostopts.PYTHON,
+    driver: str | None = hostopts.DRIVER,
+    gpu: list[str] | None = hostopts.GPU,
+    rocm_gfx: list[str] | None = hostopts.ROCM_GFX,
+    xpu: bool = hostopts.XPU,
+    macos: str | None = hostopts.MACOS,
     force: bool = FORCE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -184,7 +177,11 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
         )  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
-            source=_source(replay, host_report, _flags(python, driver, gpu)),
+            source=_source(hostopts.HostOptions(
+                replay=replay, host_report=host_report, os=os, arch=arch, python=python,
+                driver=driver, gpus=tuple(gpu or ()), rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu,
+                macos=macos,
+            )),
             lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:
@@ -198,9 +195,9 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
 def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     lock: Path = typer.Argument(..., help="The pylock.toml to install."),
     prefix: str | None = PREFIX_OPTION,
-    replay: Path | None = REPLAY_OPTION,
-    host_report: Path | None = HOST_REPORT_OPTION,
-    python: str | None = PYTHON_OPTION,
+    replay: Path | None = hostopts.REPLAY,
+    host_report: Path | None = hostopts.HOST_REPORT,
+    python: str | None = hostopts.PYTHON,
     force: bool = FORCE_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -209,12 +206,12 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     def body() -> None:
         from torchenv.agent import pipeline
         from torchenv.agent import sync as syncmod
-        from torchenv.agent.host import load_host
         from torchenv.agent.pylock import read_pylock
 
         settings = _settings(prefix=prefix)
-        source = _source(replay, host_report, _flags(python, None, []))
-        host = load_host(replay=replay, host_report=host_report, flags=source.flags)
+        options = hostopts.HostOptions(replay=replay, host_report=host_report, python=python)
+        source = _source(options)
+        host = options.load(float(settings.get_value("probe-timeout")))
         parsed = read_pylock(lock)
         result = syncmod.sync(
             lock, Path(settings.get_value("prefix")), host_facts=host.target_facts(),

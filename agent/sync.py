@@ -275,23 +275,35 @@ def install_command(python: Path, requirements: Path, uv: str | None) -> list[st
     ]
 
 
-def _run(argv: Sequence[str], action: str) -> None:
+def _start(argv: Sequence[str]) -> subprocess.Popen[str]:
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        return subprocess.Popen(
+            list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
     except OSError as exc:
         raise EnvironmentBuildError(
             f"cannot run {argv[0]}: {exc.strerror or exc}", hint="install uv or pip, or check PATH"
         ) from exc
-    if done.returncode != 0:
-        text = (done.stderr or done.stdout).strip()
+
+
+def _finish(process: subprocess.Popen[str], action: str) -> None:
+    """Wait for a started command; EnvironmentBuildError (full disk named) when it failed."""
+    out, err = process.communicate()
+    if process.returncode != 0:
+        text = (err or out).strip()
         full = "no space left" in text.lower()
         raise EnvironmentBuildError(
-            f"{action} failed (exit {done.returncode}): {text.splitlines()[-1] if text else ''}",
+            f"{action} failed (exit {process.returncode}): "
+            + (text.splitlines()[-1] if text else ""),
             hint="free disk space and run again"
             if full
             else "see the details; the active environment is untouched",
-            details={"argv": list(argv), "stderr": text[-4000:]},
+            details={"argv": [str(a) for a in process.args], "stderr": text[-4000:]},  # type: ignore[union-attr]
         )
+
+
+def _run(argv: Sequence[str], action: str) -> None:
+    _finish(_start(argv), action)
 
 
 def site_stamp(env_dir: Path) -> int:
@@ -306,6 +318,12 @@ def site_stamp(env_dir: Path) -> int:
 
 
 Verifier = Callable[[Path], VerifyReport]
+
+
+def _stop(process: subprocess.Popen[str] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def lock_digest(data: bytes) -> str:
@@ -366,14 +384,17 @@ def _build_and_switch(
     env_dir = layout.env_dir(env_id)
     old = venv.active_env(layout)
     uv = venv.find_uv()
+    creating: subprocess.Popen[str] | None = None
     try:
+        python = venv.find_interpreter(lock.tool_torchenv.get("python"))
+        creating = _start(venv.create_venv(env_dir, python, uv))  # runs while we download
         start = time.perf_counter()
         files, fetched, hits = fetch_all(lock.packages, cache_dir, reporter)
         seconds["download"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        python = venv.find_interpreter(lock.tool_torchenv.get("python"))
-        _run(venv.create_venv(env_dir, python, uv), "creating the virtual environment")
+        _finish(creating, "creating the virtual environment")
+        creating = None
         requirements = env_dir / "torchenv-requirements.txt"
         requirements.write_text(requirements_text(lock.packages, files), encoding="utf-8")
         venv.fault_point("install")
@@ -395,9 +416,11 @@ def _build_and_switch(
                 )
         adopted = venv.switch(layout, env_id)
     except OSError as exc:
+        _stop(creating)
         venv.discard(env_dir)
         raise venv.os_error("build", env_dir, exc) from exc
     except BaseException:
+        _stop(creating)
         venv.discard(env_dir)
         raise
     verified = {
