@@ -10,23 +10,18 @@ import contextlib
 import hashlib
 import html.parser
 import os
-import random
 import struct
 import tempfile
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.parser import Parser
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.tags import Tag
 from packaging.utils import (
     InvalidSdistFilename,
@@ -40,6 +35,12 @@ from packaging.version import InvalidVersion, Version
 from torchenv.agent.errors import IndexError_, IntegrityError
 from torchenv.agent.httpcache import CacheEntry, HttpCache, entry_from_response, write_atomic
 from torchenv.agent.reporter import Reporter
+
+if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index` stays cheap
+    from concurrent.futures import ThreadPoolExecutor
+
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,6 +70,9 @@ class Artifact:
     size: int | None
     version: Version | None
     tags: frozenset[Tag]
+
+    def __hash__(self) -> int:  # the mappings are not hashable; the URL names the file
+        return hash((self.url, self.filename))
 
     @property
     def is_wheel(self) -> bool:
@@ -297,6 +301,11 @@ def _json_core_metadata(value: Any) -> Mapping[str, str] | bool:
 
 def parse_core_metadata(raw: bytes, source: str) -> CoreMetadata:
     """Parse METADATA (an email-header document); `source` names it in errors."""
+    from email.parser import Parser
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
     text = raw.decode("utf-8", errors="replace")
     headers = Parser().parsestr(text, headersonly=True)
     name, version = headers.get("Name"), headers.get("Version")
@@ -530,6 +539,8 @@ class IndexClient:
             return [fn(item) for item in items]
         with self._pool_lock:
             if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="index")
             pool = self._pool
         return list(pool.map(fn, items))
@@ -757,7 +768,9 @@ class IndexClient:
 
     def _delay(self, attempt: int) -> float:
         base: float = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
-        return base * (0.5 + random.random() / 2)
+        import random
+
+        return base * (0.5 + random.random() / 2)  # jitter spreads concurrent retries
 
 
 class _StreamContext:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from indexsim import Fault, IndexSim
-from indexsim.fixtures import FOCUS_WHEELS
+from indexsim.focus import FOCUS_WHEELS
 
 from torchenv.agent.errors import IndexError_, IntegrityError
 from torchenv.agent.index import Artifact, IndexClient

@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 from indexsim import IndexSim, Site, WheelSpec, metadata_text
-from indexsim.fixtures import FOCUS_PADDING, FOCUS_WHEELS
+from indexsim.focus import FOCUS_PADDING, FOCUS_WHEELS
 from packaging.version import Version
 
 from torchenv.agent.errors import IndexError_, IntegrityError
-from torchenv.agent.index import Artifact, IndexClient, make_artifact
+from torchenv.agent.index import TAIL_BYTES, Artifact, IndexClient, make_artifact
 from torchenv.agent.reporter import RecordingReporter
 
 pytest_plugins = ("indexsim.fixtures",)
@@ -40,6 +40,13 @@ def test_metadata_by_ranges_matches_the_wheel(focus_sim: IndexSim, spec: WheelSp
     fetched = focus_sim.requests(f"/whl/cu126/*{art.filename}*")
     assert fetched and all(r.range and r.status == 206 for r in fetched)
     assert client.stats.by_kind["range"].requests == len(fetched)
+    size = focus_sim.site.files[spec.filename].size
+    if size > TAIL_BYTES:  # the tail, the rest of the central directory, then METADATA
+        assert len(fetched) == (3 if spec.name == "demo-many" else 1)
+        with zipfile.ZipFile(focus_sim.site.files[spec.filename].path) as zf:
+            directory_and_end = size - zf.start_dir
+        # bounded by the central directory plus a fixed amount, never the payload
+        assert sum(r.bytes_sent for r in fetched) <= directory_and_end + TAIL_BYTES + 4096
 
 
 def test_stored_and_deflated_members_are_really_there(focus_site: Site) -> None:
@@ -61,6 +68,15 @@ def test_padded_wheel_metadata_costs_under_one_percent(focus_sim: IndexSim) -> N
     sent = focus_sim.bytes_sent("*.whl")
     assert 0 < sent < size / 100
     assert client.stats.bytes_fetched < size / 100
+
+
+def test_timeouts_are_retried_then_reported(focus_sim: IndexSim) -> None:
+    focus_sim.knobs.latency = 1.0
+    client = IndexClient(timeout=0.2, retries=1, backoff=0.01)
+    with client, pytest.raises(IndexError_) as caught:
+        client.project_page(focus_sim.pypi_url, "demo")
+    assert "Timeout" in caught.value.message
+    assert client.stats.retries == 1
 
 
 def test_pep658_file_is_used_when_offered(focus_sim: IndexSim) -> None:

@@ -11,48 +11,13 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 
 import pytest
 
-from .catalog import Catalog, Hosted, default_catalog
+from .catalog import default_catalog
+from .focus import focus_catalog
 from .server import IndexSim, Knobs, Site, build_site
-from .wheels import WheelSpec
-
-FOCUS_PADDING = 16 * 1024 * 1024
-FOCUS_WHEELS = (
-    WheelSpec(
-        "demo",
-        "1.0",
-        "py3-none-any",
-        requires_dist=("attrs>=22", 'tomli; python_version < "3.11"'),
-        requires_python=">=3.9",
-    ),
-    WheelSpec(
-        "demo-stored",
-        "1.0",
-        "py3-none-any",
-        requires_dist=("attrs",),
-        metadata_compression=zipfile.ZIP_STORED,
-    ),
-    WheelSpec("demo-zip64", "1.0", "py3-none-any", requires_dist=("attrs",), force_zip64=True),
-    WheelSpec(
-        "bigtorch",
-        "2.7.0+cu126",
-        "cp311-cp311-manylinux_2_28_x86_64",
-        requires_dist=("nvidia-cublas-cu12==12.6.4.1",),
-        padding=FOCUS_PADDING,
-    ),
-)
-
-
-def focus_catalog() -> Catalog:
-    files = []
-    for spec in FOCUS_WHEELS:
-        files.append(Hosted("pypi", "", "", spec, pep658=True))
-        files.append(Hosted("pytorch", "", "cu126", spec, pep658=False))
-    return Catalog(tuple(files))
 
 
 @pytest.fixture(scope="session")

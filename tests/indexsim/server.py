@@ -136,7 +136,7 @@ class IndexSim:
     # lifecycle
     def start(self) -> IndexSim:
         handler = type("Handler", (_Handler,), {"sim": self})
-        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server = _Server(("127.0.0.1", 0), handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -357,6 +357,18 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     first = int(first_s)
     last = min(int(last_s), size - 1) if last_s else size - 1
     return (first, last) if first <= last else None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (timeouts, resets under test) is normal here."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
