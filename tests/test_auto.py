@@ -126,3 +126,25 @@ def test_with_torch_and_request_key() -> None:
     base = {"backend": "auto"}
     assert pipeline.request_key(["a", "b"], base) == pipeline.request_key(["b", "a"], base)
     assert pipeline.request_key(["a"], base) != pipeline.request_key(["a"], {"backend": "cpu"})
+
+
+def test_summary_names_host_choice_install_verify_and_time(tmp_path: Path, host_file: Path):  # type: ignore[no-untyped-def]
+    from torchenv.agent.cmd_env import auto_lines
+
+    result = run(tmp_path, tmp_path, host_file, FakeLocker(tmp_path / "locks"), prefix="env")
+    text = "\n".join(auto_lines(result))
+    for fact in (
+        "linux x86_64",
+        "torch 2.13.0+cpu (cpu)",
+        "because no accelerator",
+        "installed ",
+        "filelock 1.0",
+        "skip GPU devices",
+        "time ",
+        "download",
+    ):
+        assert fact in text, (fact, text)
+    again = "\n".join(
+        auto_lines(run(tmp_path, tmp_path, host_file, FakeLocker(tmp_path), prefix="env"))
+    )
+    assert "nothing to do" in again
