@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,11 +31,6 @@ ARCH_ALIASES = {
     "arm64": "arm64",
 }
 OS_CHOICES = ("linux", "windows", "macos")
-OVERRIDE_VARIABLES = (
-    "TORCHENV_CUDA_DRIVER_VERSION",
-    "TORCHENV_GPU_COMPUTE_CAPABILITY",
-    "TORCHENV_ROCM_GFX",
-)
 
 
 @dataclass(frozen=True)
@@ -73,9 +69,17 @@ def load_host(
     flags: HostFlags | None = None,
     disk_path: str | None = None,
     command_timeout: float = 5.0,
+    cache_dir: str | None = None,
 ) -> HostReport:
     """The HostReport a command works for. Raises HostError for unusable inputs."""
-    from torchenv.probes import HostIO, LiveIO, RecordingIO, ReplayIO, probe_host
+    from torchenv.probes import (
+        OVERRIDE_VARIABLES,
+        HostIO,
+        LiveIO,
+        RecordingIO,
+        ReplayIO,
+        probe_host,
+    )
     from torchenv.probes.hostio import OverlayEnvIO
 
     if replay is not None and host_report is not None:
@@ -109,13 +113,33 @@ def load_host(
                 f"cannot record into {record}: {exc.strerror or exc}",
                 hint="choose a directory you can write",
             ) from exc
-        report = probe_host(recorder, disk_path=disk_path, command_timeout=command_timeout)
+        report = probe_host(
+            recorder,
+            disk_path=disk_path,
+            command_timeout=command_timeout,
+            cache_dir=_live_cache_dir(cache_dir),
+        )
         recorder.save()
     else:
-        report = probe_host(LiveIO(), disk_path=disk_path, command_timeout=command_timeout)
+        report = probe_host(
+            LiveIO(),
+            disk_path=disk_path,
+            command_timeout=command_timeout,
+            cache_dir=_live_cache_dir(cache_dir),
+        )
     if flags is not None and flags.any():
         report = describe(report, flags)
     return report
+
+
+def _live_cache_dir(given: str | None) -> str | None:
+    """The cache for slow per-boot answers; only off Linux is there one to keep."""
+    running_on = sys.platform  # a variable, so type checkers keep both branches
+    if given is not None or running_on.startswith("linux"):
+        return given
+    from torchenv.agent.settings import BY_KEY
+
+    return str(BY_KEY["cache-dir"].default(os.environ))
 
 
 def read_host_report(path: Path) -> HostReport:

@@ -2,22 +2,49 @@
 
 from __future__ import annotations
 
+import os
+
 from torchenv.probes.hostio import HostIO, LiveIO, RecordingIO, ReplayIO
 from torchenv.probes.report import HostReport
 
-__all__ = ["HostIO", "HostReport", "LiveIO", "RecordingIO", "ReplayIO", "probe_host"]
+__all__ = [
+    "OVERRIDE_VARIABLES",
+    "HostIO",
+    "HostReport",
+    "LiveIO",
+    "RecordingIO",
+    "ReplayIO",
+    "probe_host",
+]
+
+# Variables that replace what the probes read; a report lists those in force.
+OVERRIDE_VARIABLES = (
+    "TORCHENV_CUDA_DRIVER_VERSION",
+    "TORCHENV_GPU_COMPUTE_CAPABILITY",
+    "TORCHENV_ROCM_GFX",
+)
 
 
 def probe_host(
-    io: HostIO | None = None, *, disk_path: str | None = None, command_timeout: float = 5.0
+    io: HostIO | None = None,
+    *,
+    disk_path: str | None = None,
+    command_timeout: float = 5.0,
+    cache_dir: str | None = None,
 ) -> HostReport:
     """Read every source through `io` (the running machine by default). Never raises on a
-    missing or broken source: each becomes a reason in its section of the report."""
+    missing or broken source: each becomes a reason in its section of the report.
+    `cache_dir` keeps answers that cannot change before a reboot (py-cpuinfo's, off Linux)."""
     from torchenv.probes import amd, apple, cpu, intel, nvidia, python, system
 
     io = LiveIO() if io is None else io
     sys_report = system.probe(io, disk_path=disk_path)
-    cpu_report = cpu.probe(io, os_name=sys_report.os)
+    cpu_report = cpu.probe(
+        io,
+        os_name=sys_report.os,
+        cache_path=os.path.join(cache_dir, "cpuinfo.json") if cache_dir else None,
+        boot_id=sys_report.boot_id,
+    )
     apple_report = apple.probe(io, os_name=sys_report.os, command_timeout=command_timeout)
     nvidia_report = nvidia.probe(
         io, os_name=sys_report.os, container=sys_report.container, command_timeout=command_timeout
@@ -25,15 +52,7 @@ def probe_host(
     amd_report = amd.probe(io, os_name=sys_report.os)
     intel_report = intel.probe(io, os_name=sys_report.os)
     python_report = python.probe(io)
-    overrides = {
-        name: value
-        for name in (
-            "TORCHENV_CUDA_DRIVER_VERSION",
-            "TORCHENV_GPU_COMPUTE_CAPABILITY",
-            "TORCHENV_ROCM_GFX",
-        )
-        if (value := io.getenv(name))
-    }
+    overrides = {name: value for name in OVERRIDE_VARIABLES if (value := io.getenv(name))}
     return HostReport(
         system=sys_report,
         cpu=cpu_report,
