@@ -8,7 +8,7 @@ import typer
 
 from torchenv.agent import __version__
 
-app = typer.Typer(
+_app = typer.Typer(
     name="torchenv",
     help="Install the PyTorch build that fits this machine, prove it runs, keep it right.",
     no_args_is_help=True,
@@ -24,7 +24,7 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
-@app.callback()
+@_app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
@@ -33,23 +33,47 @@ def _root(
     """Install the PyTorch build that fits this machine, prove it runs, keep it right."""
 
 
-def _register() -> None:
-    from torchenv.agent import cmd_probe
+# Which module defines each command; only the invoked one is imported (start-up time).
+COMMAND_MODULES = {
+    "probe": "cmd_probe",
+    "config": "cmd_probe",
+    "select": "cmd_select",
+    "catalog": "cmd_select",
+    "lock": "cmd_lock",
+    "auto": "cmd_env",
+    "sync": "cmd_env",
+    "verify": "cmd_env",
+    "rollback": "cmd_env",
+    "agent": "cmd_daemon",
+    "status": "cmd_daemon",
+    "entrypoint": "cmd_daemon",
+}
 
-    cmd_probe.register(app)
-    for name in ("cmd_select", "cmd_lock", "cmd_env", "cmd_daemon"):
-        try:
-            module = __import__(f"torchenv.agent.{name}", fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"torchenv.agent.{name}":
-                raise
-            continue
-        module.register(app)
+
+_registered: set[str] = set()
 
 
-_register()
+def _register(argv: list[str]) -> typer.Typer:
+    """Register the command named in argv, or every command (for help and errors)."""
+    import importlib
+
+    named = next((a for a in argv if not a.startswith("-")), None)
+    wanted = COMMAND_MODULES.get(named or "")
+    modules = [wanted] if wanted else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
+        if name not in _registered:
+            _registered.add(name)
+            importlib.import_module(f"torchenv.agent.{name}").register(_app)
+    return _app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`cli.app` is the whole command line, every command registered (tests, embedding)."""
+    if name == "app":
+        return _register([])
+    raise AttributeError(name)
 
 
 def main() -> None:
-    app(prog_name="torchenv")
+    _register(sys.argv[1:])(prog_name="torchenv")
     sys.exit(0)
