@@ -31,6 +31,7 @@ ARCH_ALIASES = {
     "arm64": "arm64",
 }
 OS_CHOICES = ("linux", "windows", "macos")
+DESCRIBED_GLIBC = "2.28"  # a described Linux target: the manylinux_2_28 floor of current torch
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class HostFlags:
     rocm_gfx: tuple[str, ...] = ()
     xpu: bool = False
     macos: str | None = None
+
+    def describes_a_target(self) -> bool:
+        """OS, architecture and Python given: a whole other machine, not this one changed."""
+        return bool(self.os and self.arch and self.python)
 
     def any(self) -> bool:
         return any(
@@ -100,6 +105,8 @@ def load_host(
         given = {k: os.environ[k] for k in OVERRIDE_VARIABLES if os.environ.get(k)}
         replayed: HostIO = OverlayEnvIO(io, given) if given else io
         report = probe_host(replayed, disk_path=disk_path, command_timeout=command_timeout)
+    elif record is None and flags is not None and flags.describes_a_target():
+        report = _blank_host(flags)  # another machine: nothing here is worth probing
     elif record is not None:
         try:
             record.mkdir(parents=True, exist_ok=True)
@@ -130,6 +137,32 @@ def load_host(
     if flags is not None and flags.any():
         report = describe(report, flags)
     return report
+
+
+def _blank_host(flags: HostFlags) -> HostReport:
+    """A host with only what the flags say; `describe` then fills in the rest."""
+    from torchenv.probes import python as python_probe
+    from torchenv.probes.report import CpuReport, SystemReport
+
+    os_name = flags.os or "linux"
+    linux = os_name == "linux"
+    arch = ARCH_ALIASES.get((flags.arch or "x86_64").lower(), "x86_64")
+    return HostReport(
+        system=SystemReport(os=os_name, reasons=("described by command-line flags",)),
+        cpu=CpuReport(
+            arch=arch,
+            machine=flags.arch or arch,
+            libc="glibc" if linux else None,
+            libc_version=DESCRIBED_GLIBC if linux else None,
+        ),
+        python=python_probe.describe(
+            flags.python or "3.12",
+            os_name=os_name,
+            arch=arch,
+            libc_version=DESCRIBED_GLIBC if linux else None,
+            macos_version=flags.macos,
+        ),
+    )
 
 
 def _live_cache_dir(given: str | None) -> str | None:
@@ -195,7 +228,7 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
         raise HostError(f"unknown OS {os_name!r}", hint=f"use one of {', '.join(OS_CHOICES)}")
     if os_name != system.os:
         nvidia, amd, intel, apple = NvidiaReport(), AmdReport(), IntelReport(), AppleReport()
-        libc, libc_version = ("glibc", "2.28") if os_name == "linux" else (None, None)
+        libc, libc_version = ("glibc", DESCRIBED_GLIBC) if os_name == "linux" else (None, None)
         cpu = dataclasses.replace(cpu, libc=libc, libc_version=libc_version)
         system = dataclasses.replace(
             system, os=os_name, os_release=None, kernel=None, container=None, wsl=None

@@ -134,3 +134,24 @@ def test_override_variables_apply_on_top_of_a_replay(hosts_dir: Path) -> None:
     assert data["overrides"] == {"TORCHENV_GPU_COMPUTE_CAPABILITY": "8.6"}
     assert [g["compute_capability"] for g in data["nvidia"]["gpus"]] == ["8.6"]
     assert plain["nvidia"]["gpus"][0]["compute_capability"] is None
+
+
+def test_flags_describing_a_whole_target_do_not_probe_this_machine() -> None:
+    from torchenv.agent.host import HostFlags, load_host
+
+    report = load_host(
+        flags=HostFlags(
+            os="windows", arch="amd64", python="3.13", gpus=("8.9",), driver="580.95.05"
+        )
+    )
+    assert report.system.os == "windows"
+    assert report.system.memory_total_bytes is None  # nothing of this machine leaks in
+    assert report.cpu.arch == "x86_64"
+    assert report.python.minor == "3.13"
+    assert "win_amd64" in report.python.platform_tags
+    assert [g.compute_capability for g in report.nvidia.gpus] == ["8.9"]
+    assert report.overrides["--os"] == "windows"
+    # Only some facts given: this machine, changed.
+    changed = load_host(flags=HostFlags(python="3.12"))
+    assert changed.system.memory_total_bytes is not None
+    assert changed.python.minor == "3.12"
