@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,6 +30,8 @@ from torchenv.probes.report import HostReport
 if TYPE_CHECKING:
     from torchenv.agent.index import Artifact, CoreMetadata, IndexClient
     from torchenv.agent.settings import Settings
+
+Fetch = Callable[["Artifact"], tuple[str, int]]  # download a file: (sha256, size)
 
 # Projects the PyTorch index builds per backend; everything else comes from the default index.
 FAMILY = frozenset(
@@ -183,6 +187,7 @@ def lock_inputs(
 # -- choosing family wheels (pure over pages and metadata) -------------------------------------
 
 
+@functools.lru_cache(maxsize=16)
 def tag_rank(target: Target) -> dict[Tag, int]:
     return {tag: i for i, tag in enumerate(target.tags())}
 
@@ -299,7 +304,9 @@ class _Locker:
         reporter: Reporter,
         *,
         scratch: Path,
+        pool: ThreadPoolExecutor,
         cache_dir: Path | None = None,
+        wheels_dir: Path | None = None,
     ) -> None:
         self.inputs = inputs
         self.client = client
@@ -308,6 +315,27 @@ class _Locker:
         self.scratch = scratch
         self.cache_dir = cache_dir
         self.pages: dict[tuple[str, str], list[Artifact]] = {}
+        self.meta: dict[str, CoreMetadata] = {}  # by URL: one read per file per lock
+        self.records: dict[str, Future[LockedWheel]] = {}  # family wheels, recorded early
+        self.pool = pool
+        self.fetch = _fetcher(client, wheels_dir or scratch / "wheels", reporter)
+
+    def metadata_many(self, artifacts: Sequence[Artifact]) -> list[CoreMetadata]:
+        missing = list({a.url: a for a in artifacts if a.url not in self.meta}.values())
+        for artifact, meta in zip(missing, self.client.metadata_many(missing), strict=True):
+            self.meta[artifact.url] = meta
+        return [self.meta[a.url] for a in artifacts]
+
+    def record_early(self, family: Mapping[str, FamilyChoice], fetch: Fetch) -> None:
+        """Start hashing/sizing the family wheels while the resolver runs."""
+        for choice in family.values():
+            url = choice.artifact.url
+            if url not in self.records:
+                self.records[url] = self.pool.submit(locked_wheel, choice.artifact, fetch)
+
+    def record(self, artifact: Artifact, fetch: Fetch) -> LockedWheel:
+        future = self.records.get(artifact.url)
+        return future.result() if future is not None else locked_wheel(artifact, fetch)
 
     # pages
     def page(self, index: str, name: str) -> list[Artifact]:
@@ -357,14 +385,23 @@ class _Locker:
         )
         if not torches:
             raise self._nothing("torch", torch_ask.specifier)
+        self._guess(torches[0], asks[1:])
         for artifact in torches[:MAX_FAMILY_ATTEMPTS]:
-            chosen = {
-                "torch": FamilyChoice(
-                    "torch", artifact, self.client.metadata(artifact), torch_ask.extras
-                )
-            }
+            meta = self.metadata_many([artifact])[0]
+            chosen = {"torch": FamilyChoice("torch", artifact, meta, torch_ask.extras)}
             if self._complete(chosen, asks[1:]):
                 yield chosen
+
+    def _guess(self, torch: Artifact, asks: Sequence[_Ask]) -> None:
+        """Read torch's metadata and that of the likeliest build of each other member at once."""
+        guesses = [torch]
+        for ask in asks:
+            found = candidates(ask.name, self.page(self.inputs.torch_index, ask.name),
+                               self.inputs.target, ask.specifier, self.inputs)  # fmt: skip
+            assert torch.version is not None
+            same = [a for a in found if _same_build(a.version, torch.version, torch.version.local)]
+            guesses += same[:1]
+        self.metadata_many(guesses)
 
     def _complete(self, chosen: dict[str, FamilyChoice], asks: list[_Ask]) -> bool:
         queue = list(asks) + self._family_deps(chosen["torch"], chosen)
@@ -405,13 +442,13 @@ class _Locker:
         torch_local = chosen["torch"].version.local
         # Builds made for this torch first: same label and, for nightlies, the same day.
         found.sort(key=lambda a: not _same_build(a.version, chosen["torch"].version, torch_local))
-        for start in range(0, len(found), METADATA_BATCH):
-            batch = found[start : start + METADATA_BATCH]
-            for artifact, meta in zip(batch, self.client.metadata_many(batch), strict=True):
-                if python_ok(_text(meta.requires_python), self.inputs.target) and pins_family(
-                    meta, self.inputs.target, chosen
-                ):
-                    return FamilyChoice(ask.name, artifact, meta, ask.extras)
+        for i, artifact in enumerate(found):
+            if artifact.url not in self.meta:  # read this one and the next few at once
+                self.metadata_many(found[i : i + METADATA_BATCH])
+            meta = self.meta[artifact.url]
+            target = self.inputs.target
+            if python_ok(_text(meta.requires_python), target) and pins_family(meta, target, chosen):
+                return FamilyChoice(ask.name, artifact, meta, ask.extras)
         if not found:
             raise self._nothing(ask.name, ask.specifier)
         return None
@@ -599,10 +636,14 @@ def lock_for(
     with (
         tempfile.TemporaryDirectory(prefix="torchenv-lock-") as scratch,
         reporter.stage("lock", inputs.target.describe()),
+        ThreadPoolExecutor(max_workers=4, thread_name_prefix="lock") as pool,
     ):
-        locker = _Locker(inputs, client, resolver, reporter, scratch=Path(scratch))
+        locker = _Locker(
+            inputs, client, resolver, reporter, scratch=Path(scratch), pool=pool,
+            cache_dir=cache / "resolver", wheels_dir=cache / "wheels",
+        )  # fmt: skip
         family, pins = _resolve(locker)
-        packages = _packages(locker, family, pins, cache / "wheels")
+        packages = _packages(locker, family, pins)
     return PyLock(
         packages=tuple(packages),
         requires_python=f"=={inputs.target.python_minor}.*",
@@ -616,6 +657,7 @@ def _resolve(locker: _Locker) -> tuple[dict[str, FamilyChoice], tuple[Pin, ...]]
     for _ in range(3):  # rounds: a non-family package may pull in another family member
         last: ResolutionError | None = None
         for family in locker.families(extra):
+            locker.record_early(family, locker.fetch)
             try:
                 pins = locker.resolve_rest(family)
             except ResolutionError as exc:
@@ -642,26 +684,35 @@ def _resolve(locker: _Locker) -> tuple[dict[str, FamilyChoice], tuple[Pin, ...]]
 
 
 def _packages(
-    locker: _Locker, family: Mapping[str, FamilyChoice], pins: Sequence[Pin], wheels_dir: Path
+    locker: _Locker, family: Mapping[str, FamilyChoice], pins: Sequence[Pin]
 ) -> list[LockedPackage]:
     inputs = locker.inputs
     rest = [p for p in pins if p.name not in family]
-    locker.prefetch(inputs.default_index, [p.name for p in rest])
+    lookup = [p for p in rest if p.wheel is None or p.wheel.sha256 is None]
+    locker.prefetch(inputs.default_index, [p.name for p in lookup])
     deps = {p.name: p.dependencies for p in pins}
-    chosen: list[tuple[str, str, str, Artifact, tuple[str, ...]]] = [
-        (name, str(c.version), inputs.torch_index, c.artifact, deps.get(name, ()))
+    out = [
+        LockedPackage(name=name, version=str(c.version), index=inputs.torch_index,
+                      wheel=locker.record(c.artifact, locker.fetch),
+                      dependencies=deps.get(name, ()))
         for name, c in family.items()
-    ]
-    chosen += [
-        (p.name, p.version, inputs.default_index, locker.artifact_for(p), p.dependencies)
-        for p in rest
-    ]
-    fetch = _fetcher(locker.client, wheels_dir, locker.reporter)
-    wheels = locker.client.map(lambda c: locked_wheel(c[3], fetch), chosen)
-    return [
-        LockedPackage(name=name, version=version, index=index, wheel=wheel, dependencies=d)
-        for (name, version, index, _, d), wheel in zip(chosen, wheels, strict=True)
-    ]
+    ]  # fmt: skip
+    wheels = locker.client.map(lambda p: _rest_wheel(locker, p), rest)
+    out += [
+        LockedPackage(name=p.name, version=p.version, index=inputs.default_index, wheel=w,
+                      dependencies=p.dependencies)
+        for p, w in zip(rest, wheels, strict=True)
+    ]  # fmt: skip
+    return out
+
+
+def _rest_wheel(locker: _Locker, pin: Pin) -> LockedWheel:
+    """The resolver's own record of the wheel when it has a hash, else the index page's."""
+    ref = pin.wheel
+    if ref is not None and ref.sha256 is not None:
+        size = ref.size if ref.size is not None else content_length(ref.url)
+        return LockedWheel(name=ref.filename, url=ref.url, size=size, sha256=ref.sha256)
+    return locked_wheel(locker.artifact_for(pin), locker.fetch)
 
 
 def _fetcher(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import tomli_w
 from indexsim import IndexSim
 from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import linux_host, mac_host, need_uv
@@ -15,7 +16,7 @@ from torchenv.agent.resolvers import PipResolver, ResolveRequest, UvResolver, ta
 from torchenv.agent.resolvers.pip import parse_report
 from torchenv.agent.resolvers.standin import direct_reference, write_standin
 from torchenv.agent.resolvers.target import Target
-from torchenv.agent.resolvers.uv import parse_compile_output
+from torchenv.agent.resolvers.uv import parse_pylock_output
 from torchenv.probes.report import HostReport
 
 TORCH_X86 = "torch-2.9.0+cu126-cp{py}-cp{py}-manylinux_2_28_x86_64.whl"
@@ -112,20 +113,37 @@ def test_a_conflict_is_a_resolution_error_with_the_resolvers_words(
     assert info.value.details["returncode"] != 0
 
 
-def test_parse_compile_output_reads_pins_urls_and_the_graph() -> None:
-    text = (
-        "filelock==3.18.0           # via torch\n"
-        "jinja2==3.1.6              # via torch\n"
-        "markupsafe==3.0.2          # via jinja2\n"
-        "torch @ file:///tmp/s/torch-2.9.0%2Bcu126-cp311-cp311-manylinux_2_28_x86_64.whl"
-        "  # via -r requirements.in\n"
-    )
-    pins = {p.name: p for p in parse_compile_output(text)}
+def test_parse_pylock_output_takes_the_targets_best_wheel_and_the_direct_references() -> None:
+    sha = "a" * 64
+
+    def wheel(tag: str, size: int, digest: str) -> dict[str, object]:
+        url = f"http://x/numpy-2.2.6-{tag}.whl"
+        return {"url": url, "size": size, "hashes": {"sha256": digest}}
+
+    text = tomli_w.dumps({
+        "lock-version": "1.0",
+        "created-by": "uv",
+        "packages": [
+            {"name": "NumPy", "version": "2.2.6", "wheels": [
+                wheel("cp311-cp311-manylinux_2_17_aarch64", 1, "b" * 64),
+                wheel("cp311-abi3-manylinux_2_17_x86_64", 2, "c" * 64),
+                wheel("cp311-cp311-manylinux_2_17_x86_64", 3, sha),
+            ]},
+            {"name": "torch", "version": "2.9.0+cu126", "archive": {
+                "path": "/tmp/s/torch-2.9.0+cu126-cp311-cp311-manylinux_2_28_x86_64.whl"}},
+        ],
+    })  # fmt: skip
+    target = Target(
+        "linux", "x86_64", "3.11.0", "cpython", "cp311", ("cp311", "abi3", "none"),
+        ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64"),
+    )  # fmt: skip
+    pins = {p.name: p for p in parse_pylock_output(text, target)}
+    numpy = pins["numpy"]
+    assert numpy.wheel is not None
+    assert (numpy.wheel.size, numpy.wheel.sha256) == (3, sha)  # cp311 ABI beats abi3
+    assert numpy.wheel.filename == "numpy-2.2.6-cp311-cp311-manylinux_2_17_x86_64.whl"
+    assert pins["torch"].direct_url is not None and pins["torch"].wheel is None
     assert pins["torch"].version == "2.9.0+cu126"
-    assert pins["torch"].direct_url is not None
-    assert pins["torch"].dependencies == ("filelock", "jinja2")
-    assert pins["jinja2"].dependencies == ("markupsafe",)
-    assert pins["markupsafe"].direct_url is None
 
 
 def test_parse_report_reads_pins_and_target_dependencies() -> None:

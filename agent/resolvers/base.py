@@ -34,11 +34,22 @@ class ResolveRequest:
 
 
 @dataclass(frozen=True)
+class WheelRef:
+    """The wheel a resolver chose for a pin, as the index listed it (when it says)."""
+
+    filename: str
+    url: str
+    size: int | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
 class Pin:
     name: str  # normalised
     version: str
     direct_url: str | None = None  # set for direct references (the stand-ins)
     dependencies: tuple[str, ...] = ()
+    wheel: WheelRef | None = None
 
 
 @dataclass(frozen=True)

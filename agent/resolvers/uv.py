@@ -2,29 +2,33 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
 
-from packaging.utils import canonicalize_name
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from torchenv.agent.errors import ResolutionError
 from torchenv.agent.resolvers.base import (
     Pin,
     Resolution,
     ResolveRequest,
     Runner,
+    WheelRef,
     clean_env,
     failed,
     run_process,
 )
+from torchenv.agent.resolvers.target import Target
 
-_PIN = re.compile(
-    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?\s*"
-    r"(?:==\s*(?P<version>\S+)|@\s*(?P<url>\S+))\s*(?:#\s*via\s+(?P<via>.*))?$"
-)
-_VERSION_IN_WHEEL = re.compile(r"/[^/-]+-(?P<version>[^-/]+)-[^/]+\.whl$")
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 
 def find_uv() -> str | None:
@@ -47,7 +51,7 @@ def compile_argv(uv: str, request: ResolveRequest, infile: Path) -> list[str]:
         "--python-version": target.python_version,
         "--python-platform": target.uv_platform(),
         "--index-url": request.index_url,
-        "--annotation-style": "line",
+        "--format": "pylock.toml",  # every pin with the wheel's URL, size and hash
         "--only-binary": ":all:",
         "--color": "never",
     }
@@ -69,40 +73,58 @@ def compile_argv(uv: str, request: ResolveRequest, infile: Path) -> list[str]:
     ]
 
 
-def parse_compile_output(text: str) -> tuple[Pin, ...]:
-    """Pins from `uv pip compile --annotation-style line` output (pure; tested on recordings)."""
-    entries: list[tuple[str, str, str | None, list[str]]] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", "-")):
+def parse_pylock_output(text: str, target: Target) -> tuple[Pin, ...]:
+    """Pins from `uv pip compile --format pylock.toml` (pure): the target's best wheel each."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ResolutionError(
+            f"uv's pylock.toml output is not TOML ({exc})",
+            hint="upgrade uv to 0.8 or newer (`--format pylock.toml` is needed)",
+        ) from exc
+    ranks = {tag: i for i, tag in enumerate(target.tags())}
+    pins = []
+    for package in doc.get("packages", []):
+        name = str(canonicalize_name(package["name"]))
+        archive = package.get("archive")
+        direct = archive.get("url") or archive.get("path") if isinstance(archive, dict) else None
+        deps = tuple(
+            sorted(
+                str(canonicalize_name(d["name"]))
+                for d in package.get("dependencies", [])
+                if "name" in d
+            )
+        )
+        wheel = _best_wheel(package.get("wheels", []), ranks)
+        pins.append(Pin(name, str(package["version"]), direct, deps, wheel))
+    return tuple(pins)
+
+
+def _best_wheel(entries: list[dict[str, Any]], ranks: dict[Tag, int]) -> WheelRef | None:
+    best: tuple[int, WheelRef] | None = None
+    for entry in entries:
+        url = entry.get("url")
+        if not isinstance(url, str):
             continue
-        match = _PIN.match(line)
-        if not match:
+        filename = unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
+        try:
+            tags = parse_wheel_filename(filename)[3]
+        except InvalidWheelFilename:
             continue
-        name = str(canonicalize_name(match["name"]))
-        url = match["url"]
-        version = match["version"] or _version_from_url(url or "")
-        via = [
-            str(canonicalize_name(v.strip()))
-            for v in (match["via"] or "").split(",")
-            if v.strip() and not v.strip().startswith("-")
-        ]
-        entries.append((name, version, url, via))
-    depends: dict[str, set[str]] = {name: set() for name, *_ in entries}
-    for name, _, _, via in entries:
-        for parent in via:
-            depends.setdefault(parent, set()).add(name)
-    return tuple(
-        Pin(name, version, url, tuple(sorted(depends.get(name, ()))))
-        for name, version, url, _ in entries
-    )
-
-
-def _version_from_url(url: str) -> str:
-    from urllib.parse import unquote
-
-    match = _VERSION_IN_WHEEL.search(unquote(url))
-    return match["version"] if match else ""
+        rank = min((ranks[t] for t in tags if t in ranks), default=None)
+        if rank is None:
+            continue
+        sha = entry.get("hashes", {}).get("sha256")
+        size = entry.get("size")
+        ref = WheelRef(
+            filename,
+            url,
+            size if isinstance(size, int) else None,
+            sha.lower() if isinstance(sha, str) else None,
+        )
+        if best is None or rank < best[0]:
+            best = (rank, ref)
+    return best[1] if best else None
 
 
 @dataclass
@@ -119,8 +141,6 @@ class UvResolver:
     def resolve(self, request: ResolveRequest) -> Resolution:
         uv = self.binary or find_uv()
         if uv is None:
-            from torchenv.agent.errors import ResolutionError
-
             raise ResolutionError(
                 "uv is not installed", hint="install torchenv[uv], or pass --resolver pip"
             )
@@ -135,4 +155,4 @@ class UvResolver:
         done = self.runner(compile_argv(uv, request, infile), env, request.workdir, request.timeout)
         if done.returncode != 0:
             raise failed("uv", done)
-        return Resolution("uv", parse_compile_output(done.stdout))
+        return Resolution("uv", parse_pylock_output(done.stdout, request.target))

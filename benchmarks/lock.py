@@ -1,0 +1,235 @@
+"""Lock speed: `torchenv lock` against `uv pip compile` and pip doing the same resolution.
+
+All three resolve torch + torchvision + torchaudio (cu126, Linux x86_64, CPython 3.11) against
+the loopback index simulator with the same injected latency and realistically padded wheels:
+- torchenv: `lock_for` in-process with the uv resolver (index client + `uv pip compile`);
+- uv: `uv pip compile pyproject.toml` with the family pinned to the PyTorch index through
+  `[tool.uv.sources]` (the only way uv pins an index per package), the rest from PyPI;
+- pip: `pip install --dry-run --report` with the PyTorch index as an extra index (pip cannot
+  pin per package, so it may take the index's copies: shown for time and bytes only).
+Cold = empty caches; warm = the same caches again. Bytes = what the simulator sent.
+
+Targets (issue 4): torchenv cold within 1.3x of uv cold, and faster than pip.
+Usage: python benchmarks/lock.py [--runs N] [--latency SECONDS]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# benchmarks/select.py would shadow the standard library's `select` (imported by subprocess):
+# look in this directory last.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, replace  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from _common import fmt_ms, ratio, use_test_helpers  # noqa: E402
+
+use_test_helpers()
+
+from indexsim import IndexSim, Knobs, build_site, default_catalog  # noqa: E402
+from indexsim.catalog import Catalog  # noqa: E402
+from lockfixtures import linux_host  # noqa: E402
+
+from torchenv.agent.index import IndexClient  # noqa: E402
+from torchenv.agent.lock import lock_for  # noqa: E402
+from torchenv.agent.resolvers import UvResolver, target_of  # noqa: E402
+from torchenv.agent.resolvers.uv import find_uv  # noqa: E402
+from torchenv.agent.settings import load_settings  # noqa: E402
+
+FAMILY = ("torch", "torchvision", "torchaudio")
+SIZES = {"torch": 900_000_000, "torchvision": 8_000_000, "torchaudio": 4_000_000}
+
+
+@dataclass(frozen=True)
+class Chosen:
+    backend: str = "cu126"
+    channel: str = "stable"
+    torch: str | None = "2.9"
+    reasons: tuple[str, ...] = ("benchmark",)
+
+
+@dataclass(frozen=True)
+class Figure:
+    seconds: float
+    bytes_sent: int
+
+
+def padded_catalog() -> Catalog:
+    """cp311 only; the family wheels of the benchmarked build padded to realistic sizes."""
+    catalog = default_catalog(pythons=("cp311",))
+    return Catalog(
+        tuple(
+            replace(h, wheel=replace(h.wheel, padding=SIZES[h.project]))
+            if h.wheel is not None
+            and h.project in SIZES
+            and h.variant == "cu126"
+            and h.channel == ""
+            and h.wheel.tag.endswith("x86_64")
+            else h
+            for h in catalog.files
+        )
+    )
+
+
+def measure(sim: IndexSim, fn: Callable[[], object]) -> Figure:
+    sim.reset_counters()
+    start = time.perf_counter()
+    fn()
+    return Figure(time.perf_counter() - start, sim.bytes_sent())
+
+
+def torchenv_run(sim: IndexSim, cache: Path) -> None:
+    settings = load_settings(
+        {"torch-index-url": sim.torch_index_url, "index-url": sim.pypi_url,
+         "cache-dir": str(cache)},
+        env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
+    )  # fmt: skip
+    with IndexClient(cache_dir=cache) as client:
+        lock_for(FAMILY, linux_host(), Chosen(), settings, resolver=UvResolver(), client=client)
+
+
+def uv_run(sim: IndexSim, uv: str, project: Path, cache: Path) -> None:
+    target = target_of(linux_host())
+    subprocess.run(
+        [uv, "pip", "compile", "pyproject.toml", "--quiet", "--no-header",
+         "--python", sys.executable, "--no-python-downloads",
+         "--python-version", target.python_version, "--python-platform", target.uv_platform(),
+         "--index-url", sim.pypi_url, "--only-binary", ":all:", "--cache-dir", str(cache)],
+        cwd=project, check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def uv_project(sim: IndexSim, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    sources = "\n".join(f'{n} = {{ index = "pytorch" }}' for n in FAMILY)
+    (directory / "pyproject.toml").write_text(
+        '[project]\nname = "bench"\nversion = "0"\nrequires-python = ">=3.10"\n'
+        f"dependencies = {list(FAMILY)!r}\n\n"
+        f'[[tool.uv.index]]\nname = "pytorch"\nurl = "{sim.torch_index_url}/cu126"\n'
+        f"explicit = true\n\n[tool.uv.sources]\n{sources}\n"
+    )
+    return directory
+
+
+def pip_run(sim: IndexSim, cache: Path | None) -> None:
+    target = target_of(linux_host())
+    cache_args = ["--cache-dir", str(cache)] if cache else ["--no-cache-dir"]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--report", "-", "--isolated", "--disable-pip-version-check", "--only-binary=:all:",
+         "--python-version", target.python_minor, "--implementation", "cp",
+         "--abi", "cp311", *(a for p in target.platform_tags for a in ("--platform", p)),
+         "--target", str(Path(tempfile.mkdtemp()) / "t"),
+         "--index-url", sim.pypi_url, "--extra-index-url", f"{sim.torch_index_url}/cu126",
+         *cache_args, *FAMILY],
+        check=True, capture_output=True,
+    )  # fmt: skip
+
+
+def series(runs: int, once: Callable[[int], tuple[Figure, Figure]]) -> tuple[Figure, Figure]:
+    cold, warm = [], []
+    for i in range(runs):
+        c, w = once(i)
+        cold.append(c)
+        warm.append(w)
+    return _median(cold), _median(warm)
+
+
+def _median(figures: list[Figure]) -> Figure:
+    return Figure(
+        statistics.median(f.seconds for f in figures),
+        int(statistics.median(f.bytes_sent for f in figures)),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds per request")
+    parser.add_argument("--no-pip", action="store_true", help="skip pip (slow)")
+    args = parser.parse_args()
+    uv = find_uv()
+    if uv is None:
+        sys.exit("uv is not installed (pip install -e .[dev])")
+    work = Path(tempfile.mkdtemp(prefix="torchenv-bench-lock-"))
+    try:
+        site = build_site(padded_catalog(), work / "site")
+        locked = ("torch-2.9.0+cu126-", "torchvision-0.24.0+cu126-", "torchaudio-2.9.0+cu126-")
+        wheel_bytes = sum(
+            f.size for n, f in site.files.items()
+            if n.startswith(locked) and "cp311" in n and "x86_64" in n
+        )  # fmt: skip
+        with IndexSim(site, Knobs(latency=args.latency)) as sim:
+            results = run_all(sim, uv, work, args.runs, with_pip=not args.no_pip)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(results, wheel_bytes, args)
+
+
+def run_all(
+    sim: IndexSim, uv: str, work: Path, runs: int, *, with_pip: bool
+) -> dict[str, tuple[Figure, Figure]]:
+    def ours(i: int) -> tuple[Figure, Figure]:
+        cache = work / f"torchenv-{i}" / "cache"
+        cache.mkdir(parents=True)
+        return (measure(sim, lambda: torchenv_run(sim, cache)),
+                measure(sim, lambda: torchenv_run(sim, cache)))  # fmt: skip
+
+    def theirs(i: int) -> tuple[Figure, Figure]:
+        project = uv_project(sim, work / f"uv-{i}")
+        cache = work / f"uv-{i}-cache"
+        return (measure(sim, lambda: uv_run(sim, uv, project, cache)),
+                measure(sim, lambda: uv_run(sim, uv, project, cache)))  # fmt: skip
+
+    def pips(i: int) -> tuple[Figure, Figure]:
+        cache = work / f"pip-{i}-cache"
+        return (measure(sim, lambda: pip_run(sim, cache)),
+                measure(sim, lambda: pip_run(sim, cache)))  # fmt: skip
+
+    results = {"torchenv (uv)": series(runs, ours), "uv pip compile": series(runs, theirs)}
+    if with_pip:
+        results["pip --dry-run"] = series(max(1, runs // 2), pips)
+    return results
+
+
+def report(
+    results: dict[str, tuple[Figure, Figure]], wheel_bytes: int, args: argparse.Namespace
+) -> None:
+    print(
+        f"lock torch+torchvision+torchaudio, cu126, linux x86_64, cp311; latency "
+        f"{args.latency * 1000:.0f} ms/request; medians of {args.runs} runs"
+    )
+    print(f"the three wheels locked weigh {wheel_bytes / 1e6:.0f} MB")
+    print(f"{'':18} {'cold':>11} {'bytes':>10} {'warm':>11} {'bytes':>10}")
+    for name, (cold, warm) in results.items():
+        print(
+            f"{name:18} {fmt_ms(cold.seconds)} {cold.bytes_sent / 1e3:8.0f} kB "
+            f"{fmt_ms(warm.seconds)} {warm.bytes_sent / 1e3:8.0f} kB"
+        )
+    ours, uv = results["torchenv (uv)"], results["uv pip compile"]
+    print(
+        f"torchenv / uv: cold {ratio(ours[0].seconds, uv[0].seconds)} (target <= 1.3x), "
+        f"warm {ratio(ours[1].seconds, uv[1].seconds)}"
+    )
+    if "pip --dry-run" in results:
+        pip = results["pip --dry-run"]
+        print(
+            f"torchenv / pip: cold {ratio(ours[0].seconds, pip[0].seconds)} (target < 1x), "
+            f"warm {ratio(ours[1].seconds, pip[1].seconds)}"
+        )
+    print(f"torchenv cold fetched {ours[0].bytes_sent / wheel_bytes:.4%} of the wheels' bytes")
+
+
+if __name__ == "__main__":
+    main()
