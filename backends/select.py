@@ -118,6 +118,7 @@ class Wants:
 
     specs: tuple[tuple[str, SpecifierSet], ...] = ()
     prereleases: bool = False
+    backend: str | None = None  # named by a local label: torch==2.13.0+cpu -> "cpu"
 
     def text(self) -> str:
         return ", ".join(f"{name}{spec}" for name, spec in self.specs if str(spec))
@@ -148,6 +149,7 @@ def parse_wants(requirements: Iterable[str], channel: str = "stable") -> Wants:
     if channel not in CHANNELS:
         raise InvalidRequest(f"unknown channel {channel!r} (use {', '.join(CHANNELS)})")
     specs = []
+    labels: dict[str, str] = {}  # backend -> the requirement that named it
     for text in requirements:
         if BARE_NAME.fullmatch(text.strip()):
             continue  # a name alone constrains nothing (and needs no parser)
@@ -159,8 +161,33 @@ def parse_wants(requirements: Iterable[str], channel: str = "stable") -> Wants:
             raise InvalidRequest(f"{text!r} is not a requirement: {exc}") from exc
         name = re.sub(r"[-_.]+", "-", req.name).lower()
         if name in FAMILY and str(req.specifier):
-            specs.append((name, req.specifier))
-    return Wants(tuple(specs), prereleases=channel != "stable")
+            spec, label = _without_local_label(req.specifier, text)
+            if label is not None:
+                labels.setdefault(label, text)
+            specs.append((name, spec))
+    if len(labels) > 1:
+        raise InvalidRequest(
+            "the requirements name different builds: " + ", ".join(sorted(labels.values()))
+        )
+    backend = next(iter(labels), None)
+    return Wants(tuple(specs), prereleases=channel != "stable", backend=backend)
+
+
+def _without_local_label(spec: SpecifierSet, text: str) -> tuple[SpecifierSet, str | None]:
+    """`==2.13.0+cpu` -> (`==2.13.0`, "cpu"): releases are matched on the public version and
+    the label chooses the backend, as pip would when installing from that backend's index."""
+    from packaging.specifiers import SpecifierSet
+
+    label = None
+    public = []
+    for item in spec:
+        version, _, local = item.version.partition("+")
+        if local:
+            if backend_kind(local) is None:
+                raise InvalidRequest(f"{text!r}: the local label +{local} names no torch backend")
+            label = local
+        public.append(f"{item.operator}{version}")
+    return SpecifierSet(",".join(public)), label
 
 
 # --- what the host offers -----------------------------------------------------------------
@@ -637,6 +664,12 @@ def select(host: HostReport, request: Request, catalog: Catalog) -> Selection:
     an unsatisfiable host (ok=False with unlock hints), only for an invalid request."""
     wants = parse_wants(request.requirements, request.channel)
     forced = _forced_backend(request)
+    if wants.backend is not None:
+        if forced is not None and forced != wants.backend:
+            raise InvalidRequest(
+                f"--backend {forced} contradicts the requirements, which name +{wants.backend}"
+            )
+        forced = wants.backend
     view = _host(host, catalog)
     releases = catalog.releases_for(request.channel)
     candidates: list[Candidate] = []
