@@ -31,6 +31,22 @@ if TYPE_CHECKING:
     from torchenv.agent.index import Artifact, CoreMetadata, IndexClient
     from torchenv.agent.settings import Settings
 
+# How a lock is made (issue 4):
+# 1. The torch family is chosen here, from the selection's index only: torch newest first
+#    within the selection's release and the user's specifiers (pre-releases on nightly/test),
+#    with the variant's local label (or none: macOS, some aarch64), the target's best wheel
+#    tag; then each other member (torchvision, torchaudio, pytorch-triton, ...) whose own
+#    wheel's METADATA pins that torch. Metadata comes from the exact wheel the target
+#    installs (PEP 658 file, else HTTP ranges: the index client never downloads a wheel
+#    to read it).
+# 2. The rest goes to a resolver (uv, else pip) for exactly the target, against the default
+#    index only, with the family given as direct references to metadata-only stand-in
+#    wheels carrying that METADATA: nothing can satisfy the family from anywhere else, and
+#    whatever depends on torch resolves against exactly our build. A family member pulled in
+#    by the rest is moved to the PyTorch index and the rest resolved again.
+# 3. Hashes: index hashes are recorded as published; a wheel whose page has none (nightly)
+#    is downloaded into the cache (`cache-dir`/wheels, where sync finds it) and hashed, so a
+#    lock never lacks a sha256. Sizes missing from PEP 503 pages cost one HEAD request.
 Fetch = Callable[["Artifact"], tuple[str, int]]  # download a file: (sha256, size)
 
 # Projects the PyTorch index builds per backend; everything else comes from the default index.
