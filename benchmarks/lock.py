@@ -15,37 +15,30 @@ Usage: python benchmarks/lock.py [--runs N] [--latency SECONDS]
 
 from __future__ import annotations
 
-import os
+import argparse
+import shutil
+import statistics
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 
-# benchmarks/select.py would shadow the standard library's `select` (imported by subprocess):
-# look in this directory last.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE] + [_HERE]
-
-import argparse  # noqa: E402
-import shutil  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass, replace  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from _common import fmt_ms, ratio, use_test_helpers  # noqa: E402
+from _common import fmt_ms, ratio, use_test_helpers
 
 use_test_helpers()
 
-from indexsim import IndexSim, Knobs, build_site, default_catalog  # noqa: E402
-from indexsim.catalog import Catalog  # noqa: E402
-from lockfixtures import linux_host  # noqa: E402
+from indexsim import IndexSim, Knobs, build_site, default_catalog
+from indexsim.catalog import Catalog
+from lockfixtures import linux_host
 
-from torchenv.agent.index import IndexClient  # noqa: E402
-from torchenv.agent.lock import lock_for  # noqa: E402
-from torchenv.agent.resolvers import UvResolver, target_of  # noqa: E402
-from torchenv.agent.resolvers.uv import find_uv  # noqa: E402
-from torchenv.agent.settings import load_settings  # noqa: E402
+from torchenv.agent.index import IndexClient
+from torchenv.agent.lock import lock_for
+from torchenv.agent.resolvers import UvResolver, target_of
+from torchenv.agent.resolvers.uv import find_uv
+from torchenv.agent.settings import load_settings
 
 FAMILY = ("torch", "torchvision", "torchaudio")
 SIZES = {"torch": 900_000_000, "torchvision": 8_000_000, "torchaudio": 4_000_000}

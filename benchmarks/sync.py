@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from indexsim.wheels import WheelSpec  # noqa: E402
-from test_sync_helpers import build_lock, plain_spec, torch_spec  # noqa: E402
+from indexsim.wheels import WheelSpec
+from test_sync_helpers import build_lock, plain_spec, torch_spec
 
-from torchenv.agent.host import load_host  # noqa: E402
-from torchenv.agent.pylock import read_pylock  # noqa: E402
+from torchenv.agent.host import load_host
+from torchenv.agent.pylock import read_pylock
 
 BIN = Path(sys.executable).parent
 UV = str(BIN / "uv") if (BIN / "uv").exists() else shutil.which("uv") or "uv"

@@ -7,27 +7,19 @@ build it picks is checked against the GPU (how often uv's pick has no code for t
 The dev environment sets PYTHONDONTWRITEBYTECODE=1, so every process recompiles torchenv;
 the CLI is measured both ways (an installed torchenv has its bytecode).
 Target (issue 3): `torchenv select` under 150 ms wall.
-Usage: python benchmarks/select.py [--runs N]
+Usage: python benchmarks/selection.py [--runs N]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
-# This file is named select.py: keep its folder off the path until the stdlib `select` (which
-# subprocess imports) is loaded, then add it back for _common.
-_HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if p not in (_HERE, "")]
-import subprocess  # noqa: E402, F401
-
-sys.path.append(_HERE)
-import argparse  # noqa: E402
-import os  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-
-from _common import ROOT, fmt_ms, median_seconds, median_wall, ratio, use_test_helpers  # noqa: E402
+from _common import ROOT, fmt_ms, median_seconds, median_wall, ratio, use_test_helpers
 
 HOST = ROOT / "tests" / "hosts" / "gtx1080ti-driver580"
 FLAGS = [
