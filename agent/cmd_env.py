@@ -129,7 +129,7 @@ def auto_lines(result: AutoResult) -> list[str]:
 def _source(options: hostopts.HostOptions) -> HostSource:
     from torchenv.agent.pipeline import HostSource
 
-    flags = options.flags()
+    flags = options.flags
     return HostSource(
         replay=options.replay, host_report=options.host_report,
         flags=flags if flags.any() else None,
@@ -177,10 +177,9 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
         )  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
-            source=_source(hostopts.HostOptions(
+            source=_source(hostopts.HostOptions.from_cli(
                 replay=replay, host_report=host_report, os=os, arch=arch, python=python,
-                driver=driver, gpus=tuple(gpu or ()), rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu,
-                macos=macos,
+                driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
             )),
             lock_path=lock, force=force,
         )  # fmt: skip
@@ -209,7 +208,9 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         from torchenv.agent.pylock import read_pylock
 
         settings = _settings(prefix=prefix)
-        options = hostopts.HostOptions(replay=replay, host_report=host_report, python=python)
+        options = hostopts.HostOptions.from_cli(
+            replay=replay, host_report=host_report, python=python
+        )
         source = _source(options)
         host = options.load(float(settings.get_value("probe-timeout")))
         parsed = read_pylock(lock)

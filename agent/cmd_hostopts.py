@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import typer
@@ -28,28 +28,37 @@ BACKEND = typer.Option(None, "--backend", help="auto, or force one: cpu, cu126, 
 
 @dataclass(frozen=True)
 class HostOptions:
-    """The parsed host options of one command line."""
+    """The parsed host options of one command line: where the host comes from, and the facts
+    given on top of it."""
 
     replay: Path | None = None
     host_report: Path | None = None
-    os: str | None = None
-    arch: str | None = None
-    python: str | None = None
-    driver: str | None = None
-    gpus: tuple[str, ...] = ()
-    rocm_gfx: tuple[str, ...] = ()
-    xpu: bool = False
-    macos: str | None = None
+    flags: HostFlags = field(default_factory=HostFlags)
 
-    def flags(self) -> HostFlags:
-        return HostFlags(
-            os=self.os, arch=self.arch, python=self.python, driver=self.driver, gpus=self.gpus,
-            rocm_gfx=self.rocm_gfx, xpu=self.xpu, macos=self.macos,
+    @classmethod
+    def from_cli(
+        cls,
+        *,
+        replay: Path | None = None,
+        host_report: Path | None = None,
+        os: str | None = None,
+        arch: str | None = None,
+        python: str | None = None,
+        driver: str | None = None,
+        gpu: list[str] | None = None,
+        rocm_gfx: list[str] | None = None,
+        xpu: bool = False,
+        macos: str | None = None,
+    ) -> HostOptions:
+        flags = HostFlags(
+            os=os, arch=arch, python=python, driver=driver, gpus=tuple(gpu or ()),
+            rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu, macos=macos,
         )  # fmt: skip
+        return cls(replay=replay, host_report=host_report, flags=flags)
 
     def load(self, command_timeout: float = 5.0) -> HostReport:
         """The HostReport these options describe (this machine when none is given)."""
         return load_host(
-            replay=self.replay, host_report=self.host_report, flags=self.flags(),
+            replay=self.replay, host_report=self.host_report, flags=self.flags,
             command_timeout=command_timeout,
         )  # fmt: skip

@@ -51,10 +51,9 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     backend: str | None = opts.BACKEND,
 ) -> None:
     """Lock the torch family and the rest for exactly this host (or the one described)."""
-    host_options = opts.HostOptions(
+    host_options = opts.HostOptions.from_cli(
         replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
-        driver=driver, gpus=tuple(gpu or ()), rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu,
-        macos=macos,
+        driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
     )  # fmt: skip
 
     def body() -> None:

@@ -60,26 +60,14 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
 
     def body() -> None:
-        from torchenv.agent.host import HostFlags, load_host
+        from torchenv.agent.cmd_hostopts import HostOptions
         from torchenv.agent.settings import load_settings
 
         settings = load_settings({"channel": channel, "backend": backend})
-        flags = HostFlags(
-            os=os_name,
-            arch=arch,
-            python=python,
-            driver=driver,
-            gpus=tuple(gpu or ()),
-            rocm_gfx=tuple(rocm_gfx or ()),
-            xpu=xpu,
-            macos=macos,
-        )
-        host = load_host(
-            replay=replay,
-            host_report=host_report,
-            flags=flags,
-            command_timeout=float(settings.get_value("probe-timeout")),
-        )
+        host = HostOptions.from_cli(
+            replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
+            driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+        ).load(float(settings.get_value("probe-timeout")))  # fmt: skip
         result = run_selection(host, tuple(requirements or ("torch",)), settings)
         if as_json:
             emit_json(result.to_json())
