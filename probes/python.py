@@ -184,26 +184,23 @@ def from_fact(io: HostIO, value: Mapping[str, Any]) -> PythonReport:
     )
 
 
+def _unknown(reason: str) -> PythonReport:
+    return PythonReport(
+        version="0.0.0",
+        implementation="unknown",
+        interpreter_tag="",
+        abi_tags=(),
+        platform_tags=(),
+        reasons=(reason,),
+    )
+
+
 def probe(io: HostIO) -> PythonReport:
     """The interpreter torchenv runs in (live), or the recorded one (replay)."""
     try:
         value = io.fact("python", _live_python)
     except FactUnavailable as exc:
-        return PythonReport(
-            version="0.0.0",
-            implementation="unknown",
-            interpreter_tag="",
-            abi_tags=(),
-            platform_tags=(),
-            reasons=(f"python: {exc}",),
-        )
+        return _unknown(f"python: {exc}")
     if not isinstance(value, Mapping) or not _str(value.get("version")):
-        return PythonReport(
-            version="0.0.0",
-            implementation="unknown",
-            interpreter_tag="",
-            abi_tags=(),
-            platform_tags=(),
-            reasons=("python: the recorded interpreter has no version",),
-        )
+        return _unknown("python: the recorded interpreter has no version")
     return from_fact(io, value)
