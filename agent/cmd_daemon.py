@@ -57,7 +57,7 @@ def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:
 def _entrypoint(
     prefix: str | None,
     requirements: list[str],
-    replay: Path | None,
+    auto_args: str | None,
     provisioner: str | None,
     command: list[str],
 ) -> None:
@@ -75,7 +75,8 @@ def _entrypoint(
         )
     target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
     runner = shlex.split(provisioner) if provisioner else [sys.executable, "-m", "torchenv.agent"]
-    ensure(provision_argv(runner, target, requirements, replay), os.environ)
+    extra = shlex.split(auto_args) if auto_args else []
+    ensure(provision_argv(runner, target, requirements, extra), os.environ)
     exec_command(command, activated_env(target, os.environ))
 
 
@@ -130,12 +131,12 @@ def register(app: typer.Typer) -> None:
         requirement: list[str] = typer.Option(
             [], "--requirement", "-r", metavar="REQ", help="requirements besides torch"
         ),
-        replay: Path | None = typer.Option(None, "--replay", hidden=True),
+        auto_args: str | None = typer.Option(None, "--auto-args", hidden=True),
         provisioner: str | None = typer.Option(None, "--provisioner", hidden=True),
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Container entry point: ensure the environment for this host, then exec CMD in it."""
         guarded(
             as_json,
-            lambda: _entrypoint(prefix, requirement, replay, provisioner, list(command or [])),
+            lambda: _entrypoint(prefix, requirement, auto_args, provisioner, list(command or [])),
         )

@@ -141,7 +141,12 @@ class AgentProcess:
             ok = env["state"] == state and all(env.get(k) == v for k, v in fields.items())
             return env if ok else None
 
-        return wait_until(match, f"{name} {state} {fields}")
+        try:
+            return wait_until(match, f"{name} {state} {fields}")
+        except AssertionError as exc:
+            raise AssertionError(
+                f"{exc}; last {self.env_status(name)}; log:\n{self.text()}"
+            ) from None
 
     def terminate(self, timeout: float = DEADLINE) -> int:
         if self.proc.poll() is None:

@@ -36,6 +36,7 @@ AGENT_KEYS = {
     "backoff-max",
     "stop-timeout",
     "driver-version-file",
+    "auto-args",
 }
 ENV_KEYS = {"name", "requirements", "prefix", "channel", "backend"}
 
@@ -79,6 +80,7 @@ class AgentConfig:
     textfile: Path | None = None
     nfd_feature_file: Path | None = None
     provisioner: tuple[str, ...] = ()  # empty: this interpreter's `python -m torchenv.agent`
+    auto_args: tuple[str, ...] = ()  # added to every `auto` (e.g. --python X.Y with a replay)
     provision_timeout: float = 3600.0
     backoff_initial: float = 30.0
     backoff_max: float = 3600.0
@@ -220,6 +222,12 @@ def parse_config(
             f"provisioner in {where} must be a command (a list of strings)",
             hint="remove it to use torchenv itself",
         )
+    auto_args = table.get("auto-args", [])
+    if not isinstance(auto_args, list) or not all(isinstance(a, str) for a in auto_args):
+        raise ConfigError(
+            f"auto-args in {where} must be a list of strings",
+            hint='write auto-args = ["--python", "3.12"]',
+        )
     driver_file = table.get("driver-version-file", DRIVER_VERSION_FILE)
     if not isinstance(driver_file, str):
         raise ConfigError(
@@ -238,6 +246,7 @@ def parse_config(
         textfile=_path(table, "textfile", where),
         nfd_feature_file=_path(table, "nfd-feature-file", where),
         provisioner=tuple(provisioner),
+        auto_args=tuple(auto_args),
         provision_timeout=_number(table, "provision-timeout", 3600.0, where),
         backoff_initial=backoff_initial,
         backoff_max=max(backoff_initial, _number(table, "backoff-max", 3600.0, where)),

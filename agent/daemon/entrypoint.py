@@ -25,12 +25,9 @@ def activated_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
 
 
 def provision_argv(
-    provisioner: Sequence[str], prefix: Path, requirements: Sequence[str], replay: Path | None
+    provisioner: Sequence[str], prefix: Path, requirements: Sequence[str], extra: Sequence[str]
 ) -> list[str]:
-    argv = [*provisioner, "auto", *requirements, "--prefix", str(prefix), "--json"]
-    if replay is not None:
-        argv += ["--replay", str(replay)]
-    return argv
+    return [*provisioner, "auto", *requirements, "--prefix", str(prefix), "--json", *extra]
 
 
 def ensure(argv: Sequence[str], env: Mapping[str, str]) -> None:

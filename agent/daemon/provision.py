@@ -43,7 +43,7 @@ def child_argv(config: AgentConfig, spec: EnvironmentSpec) -> list[str]:
     ]
     if config.host_replay is not None:
         argv += ["--replay", str(config.host_replay)]
-    return argv
+    return [*argv, *config.auto_args]
 
 
 def child_env(
