@@ -107,10 +107,10 @@ def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_js
     from packaging.utils import canonicalize_name
 
     from torchenv.agent.cmd_env import make_reporter
-    from torchenv.agent.cmd_select import run_selection
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import FAMILY, lock_for
     from torchenv.agent.resolvers import choose_resolver
+    from torchenv.agent.selection import run_selection
 
     family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
     selection = run_selection(host, family, settings)

@@ -10,7 +10,6 @@ import typer
 from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
 
 if TYPE_CHECKING:
-    from torchenv.agent.settings import Settings
     from torchenv.backends.catalog import Catalog
     from torchenv.backends.select import Selection
 
@@ -68,6 +67,8 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
         ).load(float(settings.get_value("probe-timeout")))  # fmt: skip
+        from torchenv.agent.selection import run_selection
+
         result = run_selection(host, tuple(requirements or ("torch",)), settings)
         if as_json:
             emit_json(result.to_json())
@@ -77,41 +78,6 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
             typer.echo(summary_text(result))
 
     guarded(as_json, body)
-
-
-def run_selection(host: Any, requirements: tuple[str, ...], settings: Settings) -> Selection:
-    """select() with the settings in force; raises SelectionError when nothing satisfies."""
-    from torchenv.agent import catalog_refresh
-    from torchenv.agent.errors import ConfigError, SelectionError
-    from torchenv.backends.select import InvalidRequest, Request, select
-
-    request = Request(
-        requirements=requirements,
-        channel=str(settings.get_value("channel")),
-        backend=str(settings.get_value("backend")),
-        torch_index_url=str(settings.get_value("torch-index-url")),
-        default_index_url=str(settings.get_value("index-url")),
-    )
-    catalog = catalog_refresh.load(settings.get_value("cache-dir"))
-    try:
-        result = select(host, request, catalog)
-    except InvalidRequest as exc:
-        raise ConfigError(
-            str(exc),
-            hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
-        ) from exc
-    if not result.ok:
-        hint = (
-            ("what would unlock it: " + "; ".join(result.unlock))
-            if result.unlock
-            else ("see `torchenv select --explain` for every candidate")
-        )
-        raise SelectionError(
-            "no torch build satisfies the request on this host: " + "; ".join(result.reasons[:3]),
-            hint=hint,
-            details=result.to_json(),
-        )
-    return result
 
 
 def summary_text(result: Selection) -> str:

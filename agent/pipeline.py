@@ -249,32 +249,14 @@ def default_locker(
     host: HostReport, requirements: Sequence[str], settings: Settings, reporter: Reporter
 ) -> PyLock:
     """select, then lock_for with the index client and the resolver the settings name."""
-    from torchenv.agent.errors import SelectionError
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.backends.catalog import load_catalog
-    from torchenv.backends.select import InvalidRequest, Request, select
+    from torchenv.agent.selection import run_selection
 
-    backend = settings.get_value("backend")
     with reporter.stage("select"):
-        try:
-            request = Request(
-                requirements=tuple(requirements),
-                channel=settings.get_value("channel"),
-                backend=None if backend == "auto" else backend,
-                torch_index_url=settings.get_value("torch-index-url"),
-                default_index_url=settings.get_value("index-url"),
-            )
-            selection = select(host, request, load_catalog())
-        except InvalidRequest as exc:
-            raise SelectionError(str(exc), hint="correct the requirement or setting") from exc
-    if not selection.ok or selection.backend is None:
-        raise SelectionError(
-            "no torch build fits this host: " + "; ".join(selection.reasons),
-            hint="; ".join(selection.unlock) or "see `torchenv select --explain`",
-            details=selection.to_json(),
-        )
+        selection = run_selection(host, tuple(requirements), settings)
+    assert selection.backend is not None  # run_selection raises when nothing fits
     for warning in selection.warnings:
         reporter.warning(warning)
     cache = Path(settings.get_value("cache-dir"))

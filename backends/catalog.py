@@ -152,6 +152,14 @@ class Catalog:
     sources: tuple[str, ...]
     live_index: str | None = None
     live_fetched: str | None = None
+    # (torch, platform, backend) seen on live_index by the last refresh (stable channel)
+    live_seen: frozenset[tuple[str, str, str]] = frozenset()
+
+    def on_live_index(self, index_url: str) -> bool:
+        """True when the last refresh read `index_url`, so its listing says what exists."""
+        return self.live_index is not None and (
+            self.live_index.rstrip("/") == index_url.rstrip("/")
+        )
 
     def release(self, torch: str) -> Release | None:
         return next((r for r in self.releases if r.torch == torch), None)
@@ -359,8 +367,10 @@ def load_catalog(live: Mapping[str, Any] | None = None) -> Catalog:
 def merge_live(catalog: Catalog, facts: _Facts, live: Mapping[str, Any]) -> Catalog:
     """Add the releases and backends the live index has and the shipped facts lack.
 
-    Nothing shipped is removed (a mirror may hold a subset). What is added borrows the
-    device code of the nearest shipped build and is flagged as inferred from the live index.
+    Nothing shipped is removed; `live_seen` records what the index holds, and selection
+    rejects builds it lacks while that index is the one configured (a mirror may hold a
+    subset). What is added borrows the device code of the nearest shipped build and is
+    flagged as inferred from the live index.
     """
     if live.get("schema") != LIVE_SCHEMA:
         raise CatalogError(f"live catalog schema {live.get('schema')!r} is not {LIVE_SCHEMA}")
@@ -381,8 +391,18 @@ def merge_live(catalog: Catalog, facts: _Facts, live: Mapping[str, Any]) -> Cata
             base = _new_release(catalog, torch, pythons[torch], ft.get(torch, set()))
         by_torch[torch] = _add_builds(catalog, facts, base, platforms)
     releases = tuple(sorted(by_torch.values(), key=lambda r: r.key, reverse=True))
+    seen_builds = frozenset(
+        (torch, platform, backend)
+        for torch, platforms in seen.items()
+        for platform, backends in platforms.items()
+        for backend in backends
+    )
     return replace(
-        catalog, releases=releases, live_index=live.get("index"), live_fetched=live.get("fetched")
+        catalog,
+        releases=releases,
+        live_index=live.get("index"),
+        live_fetched=live.get("fetched"),
+        live_seen=seen_builds,
     )
 
 

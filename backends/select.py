@@ -364,6 +364,27 @@ def _show(version: Dotted) -> str:
     return ".".join(str(p) for p in version)
 
 
+def _availability_check(
+    host: Host,
+    release: Release,
+    build: Build,
+    catalog: Catalog,
+    available: frozenset[tuple[str, str, str]],
+) -> list[Check]:
+    """What the configured index holds, as the last `catalog refresh` read it."""
+    if (release.torch, host.platform, build.backend) in available:
+        return [Check(True, f"on {catalog.live_index}")]
+    when = f" at {catalog.live_fetched}" if catalog.live_fetched else ""
+    return [
+        Check(
+            False,
+            f"torch {release.torch} {build.backend} for {host.platform} is not on "
+            f"{catalog.live_index} (catalog refresh{when})",
+            unlock="a newer `torchenv catalog refresh`, or an index that has it",
+        )
+    ]
+
+
 def _platform_checks(host: Host, release: Release) -> list[Check]:
     checks = []
     py_list = release.python_ft if host.free_threaded else release.python
@@ -566,7 +587,14 @@ def _device_checks(host: Host, release: Release, build: Build, catalog: Catalog)
 
 
 def _judge(
-    host: Host, release: Release, build: Build, *, wants: Wants, catalog: Catalog, forced: bool
+    host: Host,
+    release: Release,
+    build: Build,
+    *,
+    wants: Wants,
+    catalog: Catalog,
+    forced: bool,
+    available: frozenset[tuple[str, str, str]] | None = None,
 ) -> Candidate:
     allowed = wants.allows(release)
     checks = [
@@ -580,6 +608,8 @@ def _judge(
     ]
     platform = _platform_checks(host, release)
     checks += platform
+    if available is not None and build.kind is not Kind.MPS:
+        checks += _availability_check(host, release, build, catalog, available)
     checks += _device_checks(host, release, build, catalog)
     flags = [f for c in checks if c.ok for f in c.flags]
     if build.inferred or "python" in release.inferred or release.origin != "shipped":
@@ -672,6 +702,8 @@ def select(host: HostReport, request: Request, catalog: Catalog) -> Selection:
         forced = wants.backend
     view = _host(host, catalog)
     releases = catalog.releases_for(request.channel)
+    live = request.channel == "stable" and catalog.on_live_index(request.torch_index_url)
+    available = catalog.live_seen if live else None
     candidates: list[Candidate] = []
     if view.platform is not None:
         for release in releases:
@@ -685,6 +717,7 @@ def select(host: HostReport, request: Request, catalog: Catalog) -> Selection:
                             wants=wants,
                             catalog=catalog,
                             forced=forced is not None,
+                            available=available,
                         )
                     )
     ranked = sorted(candidates, key=lambda c: (not c.ok, c.rank))
