@@ -1,0 +1,102 @@
+"""systemd/ units: `systemd-analyze verify` accepts them and they say what the agent needs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNITS = Path(__file__).resolve().parent.parent / "systemd"
+NAMES = ("torchenv-agent.service", "torchenv-bootstrap.service")
+INSTALLED = "/usr/local/bin/torchenv"
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(
+    ANALYZE is None,
+    reason="systemd-analyze is not installed (Debian/Ubuntu: apt-get install -y systemd)",
+)
+
+
+def settings(name: str) -> dict[str, list[str]]:
+    """Key -> values (keys may repeat), over all sections."""
+    found: dict[str, list[str]] = {}
+    for raw in (UNITS / name).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";", "[")):
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
+def staged(tmp: Path, name: str, text: str | None = None) -> Path:
+    """A copy whose ExecStart binary exists here (verify checks that it is executable)."""
+    torchenv = shutil.which("torchenv") or str(Path(sys.executable).parent / "torchenv")
+    body = (UNITS / name).read_text() if text is None else text
+    path = tmp / name
+    path.write_text(body.replace(INSTALLED, torchenv))
+    return path
+
+
+def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    assert ANALYZE is not None
+    return subprocess.run([ANALYZE, "verify", *map(str, paths)], capture_output=True, text=True,
+                          check=False, timeout=120)  # fmt: skip
+
+
+@needs_analyze
+def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
+    paths = [staged(tmp_path, name) for name in NAMES]
+    result = verify(paths)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    complaints = [line for line in output.splitlines() if any(n in line for n in NAMES)]
+    assert complaints == []  # e.g. "Unknown key ..., ignoring" only warns
+
+
+@needs_analyze
+def test_verify_would_catch_a_broken_unit(tmp_path: Path) -> None:
+    text = (UNITS / NAMES[0]).read_text().replace("WatchdogSec=", "WatchdgSec=")
+    result = verify([staged(tmp_path, NAMES[0], text)])
+    assert "Unknown key" in result.stdout + result.stderr
+
+
+def test_agent_unit_is_a_hardened_notify_service_that_still_reaches_the_gpu() -> None:
+    unit = settings("torchenv-agent.service")
+    assert unit["Type"] == ["notify"]
+    assert unit["WatchdogSec"] and unit["StateDirectory"] == ["torchenv"]
+    assert unit["CacheDirectory"] == ["torchenv"] and unit["RuntimeDirectory"] == ["torchenv"]
+    for key, value in (("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
+                       ("NoNewPrivileges", "yes")):  # fmt: skip
+        assert unit[key] == [value]
+    assert "PrivateDevices" not in unit  # it would hide /dev/nvidia*
+    allowed = {v.split()[0] for v in unit["DeviceAllow"]}
+    assert {"/dev/nvidiactl", "/dev/nvidia-uvm", "char-nvidia*"} <= allowed
+    assert any("/opt/torchenv" in v for v in unit["ReadWritePaths"])
+    assert "MemoryDenyWriteExecute" not in unit
+
+
+def test_bootstrap_unit_is_a_bounded_oneshot_skipped_once_done() -> None:
+    unit = settings("torchenv-bootstrap.service")
+    assert unit["Type"] == ["oneshot"]
+    done = next(v for v in unit["ConditionPathExists"] if v.startswith("!"))
+    exec_start = unit["ExecStart"][0]
+    assert f"--mark-done {done[1:]}" in exec_start
+    assert re.search(r"--wait-driver \d+", exec_start) and "--once" in exec_start
+    assert "torchenv-agent.service" in unit["Before"][0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exec_start_options_exist_in_the_cli(name: str) -> None:
+    """The flags the units pass are flags `torchenv agent` has."""
+    exec_start = settings(name)["ExecStart"][0].split()
+    assert exec_start[0] == INSTALLED and exec_start[1] == "agent"
+    help_text = subprocess.run(
+        [sys.executable, "-m", "torchenv.agent", "agent", "--help"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for flag in (a for a in exec_start if a.startswith("--")):
+        assert flag in help_text, flag
