@@ -100,3 +100,40 @@ def test_exec_start_options_exist_in_the_cli(name: str) -> None:
     ).stdout  # fmt: skip
     for flag in (a for a in exec_start if a.startswith("--")):
         assert flag in help_text, flag
+
+
+def _cloud_init_files() -> dict[str, str]:
+    """path -> content of each write_files entry in docs/cloud-init.yaml (literal blocks)."""
+    lines = (UNITS.parent / "docs" / "cloud-init.yaml").read_text().splitlines()
+    files: dict[str, str] = {}
+    path = None
+    index = 0
+    while index < len(lines):
+        line = lines[index]
+        if line.strip().startswith("- path: "):
+            path = line.split(": ", 1)[1].strip()
+        elif line.strip() == "content: |" and path is not None:
+            block: list[str] = []
+            index += 1
+            while index < len(lines) and (lines[index].startswith("      ") or not lines[index]):
+                block.append(lines[index][6:])
+                index += 1
+            files[path] = "\n".join(block).rstrip("\n") + "\n"
+            continue
+        index += 1
+    return files
+
+
+def test_cloud_init_carries_the_units_unchanged_and_a_valid_config(tmp_path: Path) -> None:
+    from torchenv.agent.daemon.config import parse_config
+    from torchenv.agent.settings import read_toml
+
+    files = _cloud_init_files()
+    for name in NAMES:
+        assert files[f"/etc/systemd/system/{name}"] == (UNITS / name).read_text()
+    (tmp_path / "config.toml").write_text(files["/etc/torchenv/config.toml"])
+    config = parse_config(read_toml(tmp_path / "config.toml"), where="cloud-init", env={})
+    assert config.socket_group == "torchenv"
+    assert all(str(e.prefix).startswith("/opt/torchenv/") for e in config.environments)
+    text = (UNITS.parent / "docs" / "cloud-init.yaml").read_text()
+    assert "systemctl enable torchenv-bootstrap.service torchenv-agent.service" in text
