@@ -257,3 +257,32 @@ def test_second_agent_on_the_same_socket_is_refused(setup: Setup) -> None:
         assert "another agent is listening" in second.text()
         assert agent.get("/v1/status")["agent"]["ready"] is True
         assert agent.terminate() == 0
+
+
+def test_status_command_text_json_check_and_unreachable(setup: Setup) -> None:
+    import subprocess
+
+    def status(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "torchenv.agent", "status", "--socket", str(setup.socket),
+             *args], capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+
+    with setup.agent() as agent:
+        agent.wait_state("active", backend="cu128")
+        text = status()
+        assert text.returncode == 0, text.stderr
+        assert "default: active  torch 2.11.0+cu128 (cu128)" in text.stdout
+        as_json = json.loads(status("--json").stdout)
+        assert as_json["environments"][0]["backend"] == "cu128"
+        assert status("--check").returncode == 0
+        setup.control_with(fail="broken on purpose")
+        point(setup.host_link, setup.upgraded)
+        agent.wait_state("failed")
+        failed = status("--check")
+        assert failed.returncode == 1 and "broken on purpose" in failed.stdout
+        assert agent.terminate() == 0
+    gone = status()
+    assert gone.returncode == 1
+    assert "cannot reach the agent" in gone.stderr and "systemctl status" in gone.stderr
+    assert json.loads(status("--json").stdout)["error"] == "agent"

@@ -120,6 +120,7 @@ class Agent:
         self._wake: asyncio.Event | None = None
         self._forced: set[str] = set()
         self._provision: Provision | None = None
+        self._stop_task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
 
     # -- the loop ---------------------------------------------------------------------------
@@ -176,7 +177,8 @@ class Agent:
         self.log.info(f"stopping on {why}" if why else "stopping")
         self.notifier.send("STOPPING=1")
         if self._provision is not None:
-            asyncio.get_running_loop().create_task(
+            # kept in self: the loop holds tasks only weakly
+            self._stop_task = asyncio.get_running_loop().create_task(
                 self._provision.stop(grace=self.config.stop_timeout)
             )
         if self._wake is not None:
