@@ -38,10 +38,10 @@ class Real:
     def __init__(self, tmp: Path, sim: IndexSim) -> None:
         self.tmp = tmp
         self.host_link = tmp / "host"
-        # The simulator hosts torch 2.9 as cpu, cu126 and cu130 (no cu128), so the base host
-        # is an H100 whose driver (560, CUDA 12.6) takes cu126; the upgrade takes cu130.
-        base = upgraded_host(HOSTS / "h100-driver580", tmp / "host-560", driver="560.35.03",
-                             cuda=12060, add_gpu=False)  # fmt: skip
+        # The base host is an H100 on driver 570 (CUDA 12.8: cu128); the upgrade to driver 580
+        # (CUDA 13.0) with a second GPU takes cu130.
+        base = upgraded_host(HOSTS / "h100-driver580", tmp / "host-570", driver="570.172.08",
+                             cuda=12080, add_gpu=False)  # fmt: skip
         point(self.host_link, base)
         self.upgraded = upgraded_host(base, tmp / "host-580")
         self.prefix = tmp / "envs" / "default"
@@ -82,9 +82,9 @@ def real(tmp_path: Path, sim: IndexSim) -> Real:
 def test_driver_upgrade_and_new_gpu_reprovision_with_real_auto(real: Real, knobs: Knobs) -> None:
     with real.agent() as agent:
         first = agent.wait_state("active")
-        assert first["backend"] == "cu126"  # driver 560 runs CUDA 12.6 at most
+        assert first["backend"] == "cu128"  # driver 570 runs CUDA 12.8 at most
         before = real.build()
-        assert before["torch"].endswith("+cu126") and first["torch"] == before["torch"]
+        assert before["torch"].endswith("+cu128") and first["torch"] == before["torch"]
         point(real.host_link, real.upgraded)  # driver 580 (CUDA 13.0) and a second GPU
         second = agent.wait_state("active", backend="cu130")
         after = real.build()
@@ -95,14 +95,14 @@ def test_driver_upgrade_and_new_gpu_reprovision_with_real_auto(real: Real, knobs
 
 def test_index_failure_keeps_the_old_env_and_reports(real: Real, knobs: Knobs) -> None:
     with real.agent() as agent:
-        agent.wait_state("active", backend="cu126")
+        agent.wait_state("active", backend="cu128")
         before = real.build()
         knobs.faults.append(Fault("status", "*", times=-1, status=503))
         point(real.host_link, real.upgraded)
         failed = agent.wait_state("failed")
         assert failed["last_error"]["message"]
         assert failed["last_error"]["exit_code"] == 1
-        assert failed["backend"] == "cu126"
+        assert failed["backend"] == "cu128"
         assert real.build() == before  # the old environment is untouched and still works
         knobs.faults.clear()
         code, _ = agent.post("/v1/reconcile")
@@ -113,7 +113,7 @@ def test_index_failure_keeps_the_old_env_and_reports(real: Real, knobs: Knobs) -
 
 def test_sigterm_mid_provision_leaves_the_old_env(real: Real, knobs: Knobs, sim: IndexSim) -> None:
     with real.agent() as agent:
-        agent.wait_state("active", backend="cu126")
+        agent.wait_state("active", backend="cu128")
         before = real.build()
         knobs.latency = 0.5  # every index answer is slow: the provision takes a while
         seen = len(sim.requests())
@@ -123,7 +123,7 @@ def test_sigterm_mid_provision_leaves_the_old_env(real: Real, knobs: Knobs, sim:
         assert agent.terminate() == 0
     assert real.build() == before
     state = json.loads((real.tmp / "state" / "agent-state.json").read_text())
-    assert state["environments"]["default"]["backend"] == "cu126"
+    assert state["environments"]["default"]["backend"] == "cu128"
     # a restarted agent finishes the job
     knobs.latency = 0.0
     with real.agent() as agent:

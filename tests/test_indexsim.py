@@ -98,7 +98,7 @@ def test_catalog_quirks() -> None:
     )
     assert ("pypi", "", "triton") in by_place
     assert ("pytorch", "", "triton") not in by_place
-    assert by_place[("pytorch", "", "torch")] == {"cpu", "cu118", "cu126", "cu130"}
+    assert by_place[("pytorch", "", "torch")] == {"cpu", "cu118", "cu126", "cu128", "cu130"}
     assert by_place[("pytorch", "nightly", "torch")] == {"cu126"}
     assert {"cu126", "cu130"} <= by_place[("pytorch", "", "nvidia-cublas-cu12")] | by_place[
         ("pytorch", "", "nvidia-cublas")
