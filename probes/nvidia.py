@@ -615,6 +615,16 @@ class _Probe:
             self.notes.append(problem)
         return text
 
+    def listing(self, path: str) -> list[str]:
+        """The directory's entries; [] when it is missing, [] and a reason when unreadable."""
+        try:
+            return self.io.list_dir(path)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            self.notes.append(f"{path}: {type(exc).__name__}: {exc.strerror or exc}")
+            return []
+
     def run(self, argv: Sequence[str]) -> CommandResult | None:
         """A command's result when it succeeded; None (and a reason) otherwise."""
         result = self.io.run(argv, self.timeout)
@@ -893,13 +903,7 @@ def _from_kernel(run: _Probe, kernel: _Kernel | None, nvml_error: str | None) ->
 
 
 def _procfs_gpus(run: _Probe) -> list[NvidiaGpu]:
-    try:
-        entries = run.io.list_dir(PROCFS_GPUS)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        run.notes.append(f"{PROCFS_GPUS}: {type(exc).__name__}: {exc.strerror or exc}")
-        return []
+    entries = run.listing(PROCFS_GPUS)
     gpus = []
     for index, entry in enumerate(sorted(entries)):
         text = run.read(f"{PROCFS_GPUS}/{entry}/information")
@@ -917,15 +921,8 @@ def _procfs_gpus(run: _Probe) -> list[NvidiaGpu]:
 
 def _pci_gpus(run: _Probe) -> list[NvidiaGpu]:
     """NVIDIA display-class devices (vendor 0x10de, class 0x03xxxx) on the PCI bus."""
-    try:
-        addresses = run.io.list_dir(PCI_DEVICES)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        run.notes.append(f"{PCI_DEVICES}: {type(exc).__name__}: {exc.strerror or exc}")
-        return []
     gpus: list[NvidiaGpu] = []
-    for address in addresses:
+    for address in run.listing(PCI_DEVICES):
         base = f"{PCI_DEVICES}/{address}"
         vendor, _ = read_optional(run.io, f"{base}/vendor")
         if vendor is None or vendor.strip().lower() != NVIDIA_VENDOR:
