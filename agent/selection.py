@@ -38,7 +38,7 @@ def run_selection(host: HostReport, requirements: tuple[str, ...], settings: Set
             else ("see `torchenv select --explain` for every candidate")
         )
         raise SelectionError(
-            "no torch build satisfies the request on this host: " + "; ".join(result.reasons[:3]),
+            "; ".join(result.reasons[:3]),
             hint=hint,
             details=result.to_json(),
         )
