@@ -84,7 +84,11 @@ def main() -> None:
         caches = work / f"cache-{tag}"
         if cold:
             shutil.rmtree(caches, ignore_errors=True)
-        return {**os.environ, "TORCHENV_CACHE_DIR": str(caches / "torchenv"),
+        # An installed torchenv runs from bytecode; a source checkout under
+        # PYTHONDONTWRITEBYTECODE=1 would recompile itself on every run, so give it a cache.
+        base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        return {**base, "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+                "TORCHENV_CACHE_DIR": str(caches / "torchenv"),
                 "UV_CACHE_DIR": str(caches / "uv"), "PIP_CACHE_DIR": str(caches / "pip"),
                 "TORCHENV_USER_CONFIG": str(work / "none.toml")}  # fmt: skip
 
