@@ -155,7 +155,7 @@ def save(live: Mapping[str, Any], cache_dir: str | Path) -> Path:
 
 def load(cache_dir: str | Path | None) -> Catalog:
     """The shipped catalog, merged with the last refresh when the cache holds one."""
-    from torchenv.backends.catalog import CatalogError, load_catalog
+    from torchenv.backends.catalog import load_catalog
 
     live = None
     path = live_path(cache_dir) if cache_dir else None
@@ -169,7 +169,7 @@ def load(cache_dir: str | Path | None) -> Catalog:
             ) from exc
     try:
         return load_catalog(live)
-    except (CatalogError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:  # CatalogError, or a malformed row
         raise ConfigError(
             f"the refreshed catalog {path} is unusable: {exc}",
             hint="run `torchenv catalog refresh` again, or delete the file",

@@ -372,6 +372,8 @@ def merge_live(catalog: Catalog, facts: _Facts, live: Mapping[str, Any]) -> Cata
     subset). What is added borrows the device code of the nearest shipped build and is
     flagged as inferred from the live index.
     """
+    if not isinstance(live, Mapping):
+        raise CatalogError(f"the live catalog is a {type(live).__name__}, not an object")
     if live.get("schema") != LIVE_SCHEMA:
         raise CatalogError(f"live catalog schema {live.get('schema')!r} is not {LIVE_SCHEMA}")
     by_torch = {r.torch: r for r in catalog.releases}

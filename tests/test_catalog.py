@@ -238,6 +238,25 @@ def test_a_corrupt_cache_file_is_a_config_error(tmp_path: Path) -> None:
     assert "catalog refresh" in (caught.value.hint or "")
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[1]",
+        '"catalog"',
+        '{"schema": 1, "wheels": [{"torch": "2.x", "platform": "linux-x86_64", "backend": "cpu"}]}',
+        '{"schema": 1, "wheels": [{"torch": "2.16", "platform": "linux-x86_64", '
+        '"backend": "cpu", "python": ["3.x"]}]}',
+    ],
+)
+def test_a_malformed_cache_file_is_a_config_error(tmp_path: Path, text: str) -> None:
+    from torchenv.agent.errors import ConfigError
+
+    (tmp_path / catalog_refresh.LIVE_FILE).write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        catalog_refresh.load(tmp_path)
+    assert "catalog refresh" in (caught.value.hint or "")
+
+
 def test_cli_refresh_then_select_uses_what_it_learnt(sim: IndexSim, tmp_path: Path) -> None:
     env = {
         "TORCHENV_TORCH_INDEX_URL": sim.torch_index_url,
