@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -136,15 +135,11 @@ def live_path(cache_dir: str | Path) -> Path:
 
 def save(live: Mapping[str, Any], cache_dir: str | Path) -> Path:
     """Write the refresh result atomically beside the other caches."""
-    import tempfile
+    from torchenv.agent.httpcache import write_atomic
 
     path = live_path(cache_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".catalog-", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(live, fh, indent=1, sort_keys=True)
-        Path(tmp).replace(path)
+        write_atomic(path, json.dumps(live, indent=1, sort_keys=True).encode())
     except OSError as exc:
         raise ConfigError(
             f"cannot write {path}: {exc.strerror or exc}",
