@@ -117,11 +117,13 @@ def backends_to_ask(catalog: Catalog) -> list[str]:
 
 def refresh(client: IndexClient, torch_index_url: str, backends: Sequence[str]) -> dict[str, Any]:
     """Read /<backend>/torch/ for each backend; a backend the index lacks (404) is skipped."""
+    from torchenv.backends.catalog import LIVE_SCHEMA
+
     base = torch_index_url.rstrip("/")
     pages = client.map(lambda b: (b, client.project_page(f"{base}/{b}", "torch")), list(backends))
     facts = [f for backend, page in pages for a in page for f in wheel_facts(a, backend)]
     return {
-        "schema": 1,
+        "schema": LIVE_SCHEMA,
         "index": base,
         "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "backends": sorted({b for b, page in pages if page}),
