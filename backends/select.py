@@ -18,6 +18,7 @@ from torchenv.backends.catalog import (
     backend_order,
     cuda_of,
     dotted,
+    show,
 )
 from torchenv.probes.report import HostReport, NvidiaState
 
@@ -360,10 +361,6 @@ def show_driver(version: Dotted) -> str:
     return ".".join([str(version[0]), *(f"{p:02d}" for p in version[1:])])
 
 
-def _show(version: Dotted) -> str:
-    return ".".join(str(p) for p in version)
-
-
 def _availability_check(
     host: Host,
     release: Release,
@@ -409,7 +406,7 @@ def _platform_checks(host: Host, release: Release) -> list[Check]:
                 Check(
                     False,
                     f"torch {release.torch} needs glibc >= {release.glibc}, "
-                    f"host has {_show(host.glibc)}",
+                    f"host has {show(host.glibc)}",
                     unlock=f"glibc >= {release.glibc} for torch {release.torch}",
                 )
             )
@@ -421,7 +418,7 @@ def _driver_check(host: Host, build: Build, catalog: Catalog) -> tuple[Check, bo
     nv, need = host.nvidia, cuda_of(build.backend)
     floor = catalog.driver_floor(need)
     floor_text = show_driver(floor.for_os(host.os)[0]) if floor else None
-    have = f"driver {nv.driver_text or '?'} (CUDA {_show(nv.cuda) if nv.cuda else '?'})"
+    have = f"driver {nv.driver_text or '?'} (CUDA {show(nv.cuda) if nv.cuda else '?'})"
     unlock = f"driver >= {floor_text} for {build.backend}" if floor_text else None
     native = (
         (nv.cuda is not None and nv.cuda >= need)
@@ -429,7 +426,7 @@ def _driver_check(host: Host, build: Build, catalog: Catalog) -> tuple[Check, bo
         else (nv.driver is not None and floor is not None and nv.driver >= floor.for_os(host.os)[0])
     )
     if native:
-        return Check(True, f"{have} runs CUDA {_show(need)} natively"), True
+        return Check(True, f"{have} runs CUDA {show(need)} natively"), True
     compat = catalog.compat_floor(need[0])
     if compat is not None and (
         (nv.driver is not None and nv.driver >= compat.for_os(host.os))
@@ -437,16 +434,16 @@ def _driver_check(host: Host, build: Build, catalog: Catalog) -> tuple[Check, bo
     ):
         return Check(
             True,
-            f"{have} runs CUDA {_show(need)} by minor-version compatibility "
+            f"{have} runs CUDA {show(need)} by minor-version compatibility "
             f"(CUDA {need[0]}.x needs >= {show_driver(compat.for_os(host.os))})",
             flags=(Flag.MINOR_VERSION_COMPAT,),
         ), False
     if floor is None:
-        reason = f"CUDA {_show(need)} has no driver floor in the catalog; {have} may not run it"
+        reason = f"CUDA {show(need)} has no driver floor in the catalog; {have} may not run it"
         return Check(False, reason, soft=True), False
     return Check(
         False,
-        f"{have} is older than {floor_text}, which CUDA {_show(need)} needs",
+        f"{have} is older than {floor_text}, which CUDA {show(need)} needs",
         unlock=unlock,
         soft=True,
     ), False
@@ -511,7 +508,7 @@ def _coverage_checks(host: Host, build: Build, native: bool, catalog: Catalog) -
                 Check(
                     False,
                     f"{gpu.label} only through PTX JIT, which needs the "
-                    f"driver to run CUDA {_show(cuda_of(build.backend))} natively",
+                    f"driver to run CUDA {show(cuda_of(build.backend))} natively",
                     unlock=f"driver >= {need} for {build.backend}",
                     soft=True,
                 )
@@ -577,7 +574,7 @@ def _device_checks(host: Host, release: Release, build: Build, catalog: Catalog)
         return [
             Check(
                 ok,
-                f"MPS on macOS {_show(host.macos) if host.macos else '?'} "
+                f"MPS on macOS {show(host.macos) if host.macos else '?'} "
                 f"(torch {release.torch} needs >= {release.mps_macos})",
                 unlock=None if ok else f"macOS >= {release.mps_macos} for MPS",
                 soft=True,
