@@ -93,6 +93,8 @@ def summary_text(result: Selection) -> str:
 
 def explain_text(result: Selection, limit: int = 12) -> str:
     """The chosen build, then one line per backend and reason from the newest release down."""
+    from torchenv.backends.catalog import dotted
+
     chosen = result.candidates[0]
     head = [
         f"chosen: torch {result.torch} + {result.backend}  ({result.platform}, Python "
@@ -100,10 +102,10 @@ def explain_text(result: Selection, limit: int = 12) -> str:
         f"index:  {result.index_url}",
         "",
     ]
-    floor = _release_key(chosen.torch)
+    floor = dotted(chosen.torch)
     others = sorted(
-        (c for c in result.candidates[1:] if _release_key(c.torch) >= floor),
-        key=lambda c: _release_key(c.torch),
+        (c for c in result.candidates[1:] if dotted(c.torch) >= floor),
+        key=lambda c: dotted(c.torch),
         reverse=True,
     )
     groups: dict[tuple[str, bool, str], list[str]] = {}
@@ -121,10 +123,6 @@ def explain_text(result: Selection, limit: int = 12) -> str:
     ]
     tail = [f"warning: {w}" for w in result.warnings]
     return "\n".join([*head, *table, *([""] if tail else []), *tail])
-
-
-def _release_key(torch: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in torch.split("."))
 
 
 # --- torchenv catalog ---------------------------------------------------------------------
