@@ -935,6 +935,7 @@ class _RangeReader:
             if status != 200:
                 response.close()
                 with client._stream(self.url, kind="range") as full:
+                    _raise_if_retryable(full)
                     _require_ok(_answer_head(full))
                     for chunk in _body_chunks(full, client.stats, "range"):
                         spool.write(chunk)

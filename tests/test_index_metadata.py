@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
@@ -205,6 +206,30 @@ def test_not_a_zip_is_an_index_error() -> None:
     with IndexClient(transport=transport) as client, pytest.raises(IndexError_) as caught:
         client.metadata(art)
     assert "not a readable wheel" in caught.value.message
+
+
+def test_the_whole_file_get_after_a_refused_range_is_retried() -> None:
+    """416 to the range, then a 503 to the plain GET: retried like any other request."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr(
+            "demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+        )
+    wheel = buffer.getvalue()
+    plain_gets: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "range" in request.headers:
+            return httpx.Response(416)
+        plain_gets.append(1)
+        return httpx.Response(503) if len(plain_gets) == 1 else httpx.Response(200, content=wheel)
+
+    art = make_artifact("demo", "http://mirror.invalid/demo-1.0-py3-none-any.whl")
+    transport = httpx.MockTransport(handler)
+    with IndexClient(transport=transport, backoff=0.01) as client:
+        meta = client.metadata(art)
+    assert meta.name == "demo" and len(plain_gets) == 2
+    assert client.stats.retries == 1
 
 
 def test_metadata_is_cached_on_disk(focus_sim: IndexSim, tmp_path: Path) -> None:
