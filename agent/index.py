@@ -655,7 +655,7 @@ class IndexClient:
         """Stream the file into dest_dir, checking size and hash; nothing partial is left."""
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / artifact.filename
-        if artifact.sha256 and dest.is_file() and _file_sha256(dest) == artifact.sha256:
+        if artifact.sha256 and dest.is_file() and sha256_of(dest) == artifact.sha256:
             self.stats.bump("cache_hits")
             return dest
         return self._with_retries(artifact.url, lambda: self._download_once(artifact, dest))
@@ -864,7 +864,8 @@ def _hash_stream(body: IO[bytes]) -> dict[str, str]:
     return {"sha256": digest.hexdigest()}
 
 
-def _file_sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file on disk (hex)."""
     with path.open("rb") as fh:
         return _hash_stream(fh)["sha256"]
 
@@ -976,11 +977,6 @@ def _read_metadata(reader: _RangeReader, artifact: Artifact) -> bytes:
     if start + member.compressed_size > len(blob):
         blob = reader.read(member.local_offset, start + member.compressed_size)
     return inflate(member, blob[start : start + member.compressed_size])
-
-
-def sha256_of(path: Path) -> str:
-    """The sha256 of a file on disk (hex)."""
-    return _file_sha256(path)
 
 
 __all__ = [
