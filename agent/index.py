@@ -251,13 +251,12 @@ def parse_html_page(text: str, page_url: str, project: str) -> list[Artifact]:
         core = link.get("data-core-metadata")
         if core is None:
             core = link.get("data-dist-info-metadata")
-        yanked = link.get("data-yanked", None) if "data-yanked" in link else None
         artifact = make_artifact(
             project,
             urljoin(base, href),
             requires_python=link.get("data-requires-python"),
             core_metadata=_metadata_attr(core),
-            yanked=(yanked or "") if "data-yanked" in link else None,
+            yanked=(link["data-yanked"] or "") if "data-yanked" in link else None,
         )
         if _belongs(artifact):
             out.append(artifact)
