@@ -33,7 +33,7 @@ from packaging.utils import (
 from packaging.version import InvalidVersion, Version
 
 from torchenv.agent.errors import IndexError_, IntegrityError
-from torchenv.agent.httpcache import CacheEntry, HttpCache, entry_from_response, write_atomic
+from torchenv.agent.httpcache import CacheEntry, HttpCache, entry_from_response
 from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index` stays cheap
@@ -989,5 +989,4 @@ __all__ = [
     "parse_json_page",
     "project_url",
     "sha256_of",
-    "write_atomic",
 ]
