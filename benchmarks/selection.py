@@ -17,9 +17,13 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from _common import ROOT, fmt_ms, median_seconds, median_wall, ratio, use_test_helpers
+
+from torchenv.backends.catalog import Catalog, cuda_of, dotted, load_catalog
+from torchenv.backends.select import Request, select
 
 HOST = ROOT / "tests" / "hosts" / "gtx1080ti-driver580"
 FLAGS = [
@@ -36,10 +40,7 @@ FLAGS = [
 ]
 
 
-def _uv_rule(catalog: object) -> object:
-    from torchenv.backends.catalog import Catalog, cuda_of, dotted
-
-    assert isinstance(catalog, Catalog)
+def _uv_rule(catalog: Catalog) -> Callable[[str], str]:
     known = ("cu130", "cu129", "cu128", "cu126", "cu124", "cu121", "cu118")
 
     def pick(driver: str) -> str:
@@ -58,9 +59,6 @@ def main() -> None:
     args = parser.parse_args()
     use_test_helpers()
     from selecthosts import make_host
-
-    from torchenv.backends.catalog import load_catalog
-    from torchenv.backends.select import Request, select
 
     exe = shutil.which("torchenv", path=str(Path(sys.executable).parent)) or "torchenv"
     pyc = tempfile.mkdtemp(prefix="torchenv-pyc-")
@@ -94,7 +92,7 @@ def main() -> None:
     ours = median_seconds(lambda: select(host, Request(), catalog), args.runs * 20)
     load = median_seconds(load_catalog, args.runs * 5)
     uv = _uv_rule(catalog)
-    theirs = median_seconds(lambda: uv("580.95.05"), args.runs * 20)  # type: ignore[operator]
+    theirs = median_seconds(lambda: uv("580.95.05"), args.runs * 20)
     for name, value in rows:
         print(f"{name:<42} {fmt_ms(value)}")
     print(f"{'load_catalog() in process':<42} {fmt_ms(load)}")
@@ -104,7 +102,7 @@ def main() -> None:
     print(
         f"picks on a GTX 1080 Ti, driver 580: torchenv {select(host, Request(), catalog).backend}"
         f", uv {uv('580.95.05')} (no sm_6x code)"
-    )  # type: ignore[operator]
+    )
     target = rows[2][1]
     print(
         f"target 150 ms for the CLI: {'met' if target < 0.150 else 'NOT met'} "
