@@ -158,6 +158,7 @@ class RecordingIO:
         self._dir = Path(directory)
         self._lock = threading.Lock()
         self._listings: dict[str, list[str]] = {}
+        self._exists: set[str] = set()
         self._errors: dict[str, str] = {}
         self._missing: set[str] = set()
         self._commands: list[dict[str, Json]] = []
@@ -201,7 +202,7 @@ class RecordingIO:
         found = self._inner.exists(path)
         with self._lock:
             if found:
-                self._listings.setdefault(path, [])
+                self._exists.add(path)
                 self._missing.discard(path)
             else:
                 self._missing.add(path)
@@ -240,10 +241,9 @@ class RecordingIO:
 
     def save(self) -> None:
         """Write the JSON side files; call once the probes are done."""
-        existing = {k for k, v in self._listings.items() if not v}
         manifest = {
-            "listings": {k: v for k, v in sorted(self._listings.items()) if v},
-            "exists": sorted(existing),
+            "listings": dict(sorted(self._listings.items())),  # an empty directory too
+            "exists": sorted(self._exists - self._listings.keys()),
             "errors": dict(sorted(self._errors.items())),
             "missing": sorted(self._missing),
         }

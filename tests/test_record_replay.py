@@ -72,3 +72,15 @@ def test_schema_version_is_checked() -> None:
     data["schema_version"] = 999
     with pytest.raises(ValueError, match="schema"):
         HostReport.from_json(data)
+
+
+def test_an_empty_directory_replays_as_empty(tmp_path: Path) -> None:
+    """A directory listed empty while recording is listed empty, not missing, on replay."""
+    (tmp_path / "tree" / "dev" / "dri").mkdir(parents=True)
+    recorder = RecordingIO(LiveIO(root=tmp_path / "tree", env={}), tmp_path / "rec")
+    assert recorder.list_dir("/dev/dri") == []
+    assert recorder.exists("/dev/dri")
+    recorder.save()
+    replay = ReplayIO(tmp_path / "rec")
+    assert replay.list_dir("/dev/dri") == []
+    assert replay.exists("/dev/dri")
