@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -161,7 +162,8 @@ class HttpCache:
     def delete(self, key: str) -> None:
         path = self._path(key)
         if path is not None:
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # as in put(): only costs a later refetch
+                path.unlink(missing_ok=True)
 
 
 def _decode(raw: bytes) -> CacheEntry | None:

@@ -105,3 +105,15 @@ def test_cache_writes_are_atomic_and_round_trip(tmp_path: Path) -> None:
     assert cache.get("k") == entry
     assert [p.name for p in tmp_path.rglob("*.tmp")] == []
     assert HttpCache(None).get("k") is None
+
+
+def test_a_cache_entry_that_cannot_be_removed_is_only_a_miss(tmp_path: Path) -> None:
+    """delete() fails as quietly as put(): a cache the process cannot change costs a refetch."""
+    cache = HttpCache(tmp_path)
+    entry = CacheEntry("http://x/", b"body", None, '"e"', None, 1.0, None, False)
+    cache.put("k", entry)
+    (path,) = [p for p in tmp_path.rglob("*") if p.is_file()]
+    path.unlink()
+    path.mkdir()  # neither readable nor removable as a file
+    cache.delete("k")
+    assert cache.get("k") is None
