@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from torchenv.probes.hostio import HostIO, read_optional
+from torchenv.probes.hostio import HostIO, list_optional, read_optional
 from torchenv.probes.report import AmdGpu, AmdReport
 
 TOPOLOGY = "/sys/class/kfd/kfd/topology/nodes"
@@ -78,14 +78,9 @@ def _node_number(name: str) -> int:
 
 
 def _kfd_gpus(io: HostIO) -> tuple[list[AmdGpu], list[str]]:
-    try:
-        nodes = io.list_dir(TOPOLOGY)
-    except FileNotFoundError:
-        return [], []
-    except OSError as exc:
-        return [], [f"{TOPOLOGY}: {type(exc).__name__}: {exc.strerror or exc}"]
+    nodes, reason = list_optional(io, TOPOLOGY)
     gpus: list[AmdGpu] = []
-    reasons: list[str] = []
+    reasons: list[str] = [reason] if reason else []
     for name in sorted(nodes, key=_node_number):
         path = f"{TOPOLOGY}/{name}/properties"
         text, reason = read_optional(io, path)

@@ -90,6 +90,16 @@ def read_optional(io: HostIO, path: str) -> tuple[str | None, str | None]:
         return None, f"{path}: not text"
 
 
+def list_optional(io: HostIO, path: str) -> tuple[list[str], str | None]:
+    """(names, None), ([], None) when missing, or ([], reason): `read_optional` for a directory."""
+    try:
+        return io.list_dir(path), None
+    except FileNotFoundError:
+        return [], None
+    except OSError as exc:
+        return [], f"{path}: {type(exc).__name__}: {exc.strerror or exc}"
+
+
 class LiveIO:
     """The running machine. `root` prefixes every path (tests point it at a fake tree)."""
 

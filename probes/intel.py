@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torchenv.probes.hostio import HostIO, read_optional
+from torchenv.probes.hostio import HostIO, list_optional, read_optional
 from torchenv.probes.report import IntelGpu, IntelReport
 
 PCI_DEVICES = "/sys/bus/pci/devices"
@@ -69,14 +69,9 @@ def probe(io: HostIO, *, os_name: str) -> IntelReport:
     """Read the Intel section from the PCI bus (Linux; elsewhere the section stays empty)."""
     if os_name != "linux":
         return IntelReport()
-    try:
-        addresses = io.list_dir(PCI_DEVICES)
-    except FileNotFoundError:
-        return IntelReport()
-    except OSError as exc:
-        return IntelReport(reasons=(f"{PCI_DEVICES}: {type(exc).__name__}: {exc.strerror or exc}",))
+    addresses, reason = list_optional(io, PCI_DEVICES)
     gpus: list[IntelGpu] = []
-    reasons: list[str] = []
+    reasons: list[str] = [reason] if reason else []
     for address in addresses:
         gpu, more = _device(io, address)
         reasons += more

@@ -10,7 +10,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from torchenv.probes.hostio import CommandResult, FactUnavailable, HostIO, read_optional
+from torchenv.probes.hostio import (
+    CommandResult,
+    FactUnavailable,
+    HostIO,
+    list_optional,
+    read_optional,
+)
 from torchenv.probes.report import NvidiaGpu, NvidiaReport, NvidiaState
 
 NVIDIA_VENDOR = "0x10de"
@@ -617,13 +623,10 @@ class _Probe:
 
     def listing(self, path: str) -> list[str]:
         """The directory's entries; [] when it is missing, [] and a reason when unreadable."""
-        try:
-            return self.io.list_dir(path)
-        except FileNotFoundError:
-            return []
-        except OSError as exc:
-            self.notes.append(f"{path}: {type(exc).__name__}: {exc.strerror or exc}")
-            return []
+        names, problem = list_optional(self.io, path)
+        if problem:
+            self.notes.append(problem)
+        return names
 
     def run(self, argv: Sequence[str]) -> CommandResult | None:
         """A command's result when it succeeded; None (and a reason) otherwise."""
