@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from torchenv.agent.errors import EXIT_UNEXPECTED, TorchenvError
+from torchenv.agent.errors import TorchenvError, UnexpectedError
 
 T = TypeVar("T")
 
@@ -44,11 +44,9 @@ def guarded(as_json: bool, body: Callable[[], T]) -> T:
     except Exception as exc:
         if os.environ.get("TORCHENV_DEBUG"):
             raise
-        error = TorchenvError(
+        error = UnexpectedError(
             f"unexpected {type(exc).__name__}: {exc}",
             hint="run again with TORCHENV_DEBUG=1 for the traceback and report it "
             "with the output of `torchenv probe --record DIR`",
         )
-        error.exit_code = EXIT_UNEXPECTED
-        error.kind = "unexpected"
         fail(error, as_json)
