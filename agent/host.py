@@ -193,18 +193,14 @@ def read_host_report(path: Path) -> HostReport:
 
 def parse_gfx(name: str) -> AmdGpu:
     """ "gfx90a" -> gfx_target_version 90010; the reverse of the KFD encoding."""
-    match = re.fullmatch(r"gfx(\d{1,2})([0-9a-f])([0-9a-f])", name.strip().lower())
-    if not match:
+    from torchenv.probes import amd
+
+    gpu = amd.parse_gfx(name)
+    if gpu is None:
         raise HostError(
             f"{name!r} is not an AMD gfx target", hint="use names like gfx942, gfx90a or gfx1100"
         )
-    major, minor, step = int(match[1]), int(match[2], 16), int(match[3], 16)
-    return AmdGpu(
-        node=-1,
-        gfx=match[0],
-        gfx_target_version=major * 10000 + minor * 100 + step,
-        name="given on the command line",
-    )
+    return dataclasses.replace(gpu, name="given on the command line")
 
 
 def _check_cc(value: str) -> str:

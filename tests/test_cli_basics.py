@@ -155,3 +155,17 @@ def test_flags_describing_a_whole_target_do_not_probe_this_machine() -> None:
     changed = load_host(flags=HostFlags(python="3.12"))
     assert changed.system.memory_total_bytes is not None
     assert changed.python.minor == "3.12"
+
+
+def test_rocm_gfx_flags_name_amd_gpus_and_a_bad_one_is_a_host_error() -> None:
+    from torchenv.agent.host import HostFlags, load_host
+
+    flags = HostFlags(os="linux", arch="x86_64", python="3.12", rocm_gfx=("gfx90a", " GFX942 "))
+    report = load_host(flags=flags)
+    assert [(g.gfx, g.gfx_target_version) for g in report.amd.gpus] == [
+        ("gfx90a", 90010),
+        ("gfx942", 90402),
+    ]
+    assert {g.name for g in report.amd.gpus} == {"given on the command line"}
+    with pytest.raises(HostError, match="not an AMD gfx target"):
+        load_host(flags=HostFlags(os="linux", arch="x86_64", python="3.12", rocm_gfx=("gfx9",)))
