@@ -41,6 +41,7 @@ def probe(
             record=record,
             disk_path=disk_path or str(settings.get_value("prefix")),
             command_timeout=float(settings.get_value("probe-timeout")),
+            cache_dir=str(settings.get_value("cache-dir")),
         )
         if as_json:
             emit_json(report.to_json())
