@@ -473,6 +473,7 @@ def _group_id(group: str) -> int:
 def bind_socket(path: Path, group: str | None) -> socket.socket:
     """A listening Unix socket at `path`, mode 0660 and owned by `group`."""
     gid = _group_id(group) if group is not None else None
+    sock = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale(path)
@@ -487,6 +488,8 @@ def bind_socket(path: Path, group: str | None) -> socket.socket:
             os.chown(path, -1, gid)
         sock.listen(16)
     except OSError as exc:
+        if sock is not None:
+            sock.close()
         raise ConfigError(
             f"cannot listen on {path}: {exc.strerror or exc}",
             hint="set socket in [agent] to a writable path, or run under systemd "
