@@ -177,7 +177,12 @@ def read_toml(path: Path) -> dict[str, Any]:
         ) from exc
 
 
-def _file_layer(path: Path, table: dict[str, Any], label: str) -> dict[str, tuple[str, str]]:
+def _file_layer(path: Path, table: object, label: str) -> dict[str, tuple[str, str]]:
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"the torchenv settings in {path} are not a table",
+            hint="write them as `key = value` lines under [tool.torchenv]",
+        )
     layer: dict[str, tuple[str, str]] = {}
     for raw_key, raw in table.items():
         key = raw_key.replace("_", "-")

@@ -89,6 +89,15 @@ def test_bad_values_name_the_file_and_what_to_do(
     assert str(layers["user"]) in info.value.message or "user config" in info.value.message
 
 
+def test_a_tool_torchenv_that_is_not_a_table_is_a_config_error(layers: dict[str, Path]) -> None:
+    pyproject = layers["cwd"].parent / "pyproject.toml"
+    pyproject.write_text('[tool]\ntorchenv = "cu126"\n')
+    with pytest.raises(ConfigError, match="not a table") as info:
+        _load(layers)
+    assert str(pyproject) in info.value.message
+    assert info.value.hint
+
+
 def test_default_index_honours_pip_configuration(tmp_path: Path) -> None:
     conf = tmp_path / "pip.conf"
     conf.write_text(
