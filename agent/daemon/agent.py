@@ -69,7 +69,7 @@ def probe(replay: Path | None) -> HostReport:
 
 def sentinel(config: AgentConfig) -> tuple[Any, ...]:
     """Cheap facts whose change means the host may have changed: read every few seconds."""
-    root = config.host_replay / "root" if config.host_replay else Path("/")
+    root = config.host_root
     facts: list[Any] = []
     try:
         facts.append((root / config.driver_version_file.lstrip("/")).read_bytes())
@@ -293,7 +293,7 @@ class Agent:
             )
 
     async def _wait_for_driver(self, timeout: float) -> None:
-        root = self.config.host_replay / "root" if self.config.host_replay else Path("/")
+        root = self.config.host_root
         wake = self._wake or asyncio.Event()
         deadline = time.monotonic() + timeout
         if should_wait(root, self.config.driver_version_file):

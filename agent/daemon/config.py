@@ -92,6 +92,11 @@ class AgentConfig:
     def provisioner_argv(self) -> tuple[str, ...]:
         return self.provisioner or (sys.executable, "-m", "torchenv.agent")
 
+    @property
+    def host_root(self) -> Path:
+        """Where the host's files are read: `/`, or the recorded host's `root/`."""
+        return self.host_replay / "root" if self.host_replay is not None else Path("/")
+
 
 def _first_dir(variable: str, env: Mapping[str, str], fallback: str) -> Path:
     value = env.get(variable, "")
