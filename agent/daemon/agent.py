@@ -218,10 +218,11 @@ class Agent:
 
     async def _reconcile_one(self, spec: EnvironmentSpec, fingerprint: str, forced: bool) -> None:
         status = self.statuses[spec.name]
+        desired = spec.digest()
         action = decide(
             status,
             fingerprint,
-            spec.digest(),
+            desired,
             prefix_ok=prefix_ready(spec.prefix),
             now=time.time(),
             forced=forced,
@@ -240,7 +241,7 @@ class Agent:
             else "the host changed"
             if status.fingerprint != fingerprint
             else "the desired state changed"
-            if status.desired != spec.digest()
+            if status.desired != desired
             else "the environment is missing"
         )
         self.log.info(f"{spec.name}: provisioning into {spec.prefix} ({why})")
@@ -263,7 +264,7 @@ class Agent:
             self.statuses[spec.name] = after_success(
                 status,
                 fingerprint=fingerprint,
-                desired=spec.digest(),
+                desired=desired,
                 backend=outcome.backend,
                 torch=outcome.torch,
                 python=outcome.python,
@@ -281,7 +282,7 @@ class Agent:
             new = after_failure(
                 status,
                 error,
-                target=(fingerprint, spec.digest()),
+                target=(fingerprint, desired),
                 initial=self.config.backoff_initial,
                 maximum=self.config.backoff_max,
             )
