@@ -306,8 +306,6 @@ class ReplayIO:
         self._raise_recorded(path)
         try:
             return self._p(path).read_text(encoding="utf-8")
-        except IsADirectoryError:
-            raise
         except FileNotFoundError:
             raise FileNotFoundError(2, "No such file or directory", path) from None
 
