@@ -113,11 +113,10 @@ def describe(
     free_threaded: bool = False,
 ) -> PythonReport:
     """A PythonReport for a CPython that is not this one (`--python 3.12 --os linux`...)."""
-    major, minor = _major_minor(version)
     return PythonReport(
         version=version,
         implementation="cpython",
-        interpreter_tag=f"cp{major}{minor}",
+        interpreter_tag=interpreter_tag(version),
         abi_tags=abi_tags(version, free_threaded=free_threaded),
         platform_tags=platform_tags(
             os_name=os_name, arch=arch, libc_version=libc_version, macos_version=macos_version
