@@ -390,8 +390,12 @@ def _write_json(path: Path, value: Json) -> None:
 
 def _load_json(path: Path, default: Json) -> Json:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path} is not a readable recorded-host file: {exc}") from exc
+    if not isinstance(value, type(default)):
+        kind = "object" if isinstance(default, dict) else "array"
+        raise ValueError(f"{path} is not a recorded-host file: not a JSON {kind}")
+    return value

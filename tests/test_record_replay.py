@@ -84,3 +84,11 @@ def test_an_empty_directory_replays_as_empty(tmp_path: Path) -> None:
     replay = ReplayIO(tmp_path / "rec")
     assert replay.list_dir("/dev/dri") == []
     assert replay.exists("/dev/dri")
+
+
+@pytest.mark.parametrize(("name", "text"), [("manifest.json", "[]"), ("commands.json", "{}")])
+def test_a_side_file_of_the_wrong_shape_is_refused(tmp_path: Path, name: str, text: str) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match="not a recorded-host file"):
+        ReplayIO(tmp_path)
