@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 from pathlib import Path
 
 import typer
@@ -74,7 +73,7 @@ def _entrypoint(
             "no command to run", hint="write it after `--`: torchenv entrypoint -- python train.py"
         )
     target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
-    runner = shlex.split(provisioner) if provisioner else [sys.executable, "-m", "torchenv.agent"]
+    runner = shlex.split(provisioner) if provisioner else []
     extra = shlex.split(auto_args) if auto_args else []
     ensure(provision_argv(runner, target, requirements, extra), os.environ)
     exec_command(command, activated_env(target, os.environ))

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,9 +87,6 @@ class AgentConfig:
     driver_version_file: str = DRIVER_VERSION_FILE
     source: Path | None = None  # the file this came from
     extra_env: Mapping[str, str] = field(default_factory=dict)
-
-    def provisioner_argv(self) -> tuple[str, ...]:
-        return self.provisioner or (sys.executable, "-m", "torchenv.agent")
 
     @property
     def host_root(self) -> Path:

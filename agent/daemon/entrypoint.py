@@ -10,6 +10,8 @@ from pathlib import Path
 
 from torchenv.agent.errors import EXIT_UNEXPECTED, TorchenvError
 
+SELF = (sys.executable, "-m", "torchenv.agent")  # the provisioner when none is given
+
 
 class EntrypointError(TorchenvError):
     kind = "entrypoint"
@@ -27,7 +29,16 @@ def activated_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
 def provision_argv(
     provisioner: Sequence[str], prefix: Path, requirements: Sequence[str], extra: Sequence[str]
 ) -> list[str]:
-    return [*provisioner, "auto", *requirements, "--prefix", str(prefix), "--json", *extra]
+    """`PROVISIONER auto REQS --prefix DIR --json EXTRA` (an empty provisioner: SELF)."""
+    return [
+        *(provisioner or SELF),
+        "auto",
+        *requirements,
+        "--prefix",
+        str(prefix),
+        "--json",
+        *extra,
+    ]
 
 
 def ensure(argv: Sequence[str], env: Mapping[str, str]) -> None:

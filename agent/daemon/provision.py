@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
+from torchenv.agent.daemon.entrypoint import provision_argv
 
 MAX_OUTPUT = 1 << 20  # bytes of the child's stdout (the JSON summary) kept
 STDERR_TAIL = 4000
@@ -33,17 +34,10 @@ class Outcome:
 
 def child_argv(config: AgentConfig, spec: EnvironmentSpec) -> list[str]:
     """`torchenv auto REQS --prefix DIR --json [--replay DIR]` through the provisioner."""
-    argv = [
-        *config.provisioner_argv(),
-        "auto",
-        *spec.requirements,
-        "--prefix",
-        str(spec.prefix),
-        "--json",
-    ]
-    if config.host_replay is not None:
-        argv += ["--replay", str(config.host_replay)]
-    return [*argv, *config.auto_args]
+    replay = ["--replay", str(config.host_replay)] if config.host_replay is not None else []
+    return provision_argv(
+        config.provisioner, spec.prefix, spec.requirements, [*replay, *config.auto_args]
+    )
 
 
 def child_env(
