@@ -11,7 +11,7 @@ import typer
 from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
 from torchenv.agent.errors import ConfigError
 
-DEFAULT_SOCKET = "/run/torchenv/agent.sock"
+DEFAULT_SOCKET = "/run/torchenv/agent.sock"  # for --help; daemon.config.default_socket decides
 
 
 def _agent(config: Path | None, once: bool, wait_driver: float, mark_done: Path | None) -> int:
@@ -26,8 +26,9 @@ def _socket_path(socket: Path | None) -> Path:
         return socket
     if os.environ.get("TORCHENV_AGENT_SOCKET"):
         return Path(os.environ["TORCHENV_AGENT_SOCKET"])
-    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
-    return Path(runtime) / "agent.sock" if runtime else Path(DEFAULT_SOCKET)
+    from torchenv.agent.daemon.config import default_socket
+
+    return default_socket(os.environ)
 
 
 def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:

@@ -99,6 +99,11 @@ def _first_dir(variable: str, env: Mapping[str, str], fallback: str) -> Path:
     return Path(value.split(":")[0] if value else fallback)
 
 
+def default_socket(env: Mapping[str, str]) -> Path:
+    """$RUNTIME_DIRECTORY/agent.sock (systemd's RuntimeDirectory=), else /run/torchenv's."""
+    return _first_dir("RUNTIME_DIRECTORY", env, DEFAULT_RUNTIME_DIR) / "agent.sock"
+
+
 def _number(table: Mapping[str, Any], key: str, default: float, where: str) -> float:
     raw = table.get(key, default)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)) or raw <= 0:
@@ -205,10 +210,7 @@ def parse_config(
     state_dir = _path(table, "state-dir", where) or _first_dir(
         "STATE_DIRECTORY", env, DEFAULT_STATE_DIR
     )
-    socket = (
-        _path(table, "socket", where)
-        or _first_dir("RUNTIME_DIRECTORY", env, DEFAULT_RUNTIME_DIR) / "agent.sock"
-    )
+    socket = _path(table, "socket", where) or default_socket(env)
     group = table.get("socket-group")
     if group is not None and not (isinstance(group, (str, int)) and str(group)):
         raise ConfigError(
