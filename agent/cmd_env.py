@@ -205,7 +205,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     def body() -> None:
         from torchenv.agent import pipeline
         from torchenv.agent import sync as syncmod
-        from torchenv.agent.pylock import read_pylock
+        from torchenv.agent.pylock import read_lock_file
 
         settings = _settings(prefix=prefix)
         options = hostopts.HostOptions.from_cli(
@@ -213,9 +213,9 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         )
         source = _source(options)
         host = options.load(float(settings.get_value("probe-timeout")))
-        parsed = read_pylock(lock)
+        parsed, raw = read_lock_file(lock)
         result = syncmod.sync(
-            lock, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
+            parsed, raw, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
             cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
             verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
             force=force, stamp={"fingerprint": host.fingerprint()},

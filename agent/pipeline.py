@@ -407,7 +407,7 @@ def _run(
 ) -> AutoResult:
     from torchenv.agent import sync
     from torchenv.agent.errors import LockFileError
-    from torchenv.agent.pylock import from_toml_dict, write_pylock
+    from torchenv.agent.pylock import parse_pylock, write_pylock
 
     layout = venv.Layout.for_prefix(where.prefix)
     venv.check_prefix(layout, force=force)  # before any network work
@@ -416,8 +416,8 @@ def _run(
     lock: PyLock | None = None
     if raw is not None:
         try:
-            lock = from_toml_dict(_toml(raw), source=str(where.lock_path))
-        except (LockFileError, ValueError, UnicodeDecodeError) as exc:
+            lock = parse_pylock(raw, source=str(where.lock_path))
+        except LockFileError as exc:
             notes.append(f"the existing lock is unusable ({exc}); locking again")
             lock = None
     if lock is not None:
@@ -433,9 +433,10 @@ def _run(
     relocked = lock is None
     if lock is None:
         lock = locker(host, where.requirements, settings, timed)
-        write_pylock(where.lock_path, lock)
+        raw = write_pylock(where.lock_path, lock)
+    assert raw is not None  # read with the lock, or written with it
     result = sync.sync(
-        where.lock_path, where.prefix, host_facts=host.target_facts(),
+        lock, raw, where.prefix, host_facts=host.target_facts(),
         cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},

@@ -119,8 +119,11 @@ def dumps(lock: PyLock) -> str:
     return tomli_w.dumps(to_toml_dict(lock))
 
 
-def write_pylock(path: Path, lock: PyLock) -> None:
-    """Write atomically: a temporary file beside `path`, then os.replace; never half a file."""
+def write_pylock(path: Path, lock: PyLock) -> bytes:
+    """Write atomically: a temporary file beside `path`, then os.replace; never half a file.
+
+    Returns the bytes written (what a later read of `path` gives).
+    """
     text = dumps(lock).encode("utf-8")
     directory = path.parent if str(path.parent) else Path()
     tmp: Path | None = None
@@ -140,6 +143,7 @@ def write_pylock(path: Path, lock: PyLock) -> None:
             f"cannot write {path}: {exc.strerror or exc}",
             hint="choose a directory you can write with -o",
         ) from exc
+    return text
 
 
 # -- reading -----------------------------------------------------------------------------------
@@ -147,10 +151,11 @@ def write_pylock(path: Path, lock: PyLock) -> None:
 
 def read_pylock(path: Path) -> PyLock:
     """Read and validate a lock torchenv can install from; LockFileError says what is wrong."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    return read_lock_file(path)[0]
+
+
+def read_lock_file(path: Path) -> tuple[PyLock, bytes]:
+    """The validated lock at `path` and the exact bytes it was parsed from."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -158,11 +163,20 @@ def read_pylock(path: Path) -> PyLock:
             f"cannot read {path}: {exc.strerror or exc}",
             hint=f"pass an existing lock file, or {_REGENERATE}",
         ) from exc
+    return parse_pylock(raw, source=str(path)), raw
+
+
+def parse_pylock(raw: bytes, *, source: str = "the lock") -> PyLock:
+    """Validate the bytes of a lock file (pure); LockFileError says what is wrong."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise LockFileError(f"{path} is not a TOML file ({exc})", hint=_REGENERATE) from exc
-    return from_toml_dict(doc, source=str(path))
+        raise LockFileError(f"{source} is not a TOML file ({exc})", hint=_REGENERATE) from exc
+    return from_toml_dict(doc, source=source)
 
 
 def from_toml_dict(doc: Mapping[str, Any], *, source: str = "the lock") -> PyLock:

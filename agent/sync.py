@@ -23,7 +23,7 @@ from torchenv.agent.errors import (
     LockFileError,
     VerifyError,
 )
-from torchenv.agent.pylock import LockedPackage, PyLock, read_pylock, toml_safe
+from torchenv.agent.pylock import LockedPackage, PyLock, toml_safe
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.verify import VerifyReport
 
@@ -331,7 +331,8 @@ def lock_digest(data: bytes) -> str:
 
 
 def sync(
-    lock_path: Path,
+    lock: PyLock,
+    raw: bytes,
     prefix: Path,
     *,
     host_facts: Mapping[str, Any],
@@ -342,14 +343,11 @@ def sync(
     stamp: Mapping[str, Any] | None = None,
     lock_timeout: float | None = None,
 ) -> SyncResult:
-    """Build the locked environment beside the active one; switch only once it verifies."""
-    try:
-        raw = lock_path.read_bytes()
-    except OSError as exc:
-        raise LockFileError(
-            f"cannot read {lock_path}: {exc.strerror or exc}", hint="pass an existing pylock.toml"
-        ) from exc
-    lock = read_pylock(lock_path)
+    """Build the locked environment beside the active one; switch only once it verifies.
+
+    `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
+    and the verified state records their digest.
+    """
     check_target(lock, host_facts, force=force, reporter=reporter)
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)

@@ -19,7 +19,7 @@ from torchenv.agent.errors import (
     VerifyError,
 )
 from torchenv.agent.pipeline import verifier_for
-from torchenv.agent.pylock import read_pylock
+from torchenv.agent.pylock import read_lock_file
 from torchenv.agent.reporter import RecordingReporter
 
 pytestmark = pytest.mark.e2e
@@ -37,10 +37,11 @@ def torch_version(prefix: Path) -> str:
 
 
 def run_sync(lock: Path, prefix: Path, cache: Path, *, force: bool = False) -> sync.SyncResult:
+    parsed, raw = read_lock_file(lock)
     return sync.sync(
-        lock, prefix, host_facts=HOST.target_facts(), cache_dir=cache,
+        parsed, raw, prefix, host_facts=HOST.target_facts(), cache_dir=cache,
         reporter=RecordingReporter(), force=force,
-        verifier=verifier_for(HOST, read_pylock(lock), devices_here=False),
+        verifier=verifier_for(HOST, parsed, devices_here=False),
     )  # fmt: skip
 
 
