@@ -155,6 +155,17 @@ class AgentProcess:
         self._log_fh.close()
         return code
 
+    def close(self) -> None:
+        """However the test ended: SIGTERM first, so that the agent stops its provision's
+        process group (a SIGKILLed agent would orphan it), then SIGKILL if it lingers."""
+        try:
+            self.terminate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self._log_fh.close()
+
     def text(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -168,6 +179,4 @@ def running_agent(
         agent.wait_answering()
         yield agent
     finally:
-        if agent.proc.poll() is None:
-            agent.proc.kill()
-            agent.proc.wait()
+        agent.close()

@@ -253,7 +253,10 @@ def test_second_agent_on_the_same_socket_is_refused(setup: Setup) -> None:
     with setup.agent() as agent:
         agent.wait_state("active")
         second = AgentProcess(setup.config, setup.socket, setup.tmp / "second.log", setup.env)
-        assert second.proc.wait(60) == 1
+        try:
+            assert second.proc.wait(60) == 1
+        finally:
+            second.close()
         assert "another agent is listening" in second.text()
         assert agent.get("/v1/status")["agent"]["ready"] is True
         assert agent.terminate() == 0

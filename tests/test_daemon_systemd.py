@@ -148,11 +148,16 @@ def test_once_waits_for_a_late_driver_then_marks_done(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    time.sleep(1.0)  # let it start waiting; it must not have provisioned yet
-    assert proc.poll() is None and not prefix.exists()
-    version.parent.mkdir(parents=True, exist_ok=True)
-    version.write_text("580.95.05\n")
-    out = proc.communicate(timeout=120)[0].decode()
+    try:
+        time.sleep(1.0)  # let it start waiting; it must not have provisioned yet
+        assert proc.poll() is None and not prefix.exists()
+        version.parent.mkdir(parents=True, exist_ok=True)
+        version.write_text("580.95.05\n")
+        out = proc.communicate(timeout=120)[0].decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 0, out
     assert "waiting up to 120 s" in out
     assert (prefix.resolve() / "backend").read_text() == "cu130"

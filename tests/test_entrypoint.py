@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,28 +30,43 @@ time.sleep(600)
 """
 
 
-def _entry(
-    tmp: Path,
-    command: list[str],
-    control: dict[str, object] | None = None,
-    provisioner: str | None = None,
-) -> subprocess.Popen[bytes]:
-    (tmp / "control.json").write_text(json.dumps(control or {}))
-    runner = provisioner or f"{sys.executable} {FAKE_AUTO}"
-    return subprocess.Popen(
-        [*TORCHENV, "entrypoint", "--prefix", str(tmp / "env"), "--provisioner", runner,
-         "--auto-args", f"--replay {HOSTS / 'cpu-cloud-vm'}", "--", *command],
-        env={**os.environ, "FAKE_AUTO_CONTROL": str(tmp / "control.json")},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+Entry = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def entry(tmp_path: Path) -> Iterator[Entry]:
+    """`torchenv entrypoint ... -- COMMAND` with the fake provisioner; killed if left running."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        command: list[str], control: dict[str, object] | None = None
+    ) -> subprocess.Popen[bytes]:
+        (tmp_path / "control.json").write_text(json.dumps(control or {}))
+        proc = subprocess.Popen(
+            [*TORCHENV, "entrypoint", "--prefix", str(tmp_path / "env"),
+             "--provisioner", f"{sys.executable} {FAKE_AUTO}",
+             "--auto-args", f"--replay {HOSTS / 'cpu-cloud-vm'}", "--", *command],
+            env={**os.environ, "FAKE_AUTO_CONTROL": str(tmp_path / "control.json")},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=60)  # reaps it and closes its pipes
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signals_reach_the_command_and_its_exit_code_is_ours(tmp_path: Path, sig: int) -> None:
+def test_signals_reach_the_command_and_its_exit_code_is_ours(
+    tmp_path: Path, entry: Entry, sig: int
+) -> None:
     script = tmp_path / "cmd.py"
     script.write_text(CMD)
     info_file = tmp_path / "info.json"
-    proc = _entry(tmp_path, ["python", str(script), str(info_file)])
+    proc = entry(["python", str(script), str(info_file)])
     info = json.loads(wait_until(lambda: info_file.exists() and info_file.read_text(), "CMD"))
     assert info["pid"] == proc.pid  # exec'd: CMD is the entrypoint's process, not a child
     assert info["venv"] == str(tmp_path / "env")
@@ -61,25 +77,25 @@ def test_signals_reach_the_command_and_its_exit_code_is_ours(tmp_path: Path, sig
 
 
 @pytest.mark.parametrize("code", [0, 3, 77])
-def test_exit_code_passes_through(tmp_path: Path, code: int) -> None:
-    proc = _entry(tmp_path, ["python", "-c", f"import sys; sys.exit({code})"])
+def test_exit_code_passes_through(entry: Entry, code: int) -> None:
+    proc = entry(["python", "-c", f"import sys; sys.exit({code})"])
     assert proc.wait(60) == code
 
 
-def test_a_failed_provision_does_not_run_the_command(tmp_path: Path) -> None:
+def test_a_failed_provision_does_not_run_the_command(tmp_path: Path, entry: Entry) -> None:
     marker = tmp_path / "ran"
-    proc = _entry(tmp_path, ["touch", str(marker)], control={"fail": "no build for this host"})
+    proc = entry(["touch", str(marker)], control={"fail": "no build for this host"})
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
     assert b"no build for this host" in err and b"fake hint" in err
     assert not marker.exists()
 
 
-def test_a_missing_command_is_127_and_no_command_is_an_error(tmp_path: Path) -> None:
-    proc = _entry(tmp_path, ["no-such-command-torchenv"])
+def test_a_missing_command_is_127_and_no_command_is_an_error(entry: Entry) -> None:
+    proc = entry(["no-such-command-torchenv"])
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 127 and b"no-such-command-torchenv" in err
-    empty = _entry(tmp_path, [])
+    empty = entry([])
     _, err = empty.communicate(timeout=60)
     assert empty.returncode == 1 and b"no command" in err
 
@@ -107,11 +123,11 @@ def test_with_the_real_auto_second_start_is_the_no_op_path(tmp_path: Path) -> No
                 "--auto-args", f"--replay {HOSTS / 'cpu-cloud-vm'} --python {py}", "--",
                 "python", "-c", code]  # fmt: skip
         first = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
-                               cwd=tmp_path)  # fmt: skip
+                               cwd=tmp_path, timeout=300)  # fmt: skip
         assert first.returncode == 5, first.stderr
         assert first.stdout.strip() == "2.9.0+cpu"
         asked = len(sim.requests())
         second = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,
-                                cwd=tmp_path)  # fmt: skip
+                                cwd=tmp_path, timeout=300)  # fmt: skip
         assert second.returncode == 5 and second.stdout.strip() == "2.9.0+cpu"
         assert len(sim.requests()) == asked  # already right: no index traffic
