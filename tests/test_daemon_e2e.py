@@ -69,7 +69,7 @@ class Real:
         """What the active environment's torch says it is."""
         code = "import json, torch; print(json.dumps([torch.__version__, torch.version.cuda]))"
         out = subprocess.run([str(venv.python_in(self.prefix)), "-c", code], check=True,
-                             capture_output=True, text=True)  # fmt: skip
+                             capture_output=True, text=True, timeout=120)  # fmt: skip
         version, cuda = json.loads(out.stdout)
         return {"torch": version, "cuda": cuda, "env": os.readlink(self.prefix)}
 

@@ -96,7 +96,7 @@ def test_exec_start_options_exist_in_the_cli(name: str) -> None:
     assert exec_start[0] == INSTALLED and exec_start[1] == "agent"
     help_text = subprocess.run(
         [sys.executable, "-m", "torchenv.agent", "agent", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, timeout=60,
     ).stdout  # fmt: skip
     for flag in (a for a in exec_start if a.startswith("--")):
         assert flag in help_text, flag
