@@ -111,7 +111,11 @@ def main() -> None:
             rss, peak, idle_cpu, reconcile_cpu, rss_after = _measure(proc.pid, sock, args.seconds)
         finally:
             proc.terminate()
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
             log.close()
 
     host = f"replay {args.replay}" if args.replay else "this machine"
