@@ -55,9 +55,15 @@ def request(
         ) from exc
     finally:
         connection.close()
-    if response.headers.get_content_type() == "application/json":
+    if response.headers.get_content_type() != "application/json":
+        return response.status, raw.decode("utf-8", "replace")
+    try:
         return response.status, json.loads(raw)
-    return response.status, raw.decode("utf-8", "replace")
+    except ValueError as exc:
+        raise AgentUnreachable(
+            f"the answer from {path} is not the JSON it claims to be: {exc}",
+            hint="is a torchenv agent listening there? pass --socket PATH",
+        ) from exc
 
 
 def _age(timestamp: float | None, now: float) -> str:
