@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import hashlib
+import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -734,14 +734,21 @@ def _rest_wheel(locker: _Locker, pin: Pin) -> LockedWheel:
 def _fetcher(
     client: IndexClient, directory: Path, reporter: Reporter
 ) -> Callable[[Artifact], tuple[str, int]]:
+    """Download a wheel to hash it, and leave it where sync looks for it (by its sha256)."""
+
     def fetch(artifact: Artifact) -> tuple[str, int]:
+        from torchenv.agent.index import sha256_of
+        from torchenv.agent.sync import cached_wheel
+
         reporter.info(f"{artifact.filename}: the index publishes no hash; downloading to hash it")
-        path = client.download(artifact, directory)
-        digest = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest(), path.stat().st_size
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=directory, prefix=".lock-") as scratch:
+            path = client.download(artifact, Path(scratch))
+            digest, size = sha256_of(path), path.stat().st_size
+            dest = cached_wheel(directory, digest, path.name)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, dest)
+        return digest, size
 
     return fetch
 

@@ -101,10 +101,13 @@ def check_target(
 # ---------------------------------------------------------------- fetching
 
 
-def cache_path(cache_dir: Path, package: LockedPackage) -> Path:
+def cached_wheel(wheels_dir: Path, sha256: str, filename: str) -> Path:
     """Content-addressed: a file there was checked against its hash when it was written."""
-    digest = package.wheel.sha256
-    return cache_dir / "wheels" / digest[:2] / digest / package.wheel.name
+    return wheels_dir / sha256[:2] / sha256 / filename
+
+
+def cache_path(cache_dir: Path, package: LockedPackage) -> Path:
+    return cached_wheel(cache_dir / "wheels", package.wheel.sha256, package.wheel.name)
 
 
 class Fetcher:

@@ -18,6 +18,7 @@ from torchenv.agent.lock import FAMILY, check_lock, lock_for
 from torchenv.agent.pylock import PyLock
 from torchenv.agent.resolvers import PipResolver, UvResolver
 from torchenv.agent.settings import Settings, load_settings
+from torchenv.agent.sync import cache_path
 from torchenv.probes.report import HostReport
 
 
@@ -90,6 +91,8 @@ def test_nightly_takes_prereleases_labels_triton_and_the_builds_made_for_that_to
         assert package is not None
         served = indexsim.site.files[package.wheel.name]
         assert (package.wheel.sha256, package.wheel.size) == (served.sha256, served.size)
+        # ... and left them in the cache where sync looks, so sync does not download them again
+        assert cache_path(tmp_path / "cache", package).stat().st_size == served.size
 
 
 def test_nightly_without_a_pin_takes_the_newest_nightly(
