@@ -20,7 +20,7 @@ from packaging.version import Version
 
 from torchenv.agent import __version__
 from torchenv.agent.errors import IndexError_, LockFileError, ResolutionError
-from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, toml_safe
+from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, target_changes, toml_safe
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.resolvers import Resolver, ResolveRequest, Target, target_of
 from torchenv.agent.resolvers.base import Pin
@@ -773,8 +773,7 @@ def check_lock(lock: PyLock, host: HostReport) -> list[Difference]:
         )
     if table["fingerprint"] == host.fingerprint():
         return []
-    locked = table.get("target", {})
-    now = toml_safe(host.target_facts())
-    keys = sorted(set(locked) | set(now))
-    diffs = [Difference(k, locked.get(k), now.get(k)) for k in keys if locked.get(k) != now.get(k)]
+    locked = table.get("target")
+    changes = target_changes(locked if isinstance(locked, Mapping) else {}, host.target_facts())
+    diffs = [Difference(*change) for change in changes]
     return diffs or [Difference("fingerprint", table["fingerprint"], host.fingerprint())]

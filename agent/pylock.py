@@ -79,6 +79,18 @@ def toml_safe(value: Any) -> Any:
     return value
 
 
+def target_changes(
+    locked: Mapping[str, Any], host_facts: Mapping[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """Each target fact where a lock's `target` and a host's facts differ: (key, lock, host)."""
+    host = toml_safe(dict(host_facts))  # the lock holds the TOML form ("" for None)
+    return [
+        (key, locked.get(key), host.get(key))
+        for key in sorted(set(locked) | set(host))
+        if locked.get(key) != host.get(key)
+    ]
+
+
 # -- writing -----------------------------------------------------------------------------------
 
 

@@ -23,7 +23,7 @@ from torchenv.agent.errors import (
     LockFileError,
     VerifyError,
 )
-from torchenv.agent.pylock import LockedPackage, PyLock, toml_safe
+from torchenv.agent.pylock import LockedPackage, PyLock, target_changes
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.verify import VerifyReport
 
@@ -67,12 +67,9 @@ class SyncResult:
 
 def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, Any]) -> list[str]:
     """Each fact where the lock's target and this host differ, as `key: lock != host`."""
-    host = toml_safe(dict(host_facts))  # the lock holds the TOML form ("" for None)
-    lock = dict(lock_target)
     return [
-        f"{key}: lock {lock.get(key)!r} != host {host.get(key)!r}"
-        for key in sorted(set(lock) | set(host))
-        if lock.get(key) != host.get(key)
+        f"{key}: lock {locked!r} != host {host!r}"
+        for key, locked, host in target_changes(lock_target, host_facts)
     ]
 
 
