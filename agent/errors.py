@@ -26,11 +26,14 @@ class TorchenvError(Exception):
         *,
         hint: str | None = None,
         details: Mapping[str, Any] | None = None,
+        exit_code: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         self.details = dict(details or {})
+        if exit_code is not None:  # e.g. a child's unexpected failure passed on as such
+            self.exit_code = exit_code
 
     def to_json(self) -> dict[str, Any]:
         return {

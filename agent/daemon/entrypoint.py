@@ -66,9 +66,8 @@ def ensure(argv: Sequence[str], env: Mapping[str, str]) -> None:
             summary.get("hint") or "run `torchenv auto --prefix DIR` in the container to see why"
         ),
         details={"provision": summary} if summary else None,
+        exit_code=None if result.returncode == 1 else EXIT_UNEXPECTED,
     )
-    if result.returncode not in (1,):
-        error.exit_code = EXIT_UNEXPECTED
     raise error
 
 
