@@ -212,7 +212,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             replay=replay, host_report=host_report, python=python
         )
         source = _source(options)
-        host = options.load(float(settings.get_value("probe-timeout")))
+        host = options.load(settings)
         parsed, raw = read_lock_file(lock)
         result = syncmod.sync(
             parsed, raw, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
@@ -242,7 +242,7 @@ def verify(
         from torchenv.agent import pipeline, venv
         from torchenv.agent import verify as verifymod
         from torchenv.agent.errors import EnvironmentBuildError, VerifyError
-        from torchenv.agent.host import load_host
+        from torchenv.agent.host import load_host, probe_settings
         from torchenv.agent.pylock import read_pylock
         from torchenv.agent.sync import LOCK_COPY
 
@@ -254,7 +254,7 @@ def verify(
                 f"there is no environment at {env}",
                 hint="build one with `torchenv auto` or `torchenv sync LOCK`",
             )
-        host = load_host(command_timeout=float(settings.get_value("probe-timeout")))
+        host = load_host(**probe_settings(settings))
         copy = env / LOCK_COPY
         expect = (
             pipeline.expectation(read_pylock(copy))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from torchenv.agent.host import HostFlags, load_host
+from torchenv.agent.host import HostFlags, load_host, probe_settings
 from torchenv.probes.report import HostReport
+
+if TYPE_CHECKING:
+    from torchenv.agent.settings import Settings
 
 REPLAY = typer.Option(None, "--replay", metavar="DIR", help="Work for the host recorded in DIR.")
 HOST_REPORT = typer.Option(
@@ -56,9 +60,9 @@ class HostOptions:
         )  # fmt: skip
         return cls(replay=replay, host_report=host_report, flags=flags)
 
-    def load(self, command_timeout: float = 5.0) -> HostReport:
+    def load(self, settings: Settings) -> HostReport:
         """The HostReport these options describe (this machine when none is given)."""
         return load_host(
             replay=self.replay, host_report=self.host_report, flags=self.flags,
-            command_timeout=command_timeout,
+            **probe_settings(settings),
         )  # fmt: skip

@@ -60,7 +60,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         from torchenv.agent.settings import load_settings
 
         settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver})
-        host = host_options.load(float(settings.get_value("probe-timeout")))
+        host = host_options.load(settings)
         if check:
             _check(output, host, as_json)
             return

@@ -32,7 +32,7 @@ def probe(
     """Read this host: GPUs, drivers, CPU, Python, OS. Changes nothing."""
 
     def body() -> None:
-        from torchenv.agent.host import load_host
+        from torchenv.agent.host import load_host, probe_settings
         from torchenv.agent.settings import load_settings
 
         settings = load_settings()
@@ -40,8 +40,7 @@ def probe(
             replay=replay,
             record=record,
             disk_path=disk_path or str(settings.get_value("prefix")),
-            command_timeout=float(settings.get_value("probe-timeout")),
-            cache_dir=str(settings.get_value("cache-dir")),
+            **probe_settings(settings),
         )
         if as_json:
             emit_json(report.to_json())

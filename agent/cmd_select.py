@@ -66,7 +66,7 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         host = HostOptions.from_cli(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-        ).load(float(settings.get_value("probe-timeout")))  # fmt: skip
+        ).load(settings)  # fmt: skip
         from torchenv.agent.selection import run_selection
 
         result = run_selection(host, tuple(requirements or ("torch",)), settings)

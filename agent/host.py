@@ -9,6 +9,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from torchenv.agent.errors import HostError
 from torchenv.probes.report import (
@@ -22,6 +23,9 @@ from torchenv.probes.report import (
     NvidiaReport,
     NvidiaState,
 )
+
+if TYPE_CHECKING:
+    from torchenv.agent.settings import Settings
 
 ARCH_ALIASES = {
     "amd64": "x86_64",
@@ -137,6 +141,14 @@ def load_host(
     if flags is not None and flags.any():
         report = describe(report, flags)
     return report
+
+
+def probe_settings(settings: Settings) -> dict[str, Any]:
+    """The load_host arguments that come from settings: the command timeout and the cache."""
+    return {
+        "command_timeout": float(settings.get_value("probe-timeout")),
+        "cache_dir": str(settings.get_value("cache-dir")),
+    }
 
 
 def _blank_host(flags: HostFlags) -> HostReport:

@@ -322,7 +322,7 @@ def auto(
     Does no network and no install when the host, the request and the lock are what the last
     verified sync recorded and the environment's files have not changed since.
     """
-    from torchenv.agent.host import load_host
+    from torchenv.agent.host import load_host, probe_settings
 
     started = time.perf_counter()
     timed = _Timed(reporter or Reporter())
@@ -332,7 +332,7 @@ def auto(
             replay=source.replay,
             host_report=source.host_report,
             flags=source.flags,
-            command_timeout=float(settings.get_value("probe-timeout")),
+            **probe_settings(settings),
         )
     values = {k: settings.get_value(k) for k in REQUEST_KEYS}
     request = request_key(where.requirements, values)
