@@ -137,7 +137,7 @@ def live_path(cache_dir: str | Path) -> Path:
 
 def save(live: Mapping[str, Any], cache_dir: str | Path) -> Path:
     """Write the refresh result atomically beside the other caches."""
-    from torchenv.agent.httpcache import write_atomic
+    from torchenv.agent.fsutil import write_atomic
 
     path = live_path(cache_dir)
     try:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
 import sys
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,21 +133,12 @@ def write_pylock(path: Path, lock: PyLock) -> bytes:
 
     Returns the bytes written (what a later read of `path` gives).
     """
+    from torchenv.agent.fsutil import write_atomic
+
     text = dumps(lock).encode("utf-8")
-    directory = path.parent if str(path.parent) else Path()
-    tmp: Path | None = None
     try:
-        fd, name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-        tmp = Path(name)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, text, fsync=True, make_parents=False)
     except OSError as exc:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
         raise LockFileError(
             f"cannot write {path}: {exc.strerror or exc}",
             hint="choose a directory you can write with -o",

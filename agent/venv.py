@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from torchenv.agent.errors import EnvironmentBuildError
+from torchenv.agent.fsutil import write_atomic
 
 STATE_SCHEMA = 1
 FAULT_ENV = "TORCHENV_FAULT"
@@ -187,12 +188,10 @@ def read_state(layout: Layout) -> dict[str, Any]:
 
 
 def write_state(layout: Layout, state: dict[str, Any]) -> None:
-    tmp = layout.home / f".state-{os.getpid()}.tmp"
+    data = json.dumps({**state, "schema": STATE_SCHEMA}, indent=1).encode("utf-8")
     try:
-        tmp.write_text(json.dumps({**state, "schema": STATE_SCHEMA}, indent=1), encoding="utf-8")
-        os.replace(tmp, layout.state_file)
+        write_atomic(layout.state_file, data, make_parents=False)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise os_error("write", layout.state_file, exc) from exc
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import enum
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from torchenv.agent.fsutil import write_atomic
 
 
 class EnvState(str, enum.Enum):
@@ -190,16 +190,5 @@ def _str(value: Any) -> str | None:
 
 
 def atomic_write(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write beside `path`, fsync, then rename over it: readers see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Durably replace `path` with `text`: readers see the old or the new file."""
+    write_atomic(path, text.encode("utf-8"), fsync=True, mode=mode)
