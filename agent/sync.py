@@ -23,6 +23,7 @@ from torchenv.agent.errors import (
     LockFileError,
     VerifyError,
 )
+from torchenv.agent.faults import fault_point
 from torchenv.agent.pylock import LockedPackage, PyLock, target_changes
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.verify import VerifyReport
@@ -159,7 +160,7 @@ class Fetcher:
                     size += len(chunk)
                     self.fetched += len(chunk)
                     self._advance(len(chunk))
-                    venv.fault_point("download")
+                    fault_point("download")
             if digest.hexdigest() != package.wheel.sha256 or size != package.wheel.size:
                 raise IntegrityError(
                     f"{package.wheel.name} from {package.wheel.url} does not match the lock "
@@ -395,7 +396,7 @@ def _build_and_switch(
         creating = None
         requirements = env_dir / "torchenv-requirements.txt"
         requirements.write_text(requirements_text(lock.packages, files), encoding="utf-8")
-        venv.fault_point("install")
+        fault_point("install")
         _run(install_command(venv.python_in(env_dir), requirements, uv), "installing the wheels")
         (env_dir / LOCK_COPY).write_bytes(raw)
         seconds["install"] = time.perf_counter() - start

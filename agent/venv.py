@@ -23,7 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -31,27 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from torchenv.agent.errors import EnvironmentBuildError
+from torchenv.agent.faults import fault_point
 from torchenv.agent.fsutil import write_atomic
 
 STATE_SCHEMA = 1
-FAULT_ENV = "TORCHENV_FAULT"
-
-
-def fault_point(name: str) -> None:
-    """Test seam: TORCHENV_FAULT=<point>[:kill|enospc|eacces|interrupt] fails here on purpose."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
-        return
-    point, _, action = spec.partition(":")
-    if point != name:
-        return
-    action = action or "kill"
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if action == "interrupt":
-        raise KeyboardInterrupt
-    code = {"enospc": errno.ENOSPC, "eacces": errno.EACCES}.get(action, errno.EIO)
-    raise OSError(code, os.strerror(code), f"<fault {name}>")
 
 
 def os_error(action: str, path: Path | str, exc: OSError) -> EnvironmentBuildError:
