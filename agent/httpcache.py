@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from torchenv.agent.fsutil import write_atomic
+from torchenv.agent.fsutil import read_bounded, write_atomic
+from torchenv.agent.limits import MAX_CACHE_ENTRY, TooLarge
 
 MAGIC = b"torchenv-http-cache 1\n"
 
@@ -133,10 +134,15 @@ class HttpCache:
         if path is None:
             return None
         try:
-            raw = path.read_bytes()
-        except OSError:
+            raw = read_bounded(path, MAX_CACHE_ENTRY, "cache entry")
+        except FileNotFoundError:
             return None
-        return _decode(raw)
+        except (OSError, TooLarge):
+            raw = b""
+        entry = _decode(raw)
+        if entry is None:
+            self.delete(key)  # damaged (or not ours): drop it, the next answer replaces it
+        return entry
 
     def put(self, key: str, entry: CacheEntry) -> None:
         path = self._path(key)

@@ -131,13 +131,16 @@ def dumps(lock: PyLock) -> str:
 def write_pylock(path: Path, lock: PyLock) -> bytes:
     """Write atomically: a temporary file beside `path`, then os.replace; never half a file.
 
+    A lock is meant to be committed and shared: its mode is what the umask allows (0644
+    under umask 022), not private like torchenv's state and caches.
+
     Returns the bytes written (what a later read of `path` gives).
     """
     from torchenv.agent.fsutil import write_atomic
 
     text = dumps(lock).encode("utf-8")
     try:
-        write_atomic(path, text, fsync=True, make_parents=False)
+        write_atomic(path, text, fsync=True, make_parents=False, shared=True)  # the umask's mode
     except OSError as exc:
         raise LockFileError(
             f"cannot write {path}: {exc.strerror or exc}",

@@ -21,9 +21,11 @@ A hand-made fixture needs only `root/` and whichever of the JSON files it uses.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -32,6 +34,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 Json = Any
+
+MAX_RECORDED_FILE = 16 << 20  # bytes of one recorded file read back (recordings are KiB)
+RECORDING_PARTS = ("root", "manifest.json", "commands.json", "env.json", "facts.json")
 
 
 @dataclass(frozen=True)
@@ -187,7 +192,7 @@ class RecordingIO:
             with self._lock:
                 self._errors[path] = f"{type(exc).__name__}: {exc}"
             raise
-        target = self._dir / "root" / path.lstrip("/")
+        target = self._dir / "root" / os.path.normpath("/" + path.lstrip("/")).lstrip("/")
         with contextlib.suppress(OSError):  # a file under a recorded file's name: keep the first
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
@@ -272,14 +277,25 @@ class ReplayIO:
         self._dir = Path(directory)
         if not self._dir.is_dir():
             raise FileNotFoundError(f"no recorded host at {self._dir}")
+        if not any((self._dir / part).exists() for part in RECORDING_PARTS):
+            raise ValueError(
+                f"{self._dir} is not a recorded host: it holds none of "
+                + ", ".join(RECORDING_PARTS)
+            )
         self._root = self._dir / "root"
         manifest = _load_json(self._dir / "manifest.json", {})
-        self._listings: dict[str, list[str]] = manifest.get("listings", {})
-        self._exists: set[str] = set(manifest.get("exists", []))
-        self._errors: dict[str, str] = manifest.get("errors", {})
-        self._missing: set[str] = set(manifest.get("missing", []))
-        self._commands: list[dict[str, Json]] = _load_json(self._dir / "commands.json", [])
-        self._env: dict[str, str | None] = _load_json(self._dir / "env.json", {})
+        where = self._dir / "manifest.json"
+        self._listings: dict[str, list[str]] = _shaped(
+            manifest.get("listings", {}), dict, where, "listings", _strings
+        )
+        self._exists: set[str] = set(_shaped(manifest.get("exists", []), list, where, "exists"))
+        self._errors: dict[str, str] = _shaped(manifest.get("errors", {}), dict, where, "errors")
+        self._missing: set[str] = set(_shaped(manifest.get("missing", []), list, where, "missing"))
+        self._commands: list[dict[str, Json]] = _commands(
+            _load_json(self._dir / "commands.json", []), self._dir / "commands.json"
+        )
+        env = _load_json(self._dir / "env.json", {})
+        self._env: dict[str, str | None] = _shaped(env, dict, self._dir / "env.json", "the file")
         self._facts: dict[str, Json] = _load_json(self._dir / "facts.json", {})
 
     @property
@@ -287,7 +303,13 @@ class ReplayIO:
         return self._dir
 
     def _p(self, path: str) -> Path:
-        return self._root / path.lstrip("/")
+        """The recorded copy of a host path; never a file outside the recording."""
+        inner = os.path.normpath("/" + path.lstrip("/")).lstrip("/")  # `..` stops at the root
+        found = self._root / inner
+        base = os.path.realpath(self._root)
+        if os.path.commonpath([base, os.path.realpath(found)]) != base:
+            raise PermissionError(errno.EACCES, "outside the recorded host", path)
+        return found
 
     def _raise_recorded(self, path: str) -> None:
         error = self._errors.get(path)
@@ -305,9 +327,10 @@ class ReplayIO:
     def read_text(self, path: str) -> str:
         self._raise_recorded(path)
         try:
-            return self._p(path).read_text(encoding="utf-8")
+            data = _read_recorded(self._p(path))
         except FileNotFoundError:
             raise FileNotFoundError(2, "No such file or directory", path) from None
+        return data.decode("utf-8")
 
     def list_dir(self, path: str) -> list[str]:
         self._raise_recorded(path)
@@ -384,16 +407,64 @@ class OverlayEnvIO:
 
 def _write_json(path: Path, value: Json) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(value, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written side file
+        raise
+
+
+def _read_recorded(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_RECORDED_FILE (a FIFO or device is refused)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        data = fh.read(MAX_RECORDED_FILE + 1)
+    if len(data) > MAX_RECORDED_FILE:
+        raise OSError(errno.EFBIG, f"larger than {MAX_RECORDED_FILE >> 20} MiB", str(path))
+    return data
+
+
+def _strings(value: Json) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _shaped(
+    value: Json,
+    kind: type,
+    path: Path,
+    key: str,
+    item: Callable[[Json], bool] = lambda v: isinstance(v, str) or v is None,
+) -> Any:
+    """`value` when it is a `kind` (list or dict) whose items (values) pass `item`."""
+    items = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, kind) or not all(item(v) for v in items):
+        shape = "an object" if kind is dict else "an array"
+        raise ValueError(f"{path}: {key} is not {shape} of the recorded form")
+    return value
+
+
+def _commands(value: list[Json], path: Path) -> list[dict[str, Json]]:
+    for entry in value:
+        if not (
+            isinstance(entry, dict)
+            and _strings(entry.get("argv"))
+            and isinstance(entry.get("returncode"), (int, type(None)))
+            and all(isinstance(entry.get(k, ""), str) for k in ("stdout", "stderr"))
+            and isinstance(entry.get("error"), (str, type(None)))
+        ):
+            raise ValueError(f"{path}: an entry is not an argv with its returncode and output")
+    return value
 
 
 def _load_json(path: Path, default: Json) -> Json:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(_read_recorded(path))
     except FileNotFoundError:
         return default
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path} is not a readable recorded-host file: {exc}") from exc
     if not isinstance(value, type(default)):
         kind = "object" if isinstance(default, dict) else "array"
