@@ -34,6 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from torchenv.agent.errors import IndexError_, IntegrityError
 from torchenv.agent.httpcache import CacheEntry, HttpCache, entry_from_response
+from torchenv.agent.limits import MAX_METADATA, MAX_PAGE, MAX_UNSIZED_DOWNLOAD, MAX_ZIP_DIRECTORY
 from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index` stays cheap
@@ -445,10 +446,14 @@ def local_data_offset(header: bytes, member: ZipMember) -> int:
 
 def inflate(member: ZipMember, data: bytes) -> bytes:
     """The member's content from its stored or deflated data, CRC-checked."""
+    if member.size > MAX_METADATA:
+        raise ZipFormatError(f"{member.name} claims {member.size} bytes")
     if member.method == 0:
         content = data[: member.size]
     elif member.method == 8:
-        content = zlib.decompressobj(-15).decompress(data[: member.compressed_size])
+        content = zlib.decompressobj(-15).decompress(
+            data[: member.compressed_size], member.size + 1
+        )
     else:
         raise ZipFormatError(f"compression method {member.method} for {member.name}")
     if len(content) != member.size or zlib.crc32(content) != member.crc:
@@ -474,6 +479,38 @@ class _RangesRefused(Exception):
     def __init__(self, body: IO[bytes]) -> None:
         super().__init__("range refused")
         self.body = body
+
+
+class _Partial:
+    """A download in progress: the bytes written so far and their running digests."""
+
+    def __init__(
+        self, out: IO[bytes], hashes: Mapping[str, str], progress: Callable[[int], None]
+    ) -> None:
+        self.out = out
+        self.algorithms = ["sha256"] + [
+            a for a in hashes if a in hashlib.algorithms_guaranteed and a != "sha256"
+        ]
+        self.progress = progress
+        self.received = 0
+        self.hashers = {a: hashlib.new(a) for a in self.algorithms}
+
+    def restart(self) -> None:
+        self.progress(-self.received)
+        self.out.seek(0)
+        self.out.truncate()
+        self.hashers = {a: hashlib.new(a) for a in self.algorithms}
+        self.received = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+        for h in self.hashers.values():
+            h.update(chunk)
+        self.received += len(chunk)
+        self.progress(len(chunk))
+
+    def digests(self) -> dict[str, str]:
+        return {a: h.hexdigest() for a, h in self.hashers.items()}
 
 
 @dataclass(frozen=True)
@@ -545,10 +582,13 @@ class IndexClient:
         return list(pool.map(fn, items))
 
     # pages
-    def project_page(self, index_url: str, project: str) -> list[Artifact]:
-        """Every file on the project's page; [] when the index does not have the project (404)."""
+    def project_page(self, index_url: str, project: str, *, fresh: bool = False) -> list[Artifact]:
+        """Every file on the project's page; [] when the index does not have the project (404).
+
+        `fresh` reads it past the cache (no revalidation) and replaces what the cache held.
+        """
         url = project_url(index_url, project)
-        answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT)
+        answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT, fresh=fresh)
         if answer is None:
             return []
         ctype = (answer.headers.get("content-type") or "").split(";")[0].strip().lower()
@@ -601,7 +641,7 @@ class IndexClient:
         return self._metadata_by_ranges(artifact)
 
     def _pep658(self, artifact: Artifact) -> bytes | None:
-        answer = self._get(artifact.metadata_url, kind="metadata")
+        answer = self._get(artifact.metadata_url, kind="metadata", limit=MAX_METADATA)
         if answer.status == 404:
             return None  # advertised but missing: read it from the wheel instead
         _require_ok(answer)
@@ -642,7 +682,10 @@ class IndexClient:
         try:
             with zipfile.ZipFile(body) as zf:
                 names = [ZipMember(n, 0, 0, 0, 0, 0) for n in zf.namelist()]
-                return zf.read(metadata_member(names, artifact.project).name)
+                name = metadata_member(names, artifact.project).name
+                if zf.getinfo(name).file_size > MAX_METADATA:
+                    raise ZipFormatError(f"{name} claims {zf.getinfo(name).file_size} bytes")
+                return zf.read(name)
         except (zipfile.BadZipFile, ZipFormatError, KeyError) as exc:
             raise IndexError_(
                 f"{artifact.url} is not a readable wheel ({exc})",
@@ -652,54 +695,101 @@ class IndexClient:
     # downloads
     def download(self, artifact: Artifact, dest_dir: Path) -> Path:
         """Stream the file into dest_dir, checking size and hash; nothing partial is left."""
+        from torchenv.agent.fsutil import Escapes, file_name
+
+        try:
+            dest = dest_dir / file_name(artifact.filename)
+        except Escapes as exc:
+            raise IndexError_(
+                f"{artifact.url} names the file {artifact.filename!r}, which is not a file name",
+                hint="The index serves a malformed link; " + HINT,
+                details={"url": artifact.url},
+            ) from exc
         dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / artifact.filename
         if artifact.sha256 and dest.is_file() and sha256_of(dest) == artifact.sha256:
             self.stats.bump("cache_hits")
             return dest
-        return self._with_retries(artifact.url, lambda: self._download_once(artifact, dest))
-
-    def _download_once(self, artifact: Artifact, dest: Path) -> Path:
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.close(fd)
         tmp = Path(tmp_name)
+        task = f"download {artifact.filename}"
+        done = [0]
+
+        def progress(n: int) -> None:
+            done[0] += n
+            self.reporter.progress(task, done[0], artifact.size)
+
         try:
-            with os.fdopen(fd, "wb") as out:
-                digest, size = self._stream_to(artifact, out)
+            digests, size = self.fetch_file(
+                artifact.url, tmp, size=artifact.size, hashes=artifact.hashes, progress=progress
+            )
             if artifact.size is not None and size != artifact.size:
                 raise IntegrityError(
                     f"{artifact.url} has {size} bytes, but the index listed {artifact.size}",
                     hint="The download was cut short or the index is inconsistent; " + HINT,
                     details={"url": artifact.url, "expected": artifact.size, "got": size},
                 )
-            _check_hash(artifact, digest, artifact.url)
+            _check_hash(artifact, digests, artifact.url)
             os.replace(tmp, dest)
             return dest
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _stream_to(self, artifact: Artifact, out: IO[bytes]) -> tuple[Mapping[str, str], int]:
-        hashers = {"sha256": hashlib.sha256()}
-        for algo in artifact.hashes:
-            if algo in hashlib.algorithms_guaranteed and algo not in hashers:
-                hashers[algo] = hashlib.new(algo)
-        size = 0
-        task = f"download {artifact.filename}"
-        with self._stream(artifact.url, kind="download") as response:
+    def fetch_file(
+        self,
+        url: str,
+        part: Path,
+        *,
+        size: int | None,
+        hashes: Mapping[str, str] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[dict[str, str], int]:
+        """Stream `url` into the file `part`, with retries; returns (digests, bytes).
+
+        A retry resumes with an HTTP range from the bytes already received where the server
+        answers 206 (else it starts over). More than `size` bytes (or MAX_UNSIZED_DOWNLOAD
+        when the size is unknown) stop the transfer: IntegrityError, not retried. `progress`
+        gets each chunk's length (negative when a transfer starts over).
+        """
+        limit = size if size is not None else MAX_UNSIZED_DOWNLOAD
+        with part.open("wb") as out:
+            into = _Partial(out, hashes or {}, progress or (lambda _n: None))
+            self._with_retries(url, lambda: self._fetch_into(url, into, limit))
+            return into.digests(), into.received
+
+    def _fetch_into(self, url: str, into: _Partial, limit: int) -> None:
+        headers = {"Range": f"bytes={into.received}-"} if into.received else {}
+        with self._stream(url, kind="download", headers=headers) as response:
             _raise_if_retryable(response)
+            status = response.status_code
+            if into.received and status == 416:
+                into.restart()
+                raise _Retry("HTTP 416 on a resumed download")
+            if into.received and (
+                status != 206
+                or _content_range(response.headers.get("content-range"))[0] != into.received
+            ):
+                into.restart()  # the server sends the whole file again
             _require_ok(_answer_head(response))
-            total = artifact.size or _int(response.headers.get("content-length"))
             for chunk in _body_chunks(response, self.stats, "download"):
-                out.write(chunk)
-                for h in hashers.values():
-                    h.update(chunk)
-                size += len(chunk)
-                self.reporter.progress(task, size, total)
-        return {k: h.hexdigest() for k, h in hashers.items()}, size
+                into.write(chunk)
+                if into.received > limit:
+                    raise IntegrityError(
+                        f"{url} sent more than the {limit} bytes expected; the transfer was "
+                        "stopped and the file refused",
+                        hint="The file on the index is not the one expected (or never ends); "
+                        + HINT,
+                        details={"url": url, "expected": limit},
+                    )
 
     # HTTP plumbing
-    def _get_cached(self, url: str, *, kind: str, accept: str) -> _Answer | None:
+    def _get_cached(
+        self, url: str, *, kind: str, accept: str, fresh: bool = False
+    ) -> _Answer | None:
         key = f"{accept}\n{url}"
-        entry = self._http_cache.get(key)
+        if fresh:
+            self._http_cache.delete(key)
+        entry = None if fresh else self._http_cache.get(key)
         now = time.time()
         if entry is not None and entry.fresh(now):
             self.stats.bump("cache_hits")
@@ -723,14 +813,24 @@ class IndexClient:
             self._http_cache.delete(key)
         return answer
 
-    def _get(self, url: str, *, kind: str, headers: Mapping[str, str] | None = None) -> _Answer:
-        """One GET with retries; any final status is returned (5xx only after the retries)."""
+    def _get(
+        self,
+        url: str,
+        *,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+        limit: int = MAX_PAGE,
+    ) -> _Answer:
+        """One GET with retries; any final status is returned (5xx only after the retries).
+
+        A body longer than `limit` is refused (IndexError_), never read to its end.
+        """
 
         def once() -> _Answer:
             with self._stream(url, kind=kind, headers=headers) as response:
                 _raise_if_retryable(response)
                 head = _answer_head(response)
-                body = b"".join(_body_chunks(response, self.stats, kind))
+                body = b"".join(_bounded(_body_chunks(response, self.stats, kind), limit, url))
                 return _Answer(head.status, head.headers, body, head.url)
 
         return self._with_retries(url, once)
@@ -776,6 +876,7 @@ class _StreamContext:
     """client.stream() whose transport failures become _Retry."""
 
     def __init__(self, client: httpx.Client, url: str, headers: dict[str, str]) -> None:
+        self._url = url
         self._cm = client.stream("GET", url, headers=headers)
 
     def __enter__(self) -> httpx.Response:
@@ -783,6 +884,10 @@ class _StreamContext:
             return self._cm.__enter__()
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.InvalidURL as exc:
+            raise IndexError_(
+                f"{self._url!r} is not a URL torchenv can fetch ({exc})", hint=HINT
+            ) from exc
 
     def __exit__(self, *exc: Any) -> None:
         # closing a broken connection may fail; the attempt's outcome is already known
@@ -801,6 +906,24 @@ def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iter
         stats.count_bytes(kind, response.num_bytes_downloaded - seen)
     except httpx.TransportError as exc:
         raise _Retry(f"{type(exc).__name__}: {exc}", truncated=True) from exc
+
+
+def _bounded(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[bytes]:
+    """The chunks, stopping with IndexError_ once they pass `limit` bytes."""
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            from torchenv.agent.limits import size_text
+
+            raise IndexError_(
+                f"{url} answered more than {size_text(limit)}, the most torchenv reads of "
+                "such an answer; it was not read further",
+                hint="The index (or a proxy in front of it) answers something that is not a "
+                "package index; " + HINT,
+                details={"url": url, "limit": limit},
+            )
+        yield chunk
 
 
 def _raise_if_retryable(response: httpx.Response) -> None:
@@ -891,20 +1014,22 @@ class _RangeReader:
         hit = self.cached(start, length)
         if hit is not None:
             return hit
-        offset, data = self._fetch(f"bytes={start}-{start + length - 1}")
+        if not 0 < length <= MAX_ZIP_DIRECTORY or start < 0:
+            raise ZipFormatError(f"a zip structure claims {length} bytes at offset {start}")
+        offset, data = self._fetch(f"bytes={start}-{start + length - 1}", length)
         self.chunks.append((offset, data))
         return data[start - offset : start - offset + length]
 
     def tail(self, length: int) -> tuple[int, bytes]:
-        offset, data = self._fetch(f"bytes=-{length}")
+        offset, data = self._fetch(f"bytes=-{length}", length)
         self.chunks.append((offset, data))
         return offset, data
 
-    def _fetch(self, spec: str) -> tuple[int, bytes]:
+    def _fetch(self, spec: str, length: int) -> tuple[int, bytes]:
         client = self.client
-        return client._with_retries(self.url, lambda: self._fetch_once(spec))
+        return client._with_retries(self.url, lambda: self._fetch_once(spec, length))
 
-    def _fetch_once(self, spec: str) -> tuple[int, bytes]:
+    def _fetch_once(self, spec: str, length: int) -> tuple[int, bytes]:
         client = self.client
         with client._stream(self.url, kind="range", headers={"Range": spec}) as response:
             _raise_if_retryable(response)
@@ -913,7 +1038,8 @@ class _RangeReader:
                 first, total = _content_range(response.headers.get("content-range"))
                 if first is not None:
                     self.size = total
-                    body = b"".join(_body_chunks(response, client.stats, "range"))
+                    chunks = _body_chunks(response, client.stats, "range")
+                    body = b"".join(_bounded(chunks, length, self.url))
                     return first, body
             if status in (200, 206, 416):
                 raise _RangesRefused(self._whole(response, status))
@@ -937,10 +1063,14 @@ class _RangeReader:
                 with client._stream(self.url, kind="range") as full:
                     _raise_if_retryable(full)
                     _require_ok(_answer_head(full))
-                    for chunk in _body_chunks(full, client.stats, "range"):
+                    for chunk in _bounded(
+                        _body_chunks(full, client.stats, "range"), MAX_UNSIZED_DOWNLOAD, self.url
+                    ):
                         spool.write(chunk)
             else:
-                for chunk in _body_chunks(response, client.stats, "range"):
+                for chunk in _bounded(
+                    _body_chunks(response, client.stats, "range"), MAX_UNSIZED_DOWNLOAD, self.url
+                ):
                     spool.write(chunk)
         except BaseException:
             spool.close()

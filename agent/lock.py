@@ -331,6 +331,7 @@ class _Locker:
         self.scratch = scratch
         self.cache_dir = cache_dir
         self.pages: dict[tuple[str, str], list[Artifact]] = {}
+        self.refetched: set[tuple[str, str]] = set()
         self.meta: dict[str, CoreMetadata] = {}  # by URL: one read per file per lock
         self.records: dict[str, Future[LockedWheel]] = {}  # family wheels, recorded early
         self.pool = pool
@@ -360,6 +361,16 @@ class _Locker:
             self.pages[key] = list(self.client.project_page(index, name))
         return self.pages[key]
 
+    def refetch(self, index: str, name: str) -> bool:
+        """Read a page again past the cache (once per page): a cached page that yields no
+        wheel may be a short answer kept and revalidated. False when it was already fresh."""
+        key = (index, name)
+        if key in self.refetched:
+            return False
+        self.refetched.add(key)
+        self.pages[key] = list(self.client.project_page(index, name, fresh=True))
+        return True
+
     def prefetch(self, index: str, names: Iterable[str]) -> None:
         todo = [n for n in dict.fromkeys(names) if (index, n) not in self.pages]
         for name, page in self.client.project_pages(index, todo).items():
@@ -368,6 +379,7 @@ class _Locker:
     # the family
     def family_asks(self) -> list[_Ask]:
         env = self.inputs.target.markers()
+        _torch_applies(self.inputs, env)
         asks: dict[str, _Ask] = {}
         for req in self.inputs.requirements:
             name = canonicalize_name(req.name)
@@ -399,6 +411,9 @@ class _Locker:
         torches = candidates(
             "torch", self.page(index, "torch"), self.inputs.target, torch_ask.specifier, self.inputs
         )
+        if not torches and self.refetch(index, "torch"):
+            torches = candidates("torch", self.page(index, "torch"), self.inputs.target,
+                                 torch_ask.specifier, self.inputs)  # fmt: skip
         if not torches:
             raise self._nothing("torch", torch_ask.specifier)
         self._guess(torches[0], asks[1:])
@@ -448,13 +463,12 @@ class _Locker:
         return out
 
     def _choose(self, ask: _Ask, chosen: Mapping[str, FamilyChoice]) -> FamilyChoice | None:
-        found = candidates(
-            ask.name,
-            self.page(self.inputs.torch_index, ask.name),
-            self.inputs.target,
-            ask.specifier,
-            self.inputs,
-        )
+        index = self.inputs.torch_index
+        found = candidates(ask.name, self.page(index, ask.name), self.inputs.target,
+                           ask.specifier, self.inputs)  # fmt: skip
+        if not found and self.refetch(index, ask.name):
+            found = candidates(ask.name, self.page(index, ask.name), self.inputs.target,
+                               ask.specifier, self.inputs)  # fmt: skip
         torch_local = chosen["torch"].version.local
         # Builds made for this torch first: same label and, for nightlies, the same day.
         found.sort(key=lambda a: not _same_build(a.version, chosen["torch"].version, torch_local))
@@ -522,6 +536,19 @@ class _Locker:
                 "different clients; run the lock again",
             )
         return min(matches, key=lambda m: m[0])[1]
+
+
+def _torch_applies(inputs: LockInputs, env: Mapping[str, str]) -> None:
+    """torchenv always locks torch: a torch requirement whose marker excludes the target is an
+    error, not a requirement to drop."""
+    named = [r for r in inputs.requirements if canonicalize_name(r.name) == "torch"]
+    if named and not any(_marker_holds(r.marker, env) for r in named):
+        raise ResolutionError(
+            f"the requirement {str(named[0])!r} excludes the target: its marker is false for "
+            f"{inputs.target.describe()}, and torchenv always installs torch",
+            hint="remove the marker, or lock for the target it names (--os, --arch, --python)",
+            details={"requirement": str(named[0]), "target": inputs.target.describe()},
+        )
 
 
 def _text(value: object | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -18,17 +19,17 @@ from urllib.parse import unquote, urlparse
 from torchenv.agent import prefixlock, venv
 from torchenv.agent.errors import (
     EnvironmentBuildError,
-    IndexError_,
     IntegrityError,
     LockFileError,
     VerifyError,
 )
 from torchenv.agent.faults import fault_point
+from torchenv.agent.fsutil import Escapes, file_name, inside, pid_alive
 from torchenv.agent.pylock import LockedPackage, PyLock, target_changes
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.verify import VerifyReport
 
-LOCK_COPY = "torchenv-pylock.toml"  # the lock an environment was built from, inside it
+LOCK_COPY = venv.LOCK_COPY  # the lock an environment was built from, inside it
 CHUNK = 1 << 20
 DOWNLOAD_WORKERS = 4
 
@@ -96,20 +97,83 @@ def check_target(
         reporter.warning(f"--force: installing a lock made for another target ({line})")
 
 
+def lock_python(lock: PyLock) -> str | None:
+    """The interpreter X.Y the lock's [tool.torchenv] names (None: any); LockFileError if bad."""
+    value = lock.tool_torchenv.get("python")
+    if value is None or (isinstance(value, str) and re.fullmatch(r"\d+\.\d+", value)):
+        return value
+    raise LockFileError(
+        f"the lock's [tool.torchenv] python is {value!r}; it must be a version string such as "
+        '"3.12"',
+        hint='write it as python = "3.12" (quoted), or regenerate the lock with `torchenv lock`',
+        details={"python": repr(value)},
+    )
+
+
 # ---------------------------------------------------------------- fetching
 
 
 def cached_wheel(wheels_dir: Path, sha256: str, filename: str) -> Path:
-    """Content-addressed: a file there was checked against its hash when it was written."""
-    return wheels_dir / sha256[:2] / sha256 / filename
+    """Content-addressed: a file there was checked against its hash when it was written.
+
+    `filename` comes from a lock or an index page: it must be a plain wheel file name, and
+    the path must stay inside `wheels_dir` (Escapes or InvalidWheelFilename otherwise).
+    """
+    from packaging.utils import parse_wheel_filename
+
+    parse_wheel_filename(file_name(filename))
+    return inside(wheels_dir, sha256[:2], sha256, filename)
 
 
 def cache_path(cache_dir: Path, package: LockedPackage) -> Path:
-    return cached_wheel(cache_dir / "wheels", package.wheel.sha256, package.wheel.name)
+    from packaging.utils import InvalidWheelFilename
+
+    try:
+        return cached_wheel(cache_dir / "wheels", package.wheel.sha256, package.wheel.name)
+    except (Escapes, InvalidWheelFilename) as exc:
+        raise LockFileError(
+            f"the lock names the wheel of {package.name} {package.wheel.name!r}, which is not "
+            f"a wheel file name ({exc})",
+            hint="a wheel's name in a lock is one file name such as "
+            "`torch-2.9.0-cp312-cp312-manylinux_2_28_x86_64.whl`; regenerate the lock with "
+            "`torchenv lock`",
+            details={"package": package.name, "name": package.wheel.name},
+        ) from exc
+
+
+def _bad_url(package: LockedPackage, why: str) -> LockFileError:
+    return LockFileError(
+        f"the lock's URL for {package.name} ({package.wheel.url!r}) is invalid: {why}",
+        hint="a lock names each wheel by an absolute http(s):// or file:// URL; regenerate it "
+        "with `torchenv lock`",
+        details={"package": package.name, "url": package.wheel.url},
+    )
+
+
+def local_source(package: LockedPackage) -> Path | None:
+    """The file a file:// URL names (None for http and https); LockFileError when invalid."""
+    url = package.wheel.url
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https") and parsed.netloc:
+        return None
+    if not url:
+        raise _bad_url(package, "it is empty")
+    if parsed.scheme != "file":
+        raise _bad_url(package, "it is not an absolute http://, https:// or file:// URL")
+    if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+        raise _bad_url(package, "a file:// URL needs an absolute path on this host")
+    path = Path(unquote(parsed.path))
+    if path.is_dir():
+        raise _bad_url(package, "it names a directory, not a wheel file")
+    return path
 
 
 class Fetcher:
-    """Downloads locked wheels into the cache, checking size and sha256 while streaming."""
+    """Downloads locked wheels into the cache, checking size and sha256 while streaming.
+
+    HTTP goes through the index client (its retries with backoff, resumed with ranges);
+    no source is read past the locked size.
+    """
 
     def __init__(self, cache_dir: Path, reporter: Reporter, total: int) -> None:
         self.cache_dir = cache_dir
@@ -123,48 +187,53 @@ class Fetcher:
     def _advance(self, amount: int) -> None:
         with self._lock:
             self.done += amount
+            self.fetched += max(amount, 0)
             self.reporter.progress("download", self.done, self.total)
+        fault_point("download")
 
-    def _chunks(self, url: str) -> Any:
-        parsed = urlparse(url)
-        if parsed.scheme in ("", "file"):
-            path = Path(unquote(parsed.path)) if parsed.scheme else Path(url)
-            with path.open("rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    yield chunk
-            return
-        import httpx
-
+    def _http(self) -> Any:
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(
-                    timeout=httpx.Timeout(60.0, connect=15.0), follow_redirects=True
-                )
-        with self._client.stream("GET", url) as response:
-            response.raise_for_status()
-            yield from response.iter_bytes(CHUNK)
+                from torchenv.agent.index import IndexClient
+
+                self._client = IndexClient(reporter=self.reporter, timeout=60.0)
+            return self._client
+
+    def _copy_local(self, package: LockedPackage, source: Path, part: Path) -> tuple[str, int]:
+        digest, size = hashlib.sha256(), 0
+        try:
+            handle = source.open("rb")
+        except OSError as exc:
+            raise _bad_url(package, f"cannot read {source}: {exc.strerror or exc}") from exc
+        with handle, part.open("wb") as out:
+            while size <= package.wheel.size and (chunk := handle.read(CHUNK)):
+                out.write(chunk)
+                digest.update(chunk)
+                size += len(chunk)
+                self._advance(len(chunk))
+        return digest.hexdigest(), size
 
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
+        source = local_source(package)
         if dest.is_file() and dest.stat().st_size == package.wheel.size:
-            self._advance(package.wheel.size)
+            with self._lock:
+                self.done += package.wheel.size
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
-        digest, size = hashlib.sha256(), 0
         try:
-            with tmp.open("wb") as out:
-                for chunk in self._chunks(package.wheel.url):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                    self.fetched += len(chunk)
-                    self._advance(len(chunk))
-                    fault_point("download")
-            if digest.hexdigest() != package.wheel.sha256 or size != package.wheel.size:
+            if source is not None:
+                sha256, size = self._copy_local(package, source, tmp)
+            else:
+                digests, size = self._http().fetch_file(
+                    package.wheel.url, tmp, size=package.wheel.size, progress=self._advance
+                )
+                sha256 = digests["sha256"]
+            if sha256 != package.wheel.sha256 or size != package.wheel.size:
                 raise IntegrityError(
                     f"{package.wheel.name} from {package.wheel.url} does not match the lock "
-                    f"(sha256 {digest.hexdigest()[:16]}…, {size} bytes; the lock has "
+                    f"(sha256 {sha256[:16]}…, {size} bytes; the lock has "
                     f"{package.wheel.sha256[:16]}…, {package.wheel.size} bytes)",
                     hint="the index changed the file or the download was tampered with; "
                     "re-lock with `torchenv lock` if the change is expected",
@@ -185,18 +254,8 @@ def clean_parts(cache_dir: Path) -> None:
     """Remove partial downloads left by torchenv processes that no longer run."""
     for part in (cache_dir / "wheels").glob("*/*/.*.part"):
         pid = part.name.rsplit(".", 3)[-3]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             part.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def fetch_all(
@@ -214,19 +273,6 @@ def fetch_all(
             )
     except OSError as exc:
         raise venv.os_error("download into", cache_dir, exc) from exc
-    except IntegrityError:
-        raise
-    except Exception as exc:
-        import httpx
-
-        if not isinstance(exc, (httpx.HTTPError, ValueError)):
-            raise
-        raise IndexError_(
-            f"downloading the locked wheels failed: {exc}",
-            hint="check the network and the index URLs in the lock, then run again; nothing "
-            "was switched",
-            details={"error": str(exc)},
-        ) from exc
     finally:
         fetcher.close()
     return files, fetcher.fetched, hits
@@ -291,15 +337,17 @@ def _finish(process: subprocess.Popen[str], action: str) -> None:
     """Wait for a started command; EnvironmentBuildError (full disk named) when it failed."""
     out, err = process.communicate()
     if process.returncode != 0:
-        text = (err or out).strip()
-        full = "no space left" in text.lower()
+        from torchenv.agent.resolvers.base import disk_full, tool_output
+
+        text = tool_output(err or out)
+        full = disk_full(text)
+        cause = "no space left on the device of the environment or the cache: " if full else ""
         raise EnvironmentBuildError(
-            f"{action} failed (exit {process.returncode}): "
-            + (text.splitlines()[-1] if text else ""),
-            hint="free disk space and run again"
+            f"{action} failed (exit {process.returncode}): {cause}\n{text}".rstrip(),
+            hint="free disk space and run again; the active environment is untouched"
             if full
-            else "see the details; the active environment is untouched",
-            details={"argv": [str(a) for a in process.args], "stderr": text[-4000:]},  # type: ignore[union-attr]
+            else "the output above says why; the active environment is untouched",
+            details={"argv": [str(a) for a in process.args], "stderr": text},  # type: ignore[union-attr]
         )
 
 
@@ -349,23 +397,55 @@ def sync(
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
     and the verified state records their digest.
     """
-    check_target(lock, host_facts, force=force, reporter=reporter)
+    check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
     venv.ensure_home(layout)
     with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=lock_timeout):
-        removed = venv.clean_stale(layout)
-        if removed:
-            reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
-        return _build_and_switch(
-            lock,
-            raw,
-            layout,
-            cache_dir=cache_dir,
-            reporter=reporter,
-            verifier=verifier,
-            stamp=stamp or {},
-        )
+        return sync_held(
+            lock, raw, layout, host_facts=host_facts, cache_dir=cache_dir, reporter=reporter,
+            verifier=verifier, force=force, stamp=stamp,
+        )  # fmt: skip
+
+
+def check_lock(
+    lock: PyLock,
+    cache_dir: Path,
+    host_facts: Mapping[str, Any],
+    *,
+    force: bool,
+    reporter: Reporter,
+) -> None:
+    """What sync refuses before any work: another target, a bad interpreter, bad names/URLs."""
+    check_target(lock, host_facts, force=force, reporter=reporter)
+    lock_python(lock)
+    for package in lock.packages:
+        cache_path(cache_dir, package)
+        local_source(package)
+
+
+def sync_held(
+    lock: PyLock,
+    raw: bytes,
+    layout: venv.Layout,
+    *,
+    host_facts: Mapping[str, Any],
+    cache_dir: Path,
+    reporter: Reporter,
+    verifier: Verifier | None,
+    force: bool = False,
+    stamp: Mapping[str, Any] | None = None,
+) -> SyncResult:
+    """sync for a caller that holds the prefix lock (auto, which checked the prefix)."""
+    check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
+    venv.check_prefix(layout, force=force)
+    removed = venv.clean_stale(layout)
+    if removed:
+        reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
+    return _build_and_switch(
+        lock, raw, layout, cache_dir=cache_dir, reporter=reporter, verifier=verifier,
+        stamp=stamp or {},
+    )  # fmt: skip
 
 
 def _build_and_switch(
@@ -385,7 +465,7 @@ def _build_and_switch(
     uv = venv.find_uv()
     creating: subprocess.Popen[str] | None = None
     try:
-        python = venv.find_interpreter(lock.tool_torchenv.get("python"))
+        python = venv.find_interpreter(lock_python(lock))
         creating = _start(venv.create_venv(env_dir, python, uv))  # runs while we download
         start = time.perf_counter()
         files, fetched, hits = fetch_all(lock.packages, cache_dir, reporter)
@@ -413,22 +493,20 @@ def _build_and_switch(
                     hint="nothing was switched; the active environment is unchanged",
                     details={"checks": [c.to_json() for c in report.checks]},
                 )
-        adopted = venv.switch(layout, env_id)
-    except OSError as exc:
+        verified = {
+            **stamp,
+            "lock_sha256": lock_digest(raw),
+            "site": site_stamp(env_dir),
+            "verified": report is not None and report.ok,
+        }
+        old, adopted = venv.commit_switch(layout, env_id, verified)
+    except BaseException as exc:
         _stop(creating)
-        venv.discard(env_dir)
-        raise venv.os_error("build", env_dir, exc) from exc
-    except BaseException:
-        _stop(creating)
-        venv.discard(env_dir)
+        if venv.active_env(layout) != env_id:  # never the environment now active
+            venv.discard(env_dir)
+        if isinstance(exc, OSError):
+            raise venv.os_error("build", env_dir, exc) from exc
         raise
-    verified = {
-        **stamp,
-        "lock_sha256": lock_digest(raw),
-        "site": site_stamp(env_dir),
-        "verified": report is not None and report.ok,
-    }
-    venv.record_switch(layout, old, env_id, verified)
     venv.clean_stale(layout)  # keep the active environment and the previous one
     return SyncResult(
         prefix=layout.prefix,
