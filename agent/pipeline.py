@@ -179,11 +179,6 @@ def unchanged(
     )
 
 
-def project_requirements(pyproject: Mapping[str, Any]) -> list[str]:
-    deps = pyproject.get("project", {}).get("dependencies", [])
-    return [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
-
-
 def with_torch(requirements: Sequence[str]) -> list[str]:
     """The request always holds torch: add it when no requirement names it."""
     import re
@@ -214,7 +209,7 @@ def locate(
 ) -> Where:
     """A project (pyproject.toml in cwd or above) gives the requirements, .venv and pylock.toml
     beside it; --prefix elsewhere keeps the lock in the prefix's torchenv directory."""
-    from torchenv.agent.settings import find_pyproject, read_toml
+    from torchenv.agent.settings import find_pyproject, project_dependencies, read_toml
 
     pyproject = find_pyproject(cwd)
     project = pyproject.parent if pyproject is not None else None
@@ -224,7 +219,7 @@ def locate(
     prefix = prefix if prefix.is_absolute() else base / prefix
     reqs = list(requirements)
     if not reqs and pyproject is not None:
-        reqs = project_requirements(read_toml(pyproject))
+        reqs = project_dependencies(pyproject, read_toml(pyproject))
     if lock_path is None:
         in_project = project is not None and prefix_value.source == "default"
         lock_path = (
@@ -300,9 +295,13 @@ def _toml(raw: bytes) -> dict[str, Any]:
 
 
 def _read_bytes(path: Path) -> bytes | None:
+    """The lock's bytes (at most MAX_LOCK_FILE), or None: a missing or unreadable lock."""
+    from torchenv.agent.fsutil import read_bounded
+    from torchenv.agent.limits import MAX_LOCK_FILE, TooLarge
+
     try:
-        return path.read_bytes()
-    except OSError:
+        return read_bounded(path, MAX_LOCK_FILE, "lock file")
+    except (OSError, TooLarge):
         return None
 
 
@@ -336,27 +335,43 @@ def auto(
         )
     values = {k: settings.get_value(k) for k in REQUEST_KEYS}
     request = request_key(where.requirements, values)
-    fingerprint = host.fingerprint()
     layout = venv.Layout.for_prefix(where.prefix)
+    done = _done_before(where, layout, host=host, request=request, timed=timed, started=started)
+    if done is not None:
+        return done
+    return _run(
+        where=where, host=host, settings=settings, values=values, request=request,
+        timed=timed, started=started, force=force, locker=locker or default_locker,
+        devices_here=source.devices_here,
+    )  # fmt: skip
+
+
+def _done_before(
+    where: Where,
+    layout: venv.Layout,
+    *,
+    host: HostReport,
+    request: str,
+    timed: _Timed,
+    started: float,
+) -> AutoResult | None:
+    """The no-op result when the last verified state still holds (no network, no install)."""
     raw = _read_bytes(where.lock_path)
+    if raw is None:
+        return None
     active = venv.active_env(layout)
-    if raw is not None and unchanged(
+    if not unchanged(
         venv.read_state(layout),
         active=active,
-        fingerprint=fingerprint,
+        fingerprint=host.fingerprint(),
         request=request,
         lock_sha256=hashlib.sha256(raw).hexdigest(),
         site=_site(layout, active),
     ):
-        return _noop(
-            where=where, host=host, raw=raw, active=active, timings=timed.timings,
-            started=started,
-        )  # fmt: skip
-    return _run(
-        where=where, host=host, raw=raw, settings=settings, values=values, request=request,
-        timed=timed, started=started, force=force, locker=locker or default_locker,
-        devices_here=source.devices_here,
-    )  # fmt: skip
+        return None
+    return _noop(
+        where=where, host=host, raw=raw, active=active, timings=timed.timings, started=started
+    )
 
 
 def _site(layout: venv.Layout, active: str | None) -> int | None:
@@ -395,7 +410,41 @@ def _run(
     *,
     where: Where,
     host: HostReport,
-    raw: bytes | None,
+    settings: Settings,
+    values: Mapping[str, Any],
+    request: str,
+    timed: _Timed,
+    started: float,
+    force: bool,
+    locker: Locker,
+    devices_here: bool,
+) -> AutoResult:
+    from torchenv.agent import prefixlock
+
+    layout = venv.Layout.for_prefix(where.prefix)
+    venv.check_prefix(layout, force=force)  # before any network work
+    venv.ensure_home(layout)
+    with prefixlock.hold(layout.lock_file, reporter=timed):
+        # Another process may have done the same work while this one waited for the lock.
+        done = _done_before(where, layout, host=host, request=request, timed=timed,
+                            started=started)  # fmt: skip
+        if done is not None:
+            return done
+        from torchenv.agent.fsutil import remove_stale_tmp
+
+        remove_stale_tmp(where.lock_path.parent, where.lock_path.name)
+        return _relock_and_sync(
+            where=where, layout=layout, host=host, settings=settings, values=values,
+            request=request, timed=timed, started=started, force=force, locker=locker,
+            devices_here=devices_here,
+        )  # fmt: skip
+
+
+def _relock_and_sync(
+    *,
+    where: Where,
+    layout: venv.Layout,
+    host: HostReport,
     settings: Settings,
     values: Mapping[str, Any],
     request: str,
@@ -409,9 +458,7 @@ def _run(
     from torchenv.agent.errors import LockFileError
     from torchenv.agent.pylock import parse_pylock, write_pylock
 
-    layout = venv.Layout.for_prefix(where.prefix)
-    venv.check_prefix(layout, force=force)  # before any network work
-    venv.ensure_home(layout)
+    raw = _read_bytes(where.lock_path)
     notes: list[str] = []
     lock: PyLock | None = None
     if raw is not None:
@@ -435,8 +482,8 @@ def _run(
         lock = locker(host, where.requirements, settings, timed)
         raw = write_pylock(where.lock_path, lock)
     assert raw is not None  # read with the lock, or written with it
-    result = sync.sync(
-        lock, raw, where.prefix, host_facts=host.target_facts(),
+    result = sync.sync_held(
+        lock, raw, layout, host_facts=host.target_facts(),
         cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},

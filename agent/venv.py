@@ -31,7 +31,7 @@ from typing import Any
 
 from torchenv.agent.errors import EnvironmentBuildError
 from torchenv.agent.faults import fault_point
-from torchenv.agent.fsutil import write_atomic
+from torchenv.agent.fsutil import NAME_MAX, PATH_MAX, remove_stale_tmp, write_atomic
 
 STATE_SCHEMA = 1
 
@@ -68,11 +68,14 @@ class Layout:
 
     @classmethod
     def for_prefix(cls, prefix: str | os.PathLike[str]) -> Layout:
-        return cls(Path(os.path.abspath(prefix)))
+        """The layout of a prefix torchenv may own; EnvironmentBuildError for one it may not."""
+        layout = cls(Path(os.path.abspath(prefix)))
+        check_place(layout)
+        return layout
 
     @property
     def home(self) -> Path:
-        return self.prefix.with_name(self.prefix.name + ".torchenv")
+        return self.prefix.with_name(self.prefix.name + HOME_SUFFIX)
 
     @property
     def envs(self) -> Path:
@@ -88,6 +91,66 @@ class Layout:
 
     def env_dir(self, env_id: str) -> Path:
         return self.envs / env_id
+
+
+HOME_SUFFIX = ".torchenv"
+ENV_TREE_ROOM = 160  # bytes an environment's own paths add below the prefix's home
+
+
+def _place_error(prefix: Path, why: str, hint: str) -> EnvironmentBuildError:
+    return EnvironmentBuildError(
+        f"the prefix {str(prefix)[:200]} {why}", hint=hint, details={"prefix": str(prefix)}
+    )
+
+
+def _is_home(directory: Path) -> bool:
+    """A directory torchenv made beside a prefix (it holds envs/)."""
+    return directory.name.endswith(HOME_SUFFIX) and (directory / "envs").is_dir()
+
+
+def check_place(layout: Layout) -> None:
+    """Refuse prefixes torchenv cannot own: the root, names the file system cannot hold, and
+    any prefix inside torchenv's own directories (or holding one), where a later sync would
+    delete what the first one made."""
+    prefix = layout.prefix
+    name = os.fsencode(prefix.name)
+    if not name:
+        raise _place_error(prefix, "is the root directory", "give a directory such as ./.venv")
+    if len(name) + len(HOME_SUFFIX) > NAME_MAX:
+        raise _place_error(
+            prefix,
+            f"has a last component of {len(name)} bytes; with {HOME_SUFFIX} beside it, the "
+            f"file system holds at most {NAME_MAX - len(HOME_SUFFIX)}",
+            "choose a shorter --prefix",
+        )
+    too_long = next((p for p in prefix.parts if len(os.fsencode(p)) > NAME_MAX), None)
+    if too_long is not None or len(os.fsencode(str(prefix))) + ENV_TREE_ROOM > PATH_MAX:
+        raise _place_error(
+            prefix,
+            "is longer than the file system allows for an environment "
+            f"(components up to {NAME_MAX} bytes, {PATH_MAX - ENV_TREE_ROOM} in all)",
+            "choose a shorter --prefix",
+        )
+    real = Path(os.path.realpath(prefix.parent)) / prefix.name
+    for directory in (real, *real.parents):
+        if _is_home(directory):
+            raise _place_error(
+                prefix,
+                f"is inside {directory}, torchenv's own directory for another prefix",
+                "choose a prefix outside it; the environments there are managed through "
+                f"{directory.with_name(directory.name[: -len(HOME_SUFFIX)])}",
+            )
+
+
+def _holds_home(prefix: Path) -> Path | None:
+    try:
+        with os.scandir(prefix) as entries:
+            for entry in entries:
+                if entry.name.endswith(HOME_SUFFIX) and _is_home(Path(entry.path)):
+                    return Path(entry.path)
+    except OSError:
+        return None
+    return None
 
 
 def python_in(env_dir: Path) -> Path:
@@ -119,8 +182,19 @@ def active_env(layout: Layout) -> str | None:
 
 def check_prefix(layout: Layout, *, force: bool) -> PrefixKind:
     """Refuse prefixes torchenv must not replace; returns what is there."""
-    kind = inspect_prefix(layout)
+    try:
+        kind = inspect_prefix(layout)
+    except OSError as exc:
+        raise os_error("inspect", layout.prefix, exc) from exc
     where = str(layout.prefix)
+    if kind in (PrefixKind.PLAIN_VENV, PrefixKind.OTHER_DIR):
+        held = _holds_home(layout.prefix)
+        if held is not None:
+            raise _place_error(
+                layout.prefix,
+                f"holds {held}, torchenv's own directory for another prefix",
+                "choose a prefix that does not contain a managed environment",
+            )
     if kind is PrefixKind.FILE:
         raise EnvironmentBuildError(
             f"the prefix {where} is a file, not an environment",
@@ -158,21 +232,55 @@ def new_env_id() -> str:
 # ---------------------------------------------------------------- state
 
 
-def read_state(layout: Layout) -> dict[str, Any]:
-    """The state file, or an empty state when it is missing or unreadable (it is a cache)."""
+LOCK_COPY = "torchenv-pylock.toml"  # the lock an environment was built from, inside it
+
+
+def _state_file(layout: Layout) -> dict[str, Any] | None:
+    """What state.json holds, or None when it is missing or unreadable."""
     try:
         data = json.loads(layout.state_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    except (OSError, ValueError, RecursionError):
+        return None
     if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
-        return {}
+        return None
     return data
+
+
+def read_state(layout: Layout) -> dict[str, Any]:
+    """The state as the disk shows it now; recoverable after a crash at any step.
+
+    The prefix's symlink is the truth for which environment is active. A switch writes its
+    intent (`switching`: from, to, the new verified state) before it renames the symlink, so
+    a switch cut short is resolved here by where the symlink points. Without a readable
+    state file, the previous environment is the newest complete one besides the active.
+    """
+    data = _state_file(layout)
+    active = active_env(layout)
+    if data is None:
+        return {"previous": _newest_complete(layout, besides=active)}
+    switching = data.pop("switching", None)
+    if isinstance(switching, dict) and active is not None and active == switching.get("to"):
+        data["previous"] = switching.get("from")  # switched; the write after it was cut short
+        data["verified"] = switching.get("verified")
+    return data
+
+
+def _newest_complete(layout: Layout, *, besides: str | None) -> str | None:
+    try:
+        names = sorted(os.listdir(layout.envs), reverse=True)  # ids start with the time
+    except OSError:
+        return None
+    for name in names:
+        env = layout.env_dir(name)
+        if name != besides and python_in(env).exists() and (env / LOCK_COPY).is_file():
+            return name
+    return None
 
 
 def write_state(layout: Layout, state: dict[str, Any]) -> None:
     data = json.dumps({**state, "schema": STATE_SCHEMA}, indent=1).encode("utf-8")
     try:
-        write_atomic(layout.state_file, data, make_parents=False)
+        write_atomic(layout.state_file, data, fsync=True, make_parents=False)
     except OSError as exc:
         raise os_error("write", layout.state_file, exc) from exc
 
@@ -192,8 +300,9 @@ def clean_stale(layout: Layout) -> list[str]:
             removed.append(entry.name)
     for entry in layout.home.glob(".link-*"):
         entry.unlink(missing_ok=True)
-    for entry in layout.home.glob(".state-*.tmp"):
-        entry.unlink(missing_ok=True)
+    for entry in layout.home.glob(f".{layout.state_file.name}.*.tmp"):
+        entry.unlink(missing_ok=True)  # only the lock's holder writes the state: all stale
+    remove_stale_tmp(layout.home, "pylock.toml")
     return removed
 
 
@@ -241,26 +350,45 @@ def switch(layout: Layout, env_id: str) -> Path | None:
     return adopted
 
 
+def commit_switch(
+    layout: Layout, to: str, verified: dict[str, Any] | None
+) -> tuple[str | None, Path | None]:
+    """Switch the prefix to envs/<to>, the state written first as an intent, then as done.
+
+    Returns (the environment active before, where an adopted user environment went). A crash
+    at any step leaves a state `read_state` resolves: before the rename the old environment
+    is active with its state; after it the new one, its previous and verified state known.
+    """
+    state = read_state(layout)
+    current = active_env(layout)
+    if verified is not None:
+        verified = {**verified, "env": to}
+    write_state(layout, {**state, "switching": {"from": current, "to": to, "verified": verified}})
+    fault_point("intent")
+    adopted = switch(layout, to)
+    fault_point("switched")
+    write_state(layout, {**state, "previous": current, "verified": verified})
+    return current, adopted
+
+
 def rollback(layout: Layout) -> tuple[str, str]:
     """Swap the active and the previous environment; returns (now active, now previous)."""
     state = read_state(layout)
     previous = state.get("previous")
     current = active_env(layout)
-    if not previous or current is None or not python_in(layout.env_dir(previous)).exists():
+    if (
+        not isinstance(previous, str)
+        or current is None
+        or previous == current
+        or not python_in(layout.env_dir(previous)).exists()
+    ):
         raise EnvironmentBuildError(
             f"there is no previous environment to roll back to at {layout.prefix}",
             hint="torchenv keeps one previous environment after a successful sync",
             details={"prefix": str(layout.prefix), "previous": previous},
         )
-    switch(layout, previous)
-    write_state(layout, {**state, "previous": current, "verified": None})
+    commit_switch(layout, previous, None)
     return previous, current
-
-
-def record_switch(layout: Layout, old: str | None, new: str, verified: dict[str, Any]) -> None:
-    """After a switch: the old env becomes the previous one; older ones go on the next sync."""
-    state = read_state(layout)
-    write_state(layout, {**state, "previous": old, "verified": {**verified, "env": new}})
 
 
 # ---------------------------------------------------------------- creating
