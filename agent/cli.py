@@ -75,5 +75,20 @@ def __getattr__(name: str) -> typer.Typer:
 
 
 def main() -> None:
-    _register(sys.argv[1:])(prog_name="torchenv")
+    try:
+        _register(sys.argv[1:])(prog_name="torchenv")
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     sys.exit(0)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`torchenv catalog show | head -1`): stop quietly, as CLIs do.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)

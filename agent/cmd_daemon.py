@@ -69,9 +69,10 @@ def _entrypoint(
     )
     from torchenv.agent.settings import load_settings
 
-    if not command:
+    if not command or not command[0].strip():
         raise ConfigError(
-            "no command to run", hint="write it after `--`: torchenv entrypoint -- python train.py"
+            "no command to run" if not command else "the command after `--` is an empty string",
+            hint="write it after `--`: torchenv entrypoint -- python train.py",
         )
     target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
     runner = shlex.split(provisioner) if provisioner else []

@@ -79,28 +79,44 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
 
 def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
     """Command-line requirements and -r files; else the project's dependencies; else the default."""
-    from torchenv.agent.errors import ConfigError
     from torchenv.agent.lock import DEFAULT_REQUIREMENTS, parse_requirements
-    from torchenv.agent.settings import find_pyproject, read_toml
+    from torchenv.agent.settings import find_pyproject, project_dependencies, read_toml
 
     found = list(parse_requirements(given))
     for path in files:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read {path}: {exc.strerror or exc}",
-                hint="pass an existing requirements file with -r",
-            ) from exc
-        found += parse_requirements(lines, source=str(path))
+        found += parse_requirements(read_requirements_file(Path(path)), source=str(path))
     if found:
         return tuple(found)
     pyproject = find_pyproject(cwd)
     if pyproject is not None:
-        deps = read_toml(pyproject).get("project", {}).get("dependencies", [])
+        deps = project_dependencies(pyproject, read_toml(pyproject))
         if deps:
             return parse_requirements(deps, source=str(pyproject))
     return parse_requirements(DEFAULT_REQUIREMENTS)
+
+
+def read_requirements_file(path: Path) -> list[str]:
+    """The lines of a `-r` file: UTF-8 text of at most MAX_REQUIREMENTS_FILE (ConfigError)."""
+    from torchenv.agent.errors import ConfigError
+    from torchenv.agent.fsutil import read_bounded
+    from torchenv.agent.limits import MAX_REQUIREMENTS_FILE, TooLarge
+
+    try:
+        data = read_bounded(path, MAX_REQUIREMENTS_FILE, "requirements file")
+        return data.decode("utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror or exc}",
+            hint="pass an existing requirements file with -r",
+        ) from exc
+    except TooLarge as exc:
+        raise ConfigError(str(exc), hint="pass a requirements file with -r") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            hint="requirements files are UTF-8 text, one requirement a line; convert it "
+            "(e.g. `iconv -f latin1 -t utf-8`) or pass the right file",
+        ) from exc
 
 
 def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_json: bool) -> PyLock:

@@ -39,8 +39,8 @@ def guarded(as_json: bool, body: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         typer.echo("torchenv: interrupted; nothing was switched.", err=True)
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort):
-        raise
+    except (typer.Exit, typer.Abort, BrokenPipeError):
+        raise  # a closed stdout is the reader's choice: cli.main ends quietly
     except Exception as exc:
         if os.environ.get("TORCHENV_DEBUG"):
             raise

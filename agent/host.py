@@ -100,7 +100,7 @@ def load_host(
     elif replay is not None:
         try:
             io = ReplayIO(replay)
-        except (FileNotFoundError, ValueError) as exc:
+        except (OSError, ValueError) as exc:
             raise HostError(
                 f"cannot replay {replay}: {exc}",
                 hint="pass a directory written by `torchenv probe --record DIR`",
@@ -108,7 +108,14 @@ def load_host(
         # Overrides set for this run apply on top of the recording; the report shows them.
         given = {k: os.environ[k] for k in OVERRIDE_VARIABLES if os.environ.get(k)}
         replayed: HostIO = OverlayEnvIO(io, given) if given else io
-        report = probe_host(replayed, disk_path=disk_path, command_timeout=command_timeout)
+        try:
+            report = probe_host(replayed, disk_path=disk_path, command_timeout=command_timeout)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise HostError(  # a recording is input: a value of the wrong shape is its fault
+                f"the recording {replay} holds a value of the wrong shape "
+                f"({type(exc).__name__}: {exc})",
+                hint="record the host again with `torchenv probe --record DIR`",
+            ) from exc
     elif record is None and flags is not None and flags.describes_a_target():
         report = _blank_host(flags)  # another machine: nothing here is worth probing
     elif record is not None:
@@ -130,7 +137,16 @@ def load_host(
             command_timeout=command_timeout,
             cache_dir=_live_cache_dir(cache_dir),
         )
-        recorder.save()
+        try:
+            recorder.save()
+        except OSError as exc:
+            from torchenv.agent.venv import os_error
+
+            raise HostError(
+                f"cannot record into {record}: {exc.strerror or exc}",
+                hint=os_error("record into", record, exc).hint,
+                details={"path": str(record), "errno": exc.errno},
+            ) from exc
     else:
         report = probe_host(
             LiveIO(),
@@ -188,15 +204,18 @@ def _live_cache_dir(given: str | None) -> str | None:
 
 
 def read_host_report(path: Path) -> HostReport:
+    from torchenv.agent.fsutil import read_bounded
+    from torchenv.agent.limits import MAX_HOST_REPORT
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_bounded(path, MAX_HOST_REPORT, "host report"))
         return HostReport.from_json(data)
     except OSError as exc:
         raise HostError(
             f"cannot read {path}: {exc.strerror or exc}",
             hint="pass the file written by `torchenv probe --json > FILE`",
         ) from exc
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise HostError(
             f"{path} is not a torchenv host report: {exc}",
             hint="write one with `torchenv probe --json > FILE`",

@@ -33,9 +33,22 @@ def _positive_float(raw: str) -> float:
 
 
 def _url(raw: str) -> str:
-    if not raw.startswith(("http://", "https://", "file://")):
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(raw.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"is not a URL ({exc})") from exc
+    if parts.scheme not in ("http", "https", "file"):
         raise ValueError("must be an http://, https:// or file:// URL")
-    return raw.rstrip("/")
+    if parts.scheme != "file" and not parts.hostname:
+        raise ValueError("names no host")
+    if parts.scheme == "file" and not parts.path.startswith("/"):
+        raise ValueError("a file:// URL needs an absolute path")
+    if any(c.isspace() for c in raw.strip()):
+        raise ValueError("contains white space")
+    return raw.strip().rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,7 @@ class Setting:
     help: str
     default: Callable[[Mapping[str, str]], Any]
     parse: Callable[[str], Any] = str
+    number: bool = False  # a TOML file may give it as a number; every other setting is a string
 
     @property
     def env_var(self) -> str:
@@ -116,6 +130,7 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds any probe command (nvidia-smi, ...) may take",
         lambda _env: 5.0,
         _positive_float,
+        number=True,
     ),
 )
 BY_KEY = {s.key: s for s in SETTINGS}
@@ -157,18 +172,29 @@ def find_pyproject(start: Path) -> Path | None:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file the user wrote (at most MAX_CONFIG_FILE); ConfigError names what is wrong."""
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
         import tomli as tomllib
+    from torchenv.agent.fsutil import read_bounded
+    from torchenv.agent.limits import MAX_CONFIG_FILE, TooLarge
+
     try:
-        with path.open("rb") as fh:
-            data: dict[str, Any] = tomllib.load(fh)
-            return data
+        text = read_bounded(path, MAX_CONFIG_FILE, "configuration file").decode("utf-8")
+        data: dict[str, Any] = tomllib.loads(text)
+        return data
     except OSError as exc:
         raise ConfigError(
             f"cannot read {path}: {exc.strerror or exc}",
             hint="check the file's permissions, or remove it",
+        ) from exc
+    except TooLarge as exc:
+        raise ConfigError(str(exc), hint=f"{path} is not a configuration file; remove it") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded), so not TOML",
+            hint="fix the file or remove it; `torchenv config` shows what is in force",
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(
@@ -193,8 +219,45 @@ def _file_layer(path: Path, table: object, label: str) -> dict[str, tuple[str, s
                 f"unknown setting {raw_key!r} in {path}",
                 hint=f"known settings: {', '.join(BY_KEY)}",
             )
+        setting = BY_KEY[key]
+        numeric = isinstance(raw, (int, float)) and not isinstance(raw, bool)
+        if not (isinstance(raw, str) or (setting.number and numeric)):
+            kind = "a number or a string" if setting.number else "a string"
+            raise ConfigError(
+                f"{raw_key} = {raw!r} in {path} is a TOML {_toml_type(raw)}; it must be {kind}",
+                hint=f'write it as {raw_key} = "…" ({setting.help})',
+                details={"file": str(path), "key": raw_key},
+            )
         layer[key] = (str(raw), f"{label} ({path})")
     return layer
+
+
+def _toml_type(value: object) -> str:
+    names = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array"}
+    return names.get(type(value), "table" if isinstance(value, dict) else type(value).__name__)
+
+
+def project_dependencies(pyproject: Path, document: Mapping[str, Any]) -> list[str]:
+    """`[project] dependencies` of a pyproject document; ConfigError when they are malformed."""
+    project = document.get("project", {})
+    deps = project.get("dependencies", []) if isinstance(project, dict) else None
+    if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
+        raise ConfigError(
+            f"[project] dependencies in {pyproject} are not an array of requirement strings",
+            hint='write them as dependencies = ["torch>=2.6", "numpy"] under [project]',
+        )
+    return deps
+
+
+def tool_table(pyproject: Path, document: Mapping[str, Any]) -> object:
+    """`[tool.torchenv]` of a pyproject document ({} when absent); ConfigError for a bad [tool]."""
+    tool = document.get("tool", {})
+    if not isinstance(tool, dict):
+        raise ConfigError(
+            f"tool in {pyproject} is a TOML {_toml_type(tool)}, not a table",
+            hint="write tool settings as [tool.NAME] tables",
+        )
+    return tool.get("torchenv", {})
 
 
 def load_settings(
@@ -228,7 +291,7 @@ def load_settings(
     )
     pyproject = find_pyproject(cwd)
     if pyproject is not None:
-        table = read_toml(pyproject).get("tool", {}).get("torchenv", {})
+        table = tool_table(pyproject, read_toml(pyproject))
         layers.append(_file_layer(pyproject, table, "pyproject.toml"))
     for path, label in ((user_config, "user config"), (system_config, "system config")):
         if path.is_file():

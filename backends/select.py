@@ -289,6 +289,10 @@ def _nvidia(report: HostReport, catalog: Catalog) -> Nvidia:
         unblock = "make a GPU visible (CUDA_VISIBLE_DEVICES / NVIDIA_VISIBLE_DEVICES)"
     elif present and driver is None and cuda is None:
         blocked, unblock = "the NVIDIA driver version is unknown", "pass --driver VERSION"
+    ignored = [r for r in nv.reasons if r.endswith("; ignored")]  # a rejected override
+    if blocked and ignored:
+        blocked += " (" + "; ".join(ignored) + ")"
+        unblock = f"{unblock}, or correct the override"
     return Nvidia(
         present, blocked, unblock, driver, nv.driver_version, cuda, measured is not None, gpus
     )

@@ -439,6 +439,11 @@ class Agent:
                 400, 'the body must be a JSON object such as {"environment": "default"}'
             )
         name = (body or {}).get("environment")
+        if name is not None and not isinstance(name, str):
+            raise HttpError(
+                400,
+                'environment must be the name of one environment, e.g. {"environment": "default"}',
+            )
         if name is not None and name not in self.statuses:
             raise HttpError(404, f"no environment {name!r}")
         if self._stopping:
@@ -452,7 +457,7 @@ class Agent:
         sock = bind_socket(self.config.socket, self.config.socket_group)
 
         async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await serve_connection(reader, writer, self.handle)
+            await serve_connection(reader, writer, self.handle, on_error=self.log.error)
 
         server = await asyncio.start_unix_server(connection, sock=sock, limit=MAX_HEAD)
         self.log.info(f"listening on {self.config.socket}")

@@ -10,8 +10,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-MAX_HEAD = 8192
-MAX_BODY = 65536
+from torchenv.agent.limits import MAX_REQUEST_BODY, MAX_REQUEST_HEAD
+
+MAX_HEAD = MAX_REQUEST_HEAD
+MAX_BODY = MAX_REQUEST_BODY
 READ_TIMEOUT = 5.0
 REASONS = {
     200: "OK",
@@ -52,6 +54,8 @@ class Request:
             return json.loads(self.body)
         except ValueError as exc:
             raise HttpError(400, f"the body is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise HttpError(400, "the body's JSON is nested too deeply") from exc
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,10 @@ def body_length(request: Request) -> int:
     if "transfer-encoding" in request.headers:
         raise HttpError(411, "chunked bodies are not accepted; send Content-Length")
     raw = request.headers.get("content-length", "0")
-    if not raw.isdigit():
+    if not raw.isascii() or not raw.isdigit():
         raise HttpError(400, "malformed Content-Length")
+    if len(raw.lstrip("0")) > len(str(MAX_BODY)):
+        raise HttpError(413, f"bodies are limited to {MAX_BODY} bytes")
     length = int(raw)
     if length > MAX_BODY:
         raise HttpError(413, f"bodies are limited to {MAX_BODY} bytes")
@@ -154,14 +160,24 @@ async def serve_connection(
     writer: asyncio.StreamWriter,
     handler: Handler,
     timeout: float = READ_TIMEOUT,
+    on_error: Callable[[str], None] | None = None,
 ) -> int:
-    """Answer one request and close; returns the status sent."""
+    """Answer one request and close; returns the status sent.
+
+    Every request gets a status: 4xx for the client's faults, 500 for a failure of ours
+    (its reason goes to `on_error`, the agent's log).
+    """
     try:
         try:
             request = await read_request(reader, timeout)
             response = await handler(request)
         except HttpError as exc:
             response = error_response(exc.status, exc.message)
+        except Exception as exc:  # the handler's own failure: answer, log, go on
+            reason = f"{type(exc).__name__}: {exc}"
+            if on_error is not None:
+                on_error(f"answering a request failed ({reason})")
+            response = error_response(500, f"the agent failed to answer ({reason})")
         writer.write(response.encode())
         await asyncio.wait_for(writer.drain(), timeout)
         return response.status

@@ -9,7 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from torchenv.agent.errors import ResolutionError
+from torchenv.agent.errors import (
+    EnvironmentBuildError,
+    IndexError_,
+    ResolutionError,
+    TorchenvError,
+)
 from torchenv.agent.resolvers.target import Target
 
 # Variables that would add indexes, find-links or config files behind torchenv's back.
@@ -115,13 +120,48 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def failed(tool: str, done: Completed) -> ResolutionError:
-    """A resolver's refusal, with its own last lines (they name the conflict)."""
-    lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
-    tail = "\n".join(lines[-15:])
+DISK_FULL = ("no space left on device", "disk quota exceeded", "os error 28", "os error 122")
+UNREACHABLE = ("failed to fetch", "error sending request", "request failed after")
+
+
+def tool_output(text: str) -> str:
+    """A tool's error output as a message keeps it: whole, but at most MAX_TOOL_OUTPUT (pure)."""
+    from torchenv.agent.limits import MAX_TOOL_OUTPUT
+
+    lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+    kept = "\n".join(lines)
+    if len(kept) <= MAX_TOOL_OUTPUT:
+        return kept
+    half = MAX_TOOL_OUTPUT // 2
+    return kept[:half] + "\n[… output cut …]\n" + kept[-half:]
+
+
+def disk_full(text: str) -> bool:
+    lowered = text.lower()
+    return any(sign in lowered for sign in DISK_FULL)
+
+
+def failed(tool: str, done: Completed, index_url: str | None = None) -> TorchenvError:
+    """A resolver's failure, named by its real cause, with the tool's own output (pure)."""
+    output = tool_output(done.stderr or done.stdout)
+    details = {"argv": list(done.argv), "returncode": done.returncode, "output": output}
+    if disk_full(output):
+        return EnvironmentBuildError(
+            f"{tool} failed: no space left on the device of its cache or work directory:\n{output}",
+            hint="free disk space (or point cache-dir at a larger disk) and run again",
+            details=details,
+        )
+    if any(sign in output.lower() for sign in UNREACHABLE):
+        where = f" {index_url}" if index_url else ""
+        return IndexError_(
+            f"{tool} could not read the index{where}:\n{output}",
+            hint="check the index URL (`torchenv config` shows index-url; set it with "
+            "--index-url or TORCHENV_INDEX_URL) and this host's network",
+            details={**details, "index": index_url},
+        )
     return ResolutionError(
-        f"{tool} could not resolve the requirements for this target:\n{tail}",
+        f"{tool} could not resolve the requirements for this target:\n{output}",
         hint="relax the conflicting requirement, or choose another torch with --backend "
         "or --channel; `torchenv select --explain` shows the choices",
-        details={"argv": list(done.argv), "returncode": done.returncode, "output": tail},
+        details=details,
     )

@@ -139,7 +139,7 @@ class PipResolver:
         argv = pip_argv(self.python, launcher, request, infile)
         done = self.runner(argv, clean_env(), request.workdir, request.timeout)
         if done.returncode != 0:
-            raise failed("pip", done)
+            raise failed("pip", done, request.index_url)
         try:
             report = json.loads(done.stdout)
         except json.JSONDecodeError as exc:

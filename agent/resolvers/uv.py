@@ -154,5 +154,5 @@ class UvResolver:
             env.pop("MACOSX_DEPLOYMENT_TARGET", None)
         done = self.runner(compile_argv(uv, request, infile), env, request.workdir, request.timeout)
         if done.returncode != 0:
-            raise failed("uv", done)
+            raise failed("uv", done, request.index_url)
         return Resolution("uv", parse_pylock_output(done.stdout, request.target))
