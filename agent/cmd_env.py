@@ -219,6 +219,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
             verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
             force=force, stamp={"fingerprint": host.fingerprint()},
+            link_mode=settings.get_value("link-mode"),
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
@@ -265,6 +266,7 @@ def verify(
         report = verifymod.verify_env(python, expect, plan)
         if not as_json:
             typer.echo("\n".join(verify_lines(report)))
+        _check_files(env, as_json)
         if not report.ok:
             raise VerifyError(
                 f"{env} failed verification: " + ", ".join(c.name for c in report.failed()),
@@ -275,6 +277,29 @@ def verify(
             emit_json({"prefix": str(env), **report.to_json()})
 
     guarded(as_json, body)
+
+
+def _check_files(env: Path, as_json: bool) -> None:
+    """Every installed file against its wheel's RECORD hash; damage is remembered for auto."""
+    from torchenv.agent import integrity, prefixlock, venv
+    from torchenv.agent.errors import VerifyError
+
+    damage = integrity.full_check(env)
+    if not damage:
+        if not as_json:
+            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
+        return
+    layout = venv.Layout.for_prefix(env)
+    if venv.active_env(layout) is not None:
+        with prefixlock.hold(layout.lock_file, reporter=Reporter()):
+            venv.mark_damaged(layout, {d.dist for d in damage})
+    raise VerifyError(
+        f"{env}: installed files differ from their wheels' RECORD hashes: "
+        + integrity.describe(damage),
+        hint="run `torchenv auto` to rebuild it from the locked wheels (the damaged "
+        "distributions are dropped from the installer's cache first), or `torchenv rollback`",
+        details={"prefix": str(env), "damaged": {d.dist: list(d.paths) for d in damage}},
+    )
 
 
 def rollback(

@@ -369,6 +369,11 @@ def _done_before(
         site=_site(layout, active),
     ):
         return None
+    from torchenv.agent import integrity
+
+    assert active is not None  # unchanged() holds only for an active environment
+    if integrity.quick_check(layout.env_dir(active)) != []:  # damaged, or no manifest
+        return None
     return _noop(
         where=where, host=host, raw=raw, active=active, timings=timed.timings, started=started
     )
@@ -454,12 +459,21 @@ def _relock_and_sync(
     locker: Locker,
     devices_here: bool,
 ) -> AutoResult:
-    from torchenv.agent import sync
+    from torchenv.agent import integrity, sync
     from torchenv.agent.errors import LockFileError
     from torchenv.agent.pylock import parse_pylock, write_pylock
 
     raw = _read_bytes(where.lock_path)
     notes: list[str] = []
+    active = venv.active_env(layout)
+    damage = integrity.quick_check(layout.env_dir(active)) if active else None
+    if damage:
+        notes.append(
+            f"files changed since the environment was built: {integrity.describe(damage)}; "
+            "rebuilding it from the locked wheels"
+        )
+    known = venv.read_state(layout).get("damaged")
+    refresh = sorted({d.dist for d in damage or []} | set(known if isinstance(known, list) else []))
     lock: PyLock | None = None
     if raw is not None:
         try:
@@ -487,6 +501,7 @@ def _relock_and_sync(
         cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},
+        link_mode=settings.get_value("link-mode"), refresh=refresh,
     )  # fmt: skip
     for stage in ("download", "install", "verify"):
         if stage in result.seconds:

@@ -123,6 +123,14 @@ SETTINGS: tuple[Setting, ...] = (
         lambda _env: "auto",
         _choice("auto", "uv", "pip"),
     ),
+    Setting(
+        "link-mode",
+        "how the installer puts files into an environment: auto (copy-on-write where the file "
+        "system can, else copy: environments never share files), copy, clone, or hardlink "
+        "(fastest; environments and the installer's cache then share files)",
+        lambda _env: "auto",
+        _choice("auto", "copy", "clone", "hardlink"),
+    ),
     Setting("cache-dir", "HTTP and metadata cache", _default_cache_dir),
     Setting("state-dir", "daemon state", _default_state_dir),
     Setting(

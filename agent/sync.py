@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from torchenv.agent import prefixlock, venv
+from torchenv.agent import integrity, prefixlock, venv
 from torchenv.agent.errors import (
     EnvironmentBuildError,
     IntegrityError,
@@ -250,6 +250,30 @@ class Fetcher:
             self._client.close()
 
 
+def drop_damaged(
+    packages: Sequence[LockedPackage], files: Mapping[str, Path], reporter: Reporter
+) -> list[str]:
+    """Remove the cached wheels whose sha256 is no longer the locked one; their names."""
+    from torchenv.agent.index import sha256_of
+
+    damaged = []
+    for package in packages:
+        path = files[package.name]
+        try:
+            good = sha256_of(path) == package.wheel.sha256
+        except OSError:
+            good = False
+        if not good:
+            path.unlink(missing_ok=True)
+            damaged.append(package.name)
+    if damaged:
+        reporter.warning(
+            f"the cached wheel(s) of {', '.join(damaged)} no longer match the lock; "
+            "downloading them again"
+        )
+    return damaged
+
+
 def clean_parts(cache_dir: Path) -> None:
     """Remove partial downloads left by torchenv processes that no longer run."""
     for part in (cache_dir / "wheels").glob("*/*/.*.part"):
@@ -289,7 +313,47 @@ def requirements_text(packages: Sequence[LockedPackage], files: Mapping[str, Pat
     )
 
 
-def install_command(python: Path, requirements: Path, uv: str | None) -> list[str]:
+LINK_MODES = ("auto", "copy", "clone", "hardlink")
+FICLONE = 0x40049409  # Linux ioctl: make dst share src's blocks copy-on-write (a reflink)
+
+
+def link_mode(setting: str, envs: Path) -> str:
+    """The installer's link mode for a setting (see the `link-mode` setting).
+
+    `auto` keeps environments from sharing files with each other and with the installer's
+    cache, so the previous environment stays a way back whatever happens to the active one:
+    `clone` (copy-on-write) where the file system of the environments makes reflinks (btrfs,
+    XFS, APFS), else `copy`. `hardlink` shares the files: fastest, and damage to one is
+    damage to all.
+    """
+    if setting != "auto":
+        return setting
+    if sys.platform == "darwin":
+        return "clone"
+    return "clone" if reflinks(envs) else "copy"
+
+
+def reflinks(directory: Path) -> bool:
+    """Can the file system of `directory` share blocks between files (FICLONE)?"""
+    import fcntl
+    import tempfile
+
+    try:
+        with (
+            tempfile.NamedTemporaryFile(dir=directory, prefix=".reflink-") as src,
+            tempfile.NamedTemporaryFile(dir=directory, prefix=".reflink-") as dst,
+        ):
+            src.write(b"torchenv")
+            src.flush()
+            fcntl.ioctl(dst.fileno(), FICLONE, src.fileno())
+    except OSError:
+        return False
+    return True
+
+
+def install_command(
+    python: Path, requirements: Path, uv: str | None, link: str = "copy"
+) -> list[str]:
     if uv:
         return [
             uv,
@@ -302,6 +366,7 @@ def install_command(python: Path, requirements: Path, uv: str | None) -> list[st
             "--no-deps",
             "--no-index",
             "--require-hashes",
+            f"--link-mode={link}",
             "-r",
             str(requirements),
         ]
@@ -355,6 +420,18 @@ def _run(argv: Sequence[str], action: str) -> None:
     _finish(_start(argv), action)
 
 
+def _install(
+    packages: Sequence[LockedPackage],
+    files: Mapping[str, Path],
+    env_dir: Path,
+    uv: str | None,
+    link: str,
+) -> None:
+    requirements = env_dir / "torchenv-requirements.txt"
+    requirements.write_text(requirements_text(packages, files), encoding="utf-8")
+    _run(install_command(venv.python_in(env_dir), requirements, uv, link), "installing the wheels")
+
+
 def site_stamp(env_dir: Path) -> int:
     """Changes when anything installs into or removes from the environment's site-packages."""
     found = sorted(env_dir.glob("lib/python*/site-packages")) or sorted(
@@ -391,11 +468,12 @@ def sync(
     force: bool = False,
     stamp: Mapping[str, Any] | None = None,
     lock_timeout: float | None = None,
+    link_mode: str = "auto",
 ) -> SyncResult:
     """Build the locked environment beside the active one; switch only once it verifies.
 
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
-    and the verified state records their digest.
+    and the verified state records their digest. `link_mode` is the `link-mode` setting.
     """
     check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     layout = venv.Layout.for_prefix(prefix)
@@ -404,7 +482,7 @@ def sync(
     with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=lock_timeout):
         return sync_held(
             lock, raw, layout, host_facts=host_facts, cache_dir=cache_dir, reporter=reporter,
-            verifier=verifier, force=force, stamp=stamp,
+            verifier=verifier, force=force, stamp=stamp, link_mode=link_mode,
         )  # fmt: skip
 
 
@@ -435,8 +513,14 @@ def sync_held(
     verifier: Verifier | None,
     force: bool = False,
     stamp: Mapping[str, Any] | None = None,
+    link_mode: str = "auto",
+    refresh: Sequence[str] = (),
 ) -> SyncResult:
-    """sync for a caller that holds the prefix lock (auto, which checked the prefix)."""
+    """sync for a caller that holds the prefix lock (auto, which checked the prefix).
+
+    `refresh` names distributions whose installed files were found damaged: their entries
+    in the installer's cache are dropped first, so the rebuild unpacks the checked wheels.
+    """
     check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     venv.check_prefix(layout, force=force)
     removed = venv.clean_stale(layout)
@@ -444,7 +528,7 @@ def sync_held(
         reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
     return _build_and_switch(
         lock, raw, layout, cache_dir=cache_dir, reporter=reporter, verifier=verifier,
-        stamp=stamp or {},
+        stamp=stamp or {}, link_setting=link_mode, refresh=refresh,
     )  # fmt: skip
 
 
@@ -457,6 +541,8 @@ def _build_and_switch(
     reporter: Reporter,
     verifier: Verifier | None,
     stamp: Mapping[str, Any],
+    link_setting: str = "auto",
+    refresh: Sequence[str] = (),
 ) -> SyncResult:
     seconds: dict[str, float] = {}
     env_id = venv.new_env_id()
@@ -474,11 +560,25 @@ def _build_and_switch(
         start = time.perf_counter()
         _finish(creating, "creating the virtual environment")
         creating = None
-        requirements = env_dir / "torchenv-requirements.txt"
-        requirements.write_text(requirements_text(lock.packages, files), encoding="utf-8")
         fault_point("install")
-        _run(install_command(venv.python_in(env_dir), requirements, uv), "installing the wheels")
+        if uv and refresh:  # damaged files may have come from the installer's own cache
+            _run(
+                [uv, "cache", "clean", "--quiet", "--no-config", *refresh],
+                "dropping damaged cache entries",
+            )
+        link = link_mode(link_setting, layout.envs) if uv else "copy"
+        try:
+            _install(lock.packages, files, env_dir, uv, link)
+        except EnvironmentBuildError:
+            # A cached wheel that no longer matches the lock (damaged on disk) fails the
+            # installer's hash check: drop it, download it once more, install again.
+            if not drop_damaged(lock.packages, files, reporter):
+                raise
+            files, again, _ = fetch_all(lock.packages, cache_dir, reporter)
+            fetched += again
+            _install(lock.packages, files, env_dir, uv, link)
         (env_dir / LOCK_COPY).write_bytes(raw)
+        integrity.write_manifest(env_dir)  # what the no-op path compares the files with
         seconds["install"] = time.perf_counter() - start
 
         report = None

@@ -367,8 +367,17 @@ def commit_switch(
     fault_point("intent")
     adopted = switch(layout, to)
     fault_point("switched")
-    write_state(layout, {**state, "previous": current, "verified": verified})
+    kept = {k: v for k, v in state.items() if k != "damaged"}  # it was about the old one
+    write_state(layout, {**kept, "previous": current, "verified": verified})
     return current, adopted
+
+
+def mark_damaged(layout: Layout, dists: set[str]) -> None:
+    """A check found the active environment's files changed: the next auto rebuilds it and
+    drops these distributions from the installer's cache (call holding the prefix lock)."""
+    state = read_state(layout)
+    known = state.get("damaged") if isinstance(state.get("damaged"), list) else []
+    write_state(layout, {**state, "verified": None, "damaged": sorted({*known, *dists})})
 
 
 def rollback(layout: Layout) -> tuple[str, str]:
@@ -386,6 +395,16 @@ def rollback(layout: Layout) -> tuple[str, str]:
             f"there is no previous environment to roll back to at {layout.prefix}",
             hint="torchenv keeps one previous environment after a successful sync",
             details={"prefix": str(layout.prefix), "previous": previous},
+        )
+    from torchenv.agent import integrity
+
+    damage = integrity.quick_check(layout.env_dir(previous))
+    if damage:
+        raise EnvironmentBuildError(
+            f"the previous environment {previous} at {layout.prefix} is damaged: files of "
+            f"{integrity.describe(damage)} changed since it was built",
+            hint="it is no way back; run `torchenv auto` (or sync a lock) to build a new one",
+            details={"previous": previous, "damaged": [d.dist for d in damage]},
         )
     commit_switch(layout, previous, None)
     return previous, current

@@ -122,6 +122,7 @@ class Agent:
         self._provision: Provision | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe")
+        self._files_checked: dict[str, float] = {}  # name -> when its files were last hashed
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -219,13 +220,19 @@ class Agent:
     async def _reconcile_one(self, spec: EnvironmentSpec, fingerprint: str, forced: bool) -> None:
         status = self.statuses[spec.name]
         desired = spec.digest()
+        prefix_ok = prefix_ready(spec.prefix)
+        damage = None
+        if prefix_ok and status.state is EnvState.ACTIVE and self._files_due(spec.name):
+            loop = asyncio.get_running_loop()
+            damage = await loop.run_in_executor(self._executor, self._check_files, spec)
+            prefix_ok = not damage
         action = decide(
             status,
             fingerprint,
             desired,
-            prefix_ok=prefix_ready(spec.prefix),
+            prefix_ok=prefix_ok,
             now=time.time(),
-            forced=forced,
+            forced=forced or bool(damage),
         )
         if action is Action.KEEP:
             if status.state is not EnvState.ACTIVE:
@@ -242,6 +249,8 @@ class Agent:
             if status.fingerprint != fingerprint
             else "the desired state changed"
             if status.desired != desired
+            else f"files changed since they were installed: {damage}"
+            if damage
             else "the environment is missing"
         )
         self.log.info(f"{spec.name}: provisioning into {spec.prefix} ({why})")
@@ -292,6 +301,33 @@ class Agent:
                 f"{spec.name}: {error.message} ({kept}; retry in "
                 f"{(new.next_retry or now) - now:.0f} s)"
             )
+
+    def _files_due(self, name: str) -> bool:
+        last = self._files_checked.get(name)
+        return last is None or time.time() - last >= self.config.integrity_interval
+
+    def _check_files(self, spec: EnvironmentSpec) -> str | None:
+        """Hash the environment's files against RECORD (in the executor); what changed, if any.
+
+        Damage is marked in the prefix's state, so the child `auto` rebuilds it and drops the
+        damaged distributions from the installer's cache.
+        """
+        from torchenv.agent import integrity, prefixlock, venv
+        from torchenv.agent.errors import TorchenvError
+
+        self._files_checked[spec.name] = time.time()
+        damage = integrity.full_check(spec.prefix)
+        if not damage:
+            return None
+        text = integrity.describe(damage)
+        self.log.warning(f"{spec.name}: installed files differ from their wheels: {text}")
+        try:
+            layout = venv.Layout.for_prefix(spec.prefix)
+            with prefixlock.hold(layout.lock_file, reporter=self.log, timeout=60):
+                venv.mark_damaged(layout, {d.dist for d in damage})
+        except TorchenvError as exc:
+            self.log.warning(f"{spec.name}: cannot mark the damage: {exc.message}")
+        return text
 
     async def _wait_for_driver(self, timeout: float) -> None:
         root = self.config.host_root

@@ -36,6 +36,7 @@ AGENT_KEYS = {
     "stop-timeout",
     "driver-version-file",
     "auto-args",
+    "integrity-interval",
 }
 ENV_KEYS = {"name", "requirements", "prefix", "channel", "backend"}
 
@@ -84,6 +85,7 @@ class AgentConfig:
     backoff_initial: float = 30.0
     backoff_max: float = 3600.0
     stop_timeout: float = 20.0
+    integrity_interval: float = 21600.0  # seconds between hashing each environment's files
     driver_version_file: str = DRIVER_VERSION_FILE
     source: Path | None = None  # the file this came from
     extra_env: Mapping[str, str] = field(default_factory=dict)
@@ -254,6 +256,7 @@ def parse_config(
         backoff_initial=backoff_initial,
         backoff_max=max(backoff_initial, _number(table, "backoff-max", 3600.0, where)),
         stop_timeout=_number(table, "stop-timeout", 20.0, where),
+        integrity_interval=_number(table, "integrity-interval", 21600.0, where),
         driver_version_file=driver_file,
     )
 
