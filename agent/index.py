@@ -898,7 +898,7 @@ class _StreamContext:
 def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
     seen = 0
     try:
-        for chunk in response.iter_bytes(CHUNK):  # decoded (Content-Encoding) content
+        for chunk in response.iter_bytes():  # decoded content, as it arrives (resumable)
             wire = response.num_bytes_downloaded
             stats.count_bytes(kind, wire - seen)
             seen = wire

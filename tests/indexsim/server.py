@@ -79,7 +79,8 @@ class Fault:
 
     kinds: "status" (answer `status`), "reset" (TCP reset, no answer), "truncate" (announce
     the full length, send half, drop the connection), "short" (send half with a
-    Content-Length that matches: a consistent but wrong body).
+    Content-Length that matches: a consistent but wrong body), "endless" (no Content-Length,
+    then bytes until the client hangs up: a body that never ends).
     """
 
     kind: str
@@ -395,7 +396,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = 0
         try:
             fault = sim._take_fault(path)
-            if fault is not None and fault.kind in ("status", "reset"):
+            if fault is not None and fault.kind in ("status", "reset", "endless"):
                 self._fault(fault)
             else:
                 self._route(path, head, fault)
@@ -419,8 +420,22 @@ class _Handler(BaseHTTPRequestHandler):
     def _fault(self, fault: Fault) -> None:
         if fault.kind == "status":
             self._simple(fault.status, b"injected fault\n")
+        elif fault.kind == "endless":
+            self._endless()
         else:
             self._reset()
+
+    def _endless(self, cap: int = 4 << 30) -> None:
+        """200 with a close-delimited body that goes on until the client stops reading."""
+        self._status = 200
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        block = b"<a href='x'>x</a>\n" * (CHUNK // 18)
+        while self._sent < cap:  # a bound for the test's own sake
+            self._write(block)
 
     def _reset(self) -> None:
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
