@@ -298,12 +298,17 @@ def clean_stale(layout: Layout) -> list[str]:
         if entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
+    remove_debris(layout)
+    return removed
+
+
+def remove_debris(layout: Layout) -> None:
+    """Temporary files of interrupted switches and writes (call holding the prefix lock)."""
     for entry in layout.home.glob(".link-*"):
         entry.unlink(missing_ok=True)
     for entry in layout.home.glob(f".{layout.state_file.name}.*.tmp"):
         entry.unlink(missing_ok=True)  # only the lock's holder writes the state: all stale
     remove_stale_tmp(layout.home, "pylock.toml")
-    return removed
 
 
 def discard(env_dir: Path) -> None:
@@ -376,12 +381,14 @@ def mark_damaged(layout: Layout, dists: set[str]) -> None:
     """A check found the active environment's files changed: the next auto rebuilds it and
     drops these distributions from the installer's cache (call holding the prefix lock)."""
     state = read_state(layout)
-    known = state.get("damaged") if isinstance(state.get("damaged"), list) else []
-    write_state(layout, {**state, "verified": None, "damaged": sorted({*known, *dists})})
+    known = state.get("damaged")
+    names = {str(n) for n in known} if isinstance(known, list) else set()
+    write_state(layout, {**state, "verified": None, "damaged": sorted(names | dists)})
 
 
 def rollback(layout: Layout) -> tuple[str, str]:
     """Swap the active and the previous environment; returns (now active, now previous)."""
+    remove_debris(layout)
     state = read_state(layout)
     previous = state.get("previous")
     current = active_env(layout)

@@ -123,7 +123,7 @@ def body_length(request: Request) -> int:
         raise HttpError(400, "malformed Content-Length")
     if len(raw.lstrip("0")) > len(str(MAX_BODY)):
         raise HttpError(413, f"bodies are limited to {MAX_BODY} bytes")
-    length = int(raw)
+    length = int(raw.lstrip("0") or "0")
     if length > MAX_BODY:
         raise HttpError(413, f"bodies are limited to {MAX_BODY} bytes")
     return length
