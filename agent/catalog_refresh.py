@@ -157,9 +157,12 @@ def load(cache_dir: str | Path | None) -> Catalog:
     live = None
     path = live_path(cache_dir) if cache_dir else None
     if path is not None and path.is_file():
+        from torchenv.agent.fsutil import read_bounded
+        from torchenv.agent.limits import MAX_CATALOG
+
         try:
-            live = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            live = json.loads(read_bounded(path, MAX_CATALOG, "refreshed catalog"))
+        except (OSError, ValueError, RecursionError) as exc:  # TooLarge is a ValueError
             raise ConfigError(
                 f"cannot read the refreshed catalog {path}: {exc}",
                 hint="run `torchenv catalog refresh` again, or delete the file",

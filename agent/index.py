@@ -34,7 +34,7 @@ from packaging.version import InvalidVersion, Version
 
 from torchenv.agent.errors import IndexError_, IntegrityError
 from torchenv.agent.httpcache import CacheEntry, HttpCache, entry_from_response
-from torchenv.agent.limits import MAX_METADATA, MAX_PAGE, MAX_UNSIZED_DOWNLOAD, MAX_ZIP_DIRECTORY
+from torchenv.agent.limits import MAX_METADATA, MAX_PAGE, MAX_WHEEL, MAX_ZIP_DIRECTORY
 from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index` stays cheap
@@ -747,11 +747,11 @@ class IndexClient:
         """Stream `url` into the file `part`, with retries; returns (digests, bytes).
 
         A retry resumes with an HTTP range from the bytes already received where the server
-        answers 206 (else it starts over). More than `size` bytes (or MAX_UNSIZED_DOWNLOAD
+        answers 206 (else it starts over). More than `size` bytes (or MAX_WHEEL
         when the size is unknown) stop the transfer: IntegrityError, not retried. `progress`
         gets each chunk's length (negative when a transfer starts over).
         """
-        limit = size if size is not None else MAX_UNSIZED_DOWNLOAD
+        limit = size if size is not None else MAX_WHEEL
         with part.open("wb") as out:
             into = _Partial(out, hashes or {}, progress or (lambda _n: None))
             self._with_retries(url, lambda: self._fetch_into(url, into, limit))
@@ -1064,12 +1064,12 @@ class _RangeReader:
                     _raise_if_retryable(full)
                     _require_ok(_answer_head(full))
                     for chunk in _bounded(
-                        _body_chunks(full, client.stats, "range"), MAX_UNSIZED_DOWNLOAD, self.url
+                        _body_chunks(full, client.stats, "range"), MAX_WHEEL, self.url
                     ):
                         spool.write(chunk)
             else:
                 for chunk in _bounded(
-                    _body_chunks(response, client.stats, "range"), MAX_UNSIZED_DOWNLOAD, self.url
+                    _body_chunks(response, client.stats, "range"), MAX_WHEEL, self.url
                 ):
                     spool.write(chunk)
         except BaseException:

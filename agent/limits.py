@@ -23,7 +23,7 @@ MAX_HOST_REPORT = 4 * MiB  # `probe --json` output: about 10 KiB
 MAX_PAGE = 64 * MiB  # a project page: download.pytorch.org's torch pages are several MB
 MAX_METADATA = 8 * MiB  # a wheel's METADATA: KBs, about 1 MB with a long description
 MAX_ZIP_DIRECTORY = 64 * MiB  # a wheel's central directory: torch's 12,000 entries are 1.5 MB
-MAX_UNSIZED_DOWNLOAD = 16 * GiB  # a wheel whose size nothing states (the largest are ~3 GB)
+MAX_WHEEL = 16 * GiB  # one wheel, locked or unsized (the largest published are ~3 GB)
 
 # What torchenv keeps and the agent is sent.
 MAX_CACHE_ENTRY = MAX_PAGE + 64 * KiB  # an HTTP cache entry: a page and its header
@@ -45,7 +45,7 @@ __all__ = [
     "MAX_REQUEST_HEAD",
     "MAX_REQUIREMENTS_FILE",
     "MAX_TOOL_OUTPUT",
-    "MAX_UNSIZED_DOWNLOAD",
+    "MAX_WHEEL",
     "MAX_ZIP_DIRECTORY",
     "TooLarge",
     "size_text",

@@ -25,6 +25,7 @@ from torchenv.agent.errors import (
 )
 from torchenv.agent.faults import fault_point
 from torchenv.agent.fsutil import Escapes, file_name, inside, pid_alive
+from torchenv.agent.limits import MAX_WHEEL, size_text
 from torchenv.agent.pylock import LockedPackage, PyLock, target_changes
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.verify import VerifyReport
@@ -500,6 +501,13 @@ def check_lock(
     for package in lock.packages:
         cache_path(cache_dir, package)
         local_source(package)
+        if not 0 < package.wheel.size <= MAX_WHEEL:
+            raise LockFileError(
+                f"the lock gives the wheel of {package.name} a size of {package.wheel.size} "
+                f"bytes; torchenv downloads wheels of 1 byte to {size_text(MAX_WHEEL)}",
+                hint="regenerate the lock with `torchenv lock`",
+                details={"package": package.name, "size": package.wheel.size},
+            )
 
 
 def sync_held(

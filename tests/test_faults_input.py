@@ -110,6 +110,11 @@ LOCK_ROWS = [
     # 2. a source is read no further than the locked size
     Row("wheel URL is an endless file", _wheel("url", lambda _t: "file:///dev/zero"),
         ("does not match the lock",), bounded=True),
+    Row("wheel size of a terabyte, from an endless file",
+        _sync_edited(lambda _t, doc: wheel_entry(doc, "filelock").update(
+            size=10**12, url="file:///dev/zero")),
+        ("size of 1000000000000 bytes",), bounded=True),
+    Row("wheel size below one byte", _wheel("size", lambda _t: -5), ("size of -5 bytes",)),
     # 9. [tool.torchenv] python as a number
     Row("lock's python is a number", _sync_edited(_tool_python), ("python is 3.11", '"3.12"')),
     # 11. an invalid URL is the lock's fault, not the cache's
