@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from torchenv.agent.verify import VerifyReport
 
 LOCK_COPY = "torchenv-pylock.toml"  # the lock an environment was built from, inside it
 CHUNK = 1 << 20
+ENTRY_LOCK = ".lock"  # in each wheel's cache directory: held by whoever is downloading it
 DOWNLOAD_WORKERS = 4
 
 
@@ -145,10 +147,22 @@ class Fetcher:
 
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
-        if dest.is_file() and dest.stat().st_size == package.wheel.size:
+        if _complete(dest, package):
             self._advance(package.wheel.size)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # One download per wheel for every process sharing the cache (the pods of a node):
+        # the others wait for it, then find the file. The kernel drops the lock of a writer
+        # that dies, so waiting has no bound of its own; the download's timeouts bound it.
+        lock = dest.parent / ENTRY_LOCK
+        with prefixlock.hold(lock, reporter=self.reporter, timeout=math.inf):
+            if _complete(dest, package):
+                self._advance(package.wheel.size)
+                return dest
+            self._download(package, dest)
+        return dest
+
+    def _download(self, package: LockedPackage, dest: Path) -> None:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
         digest, size = hashlib.sha256(), 0
         try:
@@ -173,29 +187,28 @@ class Fetcher:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return dest
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
 
 
+def _complete(dest: Path, package: LockedPackage) -> bool:
+    return dest.is_file() and dest.stat().st_size == package.wheel.size
+
+
 def clean_parts(cache_dir: Path) -> None:
-    """Remove partial downloads left by torchenv processes that no longer run."""
-    for part in (cache_dir / "wheels").glob("*/*/.*.part"):
-        pid = part.name.rsplit(".", 3)[-3]
-        if pid.isdigit() and not _alive(int(pid)):
-            part.unlink(missing_ok=True)
+    """Remove partial downloads that nobody is writing.
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    A writer holds its wheel's entry lock while a part exists, so a part whose lock is free
+    was left by a process that died. (Pids say nothing here: the pods sharing a node's cache
+    each have their own pid namespace.)
+    """
+    for directory in {part.parent for part in (cache_dir / "wheels").glob("*/*/.*.part")}:
+        with prefixlock.try_hold(directory / ENTRY_LOCK) as free:
+            if free:
+                for part in directory.glob(".*.part"):
+                    part.unlink(missing_ok=True)
 
 
 def fetch_all(
