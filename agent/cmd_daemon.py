@@ -32,7 +32,12 @@ def _socket_path(socket: Path | None) -> Path:
 
 
 def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:
-    from torchenv.agent.daemon.client import AgentUnreachable, render_status, request
+    from torchenv.agent.daemon.client import (
+        AgentUnreachable,
+        failed_outputs,
+        render_status,
+        request,
+    )
 
     if reconcile:
         code, answer = request(socket, "POST", "/v1/reconcile", body={})
@@ -51,7 +56,8 @@ def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:
     else:
         typer.echo(render_status(answer))
     all_active = all(e.get("state") == "active" for e in answer.get("environments", []))
-    return 1 if check and not all_active else 0
+    healthy = all_active and not failed_outputs(answer)
+    return 1 if check and not healthy else 0
 
 
 def _entrypoint(
@@ -111,7 +117,9 @@ def register(app: typer.Typer) -> None:
         ),
         reconcile: bool = typer.Option(False, "--reconcile", help="ask for a reconcile first"),
         check: bool = typer.Option(
-            False, "--check", help="exit 1 unless every environment is active"
+            False,
+            "--check",
+            help="exit 1 unless every environment is active and every output file is written",
         ),
         as_json: bool = JSON_OPTION,
     ) -> None:

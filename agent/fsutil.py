@@ -30,7 +30,9 @@ def write_atomic(
     Permissions: `mode` when given; else a `shared` file (a lock meant to be committed) gets
     what the umask allows (0644 under umask 022) and any other file stays 0600 (state and
     caches are private by nature). OSError propagates, and no temporary file is left behind.
-    The temporary file's name carries this pid, so `remove_stale_tmp` knows whose it is.
+    The temporary file carries this pid in its name and an flock while it is written, so
+    `remove_stale_tmp` knows a live writer's file from one a crash left (in any pid
+    namespace: the pods of a node share their files, not their pids).
     """
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +41,7 @@ def write_atomic(
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o666 if shared else 0o600)  # the kernel applies the umask
     try:
+        _flock(fd, blocking=True)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             if fsync:
@@ -63,28 +66,37 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_tmp(directory: Path, name: str) -> list[Path]:
-    """Remove the temporary files `write_atomic` left for `name` in processes that died.
+def _flock(fd: int, *, blocking: bool) -> bool:
+    import fcntl
 
-    A name without a pid (older torchenv) counts as stale once it is an hour old.
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except BlockingIOError:
+        return False
+    return True
+
+
+def remove_stale_tmp(directory: Path, name: str) -> list[Path]:
+    """Remove the temporary files `write_atomic` left for `name` when their writer died.
+
+    A file is stale when nobody holds its flock (a live writer does, in whatever pid
+    namespace it runs) and its pid is not alive here, or it is an hour old.
     """
     removed = []
     for tmp in directory.glob(f".{name}.*.tmp"):
         owner = tmp.name[len(name) + 2 :].split(".", 1)[0]
-        if owner.isdigit():
-            if pid_alive(int(owner)):
-                continue
-        else:
-            try:
-                if time.time() - tmp.lstat().st_mtime < UNOWNED_TMP_AGE:
-                    continue
-            except OSError:
-                continue
         try:
-            tmp.unlink()
+            fd = os.open(tmp, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             continue
-        removed.append(tmp)
+        try:
+            old = time.time() - os.fstat(fd).st_mtime >= UNOWNED_TMP_AGE
+            dead = owner.isdigit() and not pid_alive(int(owner))
+            if _flock(fd, blocking=False) and (dead or old):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+        finally:
+            os.close(fd)
     return removed
 
 

@@ -1,4 +1,4 @@
-"""One torchenv process per prefix: an fcntl lock file that names the pid holding it."""
+"""One torchenv process per prefix, one download per cached wheel: fcntl lock files."""
 
 from __future__ import annotations
 
@@ -75,3 +75,17 @@ def hold(path: Path, *, reporter: Reporter, timeout: float | None = None) -> Ite
         yield
     finally:
         os.close(fd)
+
+
+@contextmanager
+def try_hold(path: Path) -> Iterator[bool]:
+    """Hold the lock on `path` only if nobody does; the value says whether it was free."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        fd = -1
+    try:
+        yield fd >= 0 and _try_lock(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import subprocess
@@ -24,7 +25,7 @@ from torchenv.agent.errors import (
     VerifyError,
 )
 from torchenv.agent.faults import fault_point
-from torchenv.agent.fsutil import Escapes, file_name, inside, pid_alive
+from torchenv.agent.fsutil import Escapes, file_name, inside
 from torchenv.agent.limits import MAX_WHEEL, size_text
 from torchenv.agent.pylock import LockedPackage, PyLock, target_changes
 from torchenv.agent.reporter import Reporter
@@ -32,6 +33,7 @@ from torchenv.agent.verify import VerifyReport
 
 LOCK_COPY = venv.LOCK_COPY  # the lock an environment was built from, inside it
 CHUNK = 1 << 20
+ENTRY_LOCK = ".lock"  # in each wheel's cache directory: held by whoever is downloading it
 DOWNLOAD_WORKERS = 4
 
 
@@ -217,11 +219,25 @@ class Fetcher:
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
         source = local_source(package)
-        if dest.is_file() and dest.stat().st_size == package.wheel.size:
-            with self._lock:
-                self.done += package.wheel.size
+        if _complete(dest, package):
+            self._skip(package)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
+        # One download per wheel for every process sharing the cache (the pods of a node):
+        # the others wait for it, then find the file. The kernel drops the lock of a writer
+        # that dies, so waiting has no bound of its own; the download's timeouts bound it.
+        with prefixlock.hold(dest.parent / ENTRY_LOCK, reporter=self.reporter, timeout=math.inf):
+            if _complete(dest, package):
+                self._skip(package)
+                return dest
+            self._download(package, source, dest)
+        return dest
+
+    def _skip(self, package: LockedPackage) -> None:
+        with self._lock:
+            self.done += package.wheel.size
+
+    def _download(self, package: LockedPackage, source: Path | None, dest: Path) -> None:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
         try:
             if source is not None:
@@ -244,7 +260,6 @@ class Fetcher:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return dest
 
     def close(self) -> None:
         if self._client is not None:
@@ -265,7 +280,9 @@ def drop_damaged(
         except OSError:
             good = False
         if not good:
-            path.unlink(missing_ok=True)
+            with prefixlock.try_hold(path.parent / ENTRY_LOCK) as free:
+                if free:  # nobody is writing it: drop it (a writer replaces it anyway)
+                    path.unlink(missing_ok=True)
             damaged.append(package.name)
     if damaged:
         reporter.warning(
@@ -275,12 +292,22 @@ def drop_damaged(
     return damaged
 
 
+def _complete(dest: Path, package: LockedPackage) -> bool:
+    return dest.is_file() and dest.stat().st_size == package.wheel.size
+
+
 def clean_parts(cache_dir: Path) -> None:
-    """Remove partial downloads left by torchenv processes that no longer run."""
-    for part in (cache_dir / "wheels").glob("*/*/.*.part"):
-        pid = part.name.rsplit(".", 3)[-3]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            part.unlink(missing_ok=True)
+    """Remove partial downloads that nobody is writing.
+
+    A writer holds its wheel's entry lock while a part exists, so a part whose lock is free
+    was left by a process that died. (Pids say nothing here: the pods sharing a node's cache
+    each have their own pid namespace.)
+    """
+    for directory in {part.parent for part in (cache_dir / "wheels").glob("*/*/.*.part")}:
+        with prefixlock.try_hold(directory / ENTRY_LOCK) as free:
+            if free:
+                for part in directory.glob(".*.part"):
+                    part.unlink(missing_ok=True)
 
 
 def fetch_all(

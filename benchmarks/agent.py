@@ -6,7 +6,8 @@ measured is the agent itself, idle. Also reports the CPU one forced reconcile (a
 probe of the host) costs.
 
 Target (issue 6): idle RSS under 60 MB and near-zero CPU.
-Usage: python benchmarks/agent.py [--seconds N] [--replay DIR]
+Usage: python benchmarks/agent.py [--seconds N] [--replay DIR] [--outputs]
+  --outputs: also write the node_exporter textfile and the NFD feature file, as a node does
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--replay", type=Path, help="a recorded host instead of this machine")
+    parser.add_argument("--outputs", action="store_true", help="write the textfile and NFD file")
     args = parser.parse_args()
     use_test_helpers()
     from daemon_helpers import write_config
@@ -84,6 +86,9 @@ def main() -> None:
         }  # fmt: skip
         if args.replay:
             agent_opts["host_replay"] = args.replay.resolve()
+        if args.outputs:
+            agent_opts["textfile"] = tmp / "textfile" / "torchenv.prom"
+            agent_opts["nfd_feature_file"] = tmp / "features.d" / "torchenv"
         config = write_config(
             tmp / "config.toml", environments=[{"name": "default", "prefix": tmp / "env"}],
             **agent_opts,
@@ -119,7 +124,8 @@ def main() -> None:
             log.close()
 
     host = f"replay {args.replay}" if args.replay else "this machine"
-    print(f"torchenv agent on {host}, idle for {args.seconds:g} s")
+    outputs = " (writing the textfile and NFD file)" if args.outputs else ""
+    print(f"torchenv agent on {host}, idle for {args.seconds:g} s{outputs}")
     print(f"  ready after          {startup * 1000:8.0f} ms (start, probe, first provision)")
     print(
         f"  idle RSS             {rss:8.1f} MB (peak {peak:.1f} MB; target < "

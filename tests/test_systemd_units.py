@@ -137,3 +137,33 @@ def test_cloud_init_carries_the_units_unchanged_and_a_valid_config(tmp_path: Pat
     assert all(str(e.prefix).startswith("/opt/torchenv/") for e in config.environments)
     text = (UNITS.parent / "docs" / "cloud-init.yaml").read_text()
     assert "systemctl enable torchenv-bootstrap.service torchenv-agent.service" in text
+
+
+def _documented_outputs(tmp: Path) -> list[Path]:
+    """textfile and nfd-feature-file of the agent configuration that docs/docker.md shows."""
+    from torchenv.agent.daemon.config import parse_config
+    from torchenv.agent.settings import read_toml
+
+    text = (UNITS.parent / "docs" / "docker.md").read_text()
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[agent]" in b)
+    (tmp / "config.toml").write_text(block)
+    config = parse_config(read_toml(tmp / "config.toml"), where="docs/docker.md", env={})
+    paths = [config.textfile, config.nfd_feature_file]
+    assert all(p is not None for p in paths)
+    return [p for p in paths if p is not None]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hardened_units_let_the_agent_write_its_documented_outputs(
+    tmp_path: Path, name: str
+) -> None:
+    """ProtectSystem=strict makes / read-only: each documented output's directory (and the
+    managed prefixes) must be named in ReadWritePaths=, `-` so a missing one does not fail."""
+    unit = settings(name)
+    assert unit["ProtectSystem"] == ["strict"]
+    writable = [Path(v) for line in unit["ReadWritePaths"] for v in line.split()]
+    assert all(str(p).startswith("-/") for p in writable)
+    allowed = [Path(str(p)[1:]) for p in writable]
+    for output in _documented_outputs(tmp_path):
+        assert any(output.parent == a or a in output.parents for a in allowed), output
+    assert Path("/opt/torchenv") in allowed

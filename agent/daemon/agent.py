@@ -31,6 +31,7 @@ from torchenv.agent.daemon.http import (
 )
 from torchenv.agent.daemon.log import JournalReporter
 from torchenv.agent.daemon.notify import Notifier
+from torchenv.agent.daemon.outputs import NFD, STATE, TEXTFILE, OutputStatus, after_write
 from torchenv.agent.daemon.provision import Provision, child_argv, child_env
 from torchenv.agent.daemon.state import (
     Action,
@@ -112,6 +113,15 @@ class Agent:
         self.last_reconcile: float | None = None
         self.statuses: dict[str, EnvStatus] = {}
         self._state_path = config.state_dir / STATE_FILE
+        self.outputs = {
+            name: OutputStatus(name=name, path=str(path))
+            for name, path in (
+                (STATE, self._state_path),
+                (TEXTFILE, config.textfile),
+                (NFD, config.nfd_feature_file),
+            )
+            if path is not None
+        }
         for spec in config.environments:
             self.statuses[spec.name] = load_state(
                 self._state_path, EnvStatus(name=spec.name, prefix=str(spec.prefix))
@@ -138,6 +148,8 @@ class Agent:
         helpers = [asyncio.create_task(self._keepalive())]
         if not once:
             helpers.append(asyncio.create_task(self._watch()))
+            if self.config.nfd_feature_file is not None:
+                helpers.append(asyncio.create_task(self._refresh_labels()))
         try:
             if wait_driver > 0:
                 await self._wait_for_driver(wait_driver)
@@ -384,21 +396,39 @@ class Agent:
             ) from exc
 
     def _publish(self) -> None:
-        """State file, node_exporter textfile and NFD features; failures are logged only."""
-        statuses = list(self.statuses.values())
-        writes: list[tuple[Path, Callable[[], None]]] = [
-            (self._state_path, lambda: save_state(self._state_path, self.statuses))
-        ]
-        textfile, nfd = self.config.textfile, self.config.nfd_feature_file
-        if textfile is not None:
-            writes.append((textfile, lambda: atomic_write(textfile, self.metrics_text())))
-        if nfd is not None:
-            writes.append((nfd, lambda: atomic_write(nfd, metrics.render_nfd(statuses))))
-        for path, write in writes:
-            try:
-                write()
-            except OSError as exc:
-                self.log.warning(f"cannot write {path}: {exc.strerror or exc}")
+        """State file, node_exporter textfile and NFD features; each one's result is kept."""
+        self._write(STATE, lambda: save_state(self._state_path, self.statuses))
+        if self.config.textfile is not None:
+            textfile = self.config.textfile
+            self._write(TEXTFILE, lambda: atomic_write(textfile, self.metrics_text()))
+        self._write_labels()
+
+    def _write_labels(self) -> None:
+        nfd = self.config.nfd_feature_file
+        if nfd is None:
+            return
+        expires = time.time() + self.config.nfd_expiry
+        text = metrics.render_nfd(list(self.statuses.values()), expires=expires)
+        self._write(NFD, lambda: atomic_write(nfd, text))
+
+    def _write(self, name: str, write: Callable[[], None]) -> None:
+        error = None
+        try:
+            write()
+        except OSError as exc:
+            error = exc
+        before = self.outputs[name]
+        self.outputs[name] = after_write(before, now=time.time(), error=error)
+        if error is not None and before.error != self.outputs[name].error:
+            self.log.warning(f"{self.outputs[name].error} ({self.outputs[name].hint})")
+        elif error is None and before.ok is False:
+            self.log.info(f"{name} output written again to {before.path}")
+
+    async def _refresh_labels(self) -> None:
+        """Rewrite the NFD file well before its expiry, provisioning or not."""
+        while True:
+            await asyncio.sleep(self.config.nfd_expiry / 4)
+            self._write_labels()
 
     # -- status ------------------------------------------------------------------------------
 
@@ -430,6 +460,7 @@ class Agent:
                 {**s.to_json(), "desired": specs[name].to_json()}
                 for name, s in self.statuses.items()
             ],
+            "outputs": [o.to_json() for o in self.outputs.values()],
         }
 
     def metrics_text(self) -> str:
@@ -440,6 +471,7 @@ class Agent:
             fingerprint=self.host.fingerprint() if self.host else None,
             reconciles=self.reconciles,
             ready=self.ready,
+            outputs=list(self.outputs.values()),
         )
 
     # -- the socket --------------------------------------------------------------------------

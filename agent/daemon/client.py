@@ -99,4 +99,16 @@ def render_status(status: dict[str, Any], now: float | None = None) -> str:
             lines.append(f"  last error ({_age(error.get('at'), now)}): {error.get('message')}")
             if error.get("hint"):
                 lines.append(f"  hint: {error['hint']}")
+    for output in failed_outputs(status):
+        lines.append(
+            f"output {output.get('name')}: FAILED ({_age(output.get('last_attempt'), now)}): "
+            f"{output.get('error')}; last written {_age(output.get('last_success'), now)}"
+        )
+        if output.get("hint"):
+            lines.append(f"  hint: {output['hint']}")
     return "\n".join(lines)
+
+
+def failed_outputs(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The output files (state, textfile, NFD labels) whose last write failed."""
+    return [o for o in status.get("outputs", []) if isinstance(o, dict) and o.get("ok") is False]

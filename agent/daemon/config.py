@@ -29,6 +29,7 @@ AGENT_KEYS = {
     "host-replay",
     "textfile",
     "nfd-feature-file",
+    "nfd-expiry",
     "provisioner",
     "provision-timeout",
     "backoff-initial",
@@ -79,6 +80,7 @@ class AgentConfig:
     host_replay: Path | None = None
     textfile: Path | None = None
     nfd_feature_file: Path | None = None
+    nfd_expiry: float = 600.0  # NFD drops the labels this long after the agent's last write
     provisioner: tuple[str, ...] = ()  # empty: this interpreter's `python -m torchenv.agent`
     auto_args: tuple[str, ...] = ()  # added to every `auto` (e.g. --python X.Y with a replay)
     provision_timeout: float = 3600.0
@@ -180,6 +182,22 @@ def _environment(raw: Any, index: int, where: str) -> EnvironmentSpec:
     )
 
 
+def _check_label_names(environments: tuple[EnvironmentSpec, ...], where: str) -> None:
+    """Every environment gets NFD label names of its own (long names are shortened)."""
+    from torchenv.agent.daemon.metrics import env_segment
+
+    seen: dict[str, str] = {}
+    for spec in environments:
+        segment = env_segment(spec.name)
+        if segment in seen:
+            raise ConfigError(
+                f"environments {seen[segment]!r} and {spec.name!r} in {where} would share the "
+                f"node labels torchenv.io/{segment}.*",
+                hint="rename one of them (names longer than 55 characters are shortened)",
+            )
+        seen[segment] = spec.name
+
+
 def parse_config(
     data: Mapping[str, Any], *, where: str, env: Mapping[str, str] | None = None
 ) -> AgentConfig:
@@ -209,6 +227,7 @@ def parse_config(
             f"two environments in {where} share a name or a prefix",
             hint="give each [[environment]] its own name and prefix",
         )
+    _check_label_names(environments, where)
     state_dir = _path(table, "state-dir", where) or _first_dir(
         "STATE_DIRECTORY", env, DEFAULT_STATE_DIR
     )
@@ -250,6 +269,7 @@ def parse_config(
         host_replay=_path(table, "host-replay", where),
         textfile=_path(table, "textfile", where),
         nfd_feature_file=_path(table, "nfd-feature-file", where),
+        nfd_expiry=_number(table, "nfd-expiry", 600.0, where),
         provisioner=tuple(provisioner),
         auto_args=tuple(auto_args),
         provision_timeout=_number(table, "provision-timeout", 3600.0, where),

@@ -143,7 +143,7 @@ def after_failure(
     )
 
 
-PERSISTED = ("backend", "torch", "python", "fingerprint", "desired", "last_verify")
+PERSISTED = ("backend", "torch", "python", "fingerprint", "desired", "last_verify", "provisions")
 
 
 def save_state(path: Path, statuses: dict[str, EnvStatus]) -> None:
@@ -182,7 +182,18 @@ def load_state(path: Path, status: EnvStatus) -> EnvStatus:
         fingerprint=values["fingerprint"],
         desired=values["desired"],
         last_verify=float(last_verify) if isinstance(last_verify, (int, float)) else None,
+        provisions=_counts(values["provisions"], status.provisions),
     )
+
+
+def _counts(value: Any, default: dict[str, int]) -> dict[str, int]:
+    """The provision counters a previous run recorded (they count across restarts)."""
+    if not isinstance(value, dict):
+        return default
+    return {
+        key: n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else default[key]
+        for key, n in ((k, value.get(k)) for k in default)
+    }
 
 
 def _str(value: Any) -> str | None:
