@@ -206,7 +206,14 @@ def _file_project(filename: str) -> str | None:
 
 
 def _belongs(artifact: Artifact) -> bool:
-    """Keep files of this project only (a page may link others)."""
+    """Keep files of this project only (a page may link others), named by plain file names
+    (a link whose name decodes to a path, `..%2F..%2Fx.whl`, is no file of the project)."""
+    from torchenv.agent.fsutil import Escapes, file_name
+
+    try:
+        file_name(artifact.filename)
+    except Escapes:
+        return False
     owner = _file_project(artifact.filename)
     return owner is None or owner == artifact.project
 

@@ -224,3 +224,23 @@ def test_installer_errors_keep_the_output_whole_and_name_a_full_disk() -> None:
 
 def test_a_knobs_default_serves_ranges() -> None:
     assert Knobs().ranges  # the resumed-download rows rely on it
+
+
+def test_a_link_whose_name_is_a_path_is_no_file_of_the_project(tmp_path: Path) -> None:
+    """`..%2F` decodes to a separator: such a link is dropped from the page, and a download
+    of one is refused before anything is written."""
+    from torchenv.agent.index import make_artifact, parse_html_page
+
+    sha = "0" * 64
+    page = (
+        f'<a href="../../p/..%2F..%2Foutside%2Fdemo-1.0-py3-none-any.whl#sha256={sha}">x</a>'
+        f'<a href="/p/demo-1.0-py3-none-any.whl#sha256={sha}">demo</a>'
+    )
+    found = parse_html_page(page, "http://127.0.0.1:9/simple/demo/", "demo")
+    assert [a.filename for a in found] == ["demo-1.0-py3-none-any.whl"]
+    hostile = make_artifact(
+        "demo", "http://127.0.0.1:9/p/..%2F..%2Foutside%2Fdemo-1.0-py3-none-any.whl"
+    )
+    with IndexClient(retries=0) as client, pytest.raises(IndexError_, match="not a file name"):
+        client.download(hostile, tmp_path / "dl")
+    assert not list(tmp_path.rglob("*outside*")) and not (tmp_path / "dl").exists()

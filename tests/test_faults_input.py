@@ -206,3 +206,33 @@ def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
     err = process.stderr.read().decode()
     assert process.wait(timeout=60) == 1
     assert err == ""
+
+
+def test_a_prefix_inside_torchenvs_own_tree_is_refused_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    """sync L --prefix Q, then sync L --prefix Q.torchenv/envs/<active> --force, then sync Q."""
+    lock, host = real_lock(tmp_path / "lock"), _host_file(tmp_path)
+    first = run(["sync", str(lock), "--prefix", "Q", "--host-report", host], tmp_path)
+    assert first.returncode == 0, first.stderr
+    active = os.readlink(tmp_path / "Q").rsplit("/", 1)[-1]
+    inner = f"Q.torchenv/envs/{active}"
+    nested = run(["sync", str(lock), "--prefix", inner, "--force", "--host-report", host],
+                 tmp_path)  # fmt: skip
+    expect_clean_failure(nested, "is inside", "Q.torchenv", "torchenv's own directory")
+    holding = run(["sync", str(lock), "--prefix", ".", "--force", "--host-report", host], tmp_path)
+    expect_clean_failure(holding)
+    again = run(["sync", str(lock), "--prefix", "Q", "--host-report", host], tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / inner / "bin" / "python").exists()  # the environment before it: kept
+
+
+def test_an_ignored_driver_override_is_named_where_selection_refuses_cuda(
+    tmp_path: Path,
+) -> None:
+    env = {"TORCHENV_CUDA_DRIVER_VERSION": "abc", "TORCHENV_GPU_COMPUTE_CAPABILITY": "8.6"}
+    done = run(["select", "--explain"], tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    cuda = [line for line in done.stdout.splitlines() if " cu1" in line]
+    assert cuda and all("TORCHENV_CUDA_DRIVER_VERSION='abc'" in line for line in cuda)
+    assert all("ignored" in line for line in cuda)

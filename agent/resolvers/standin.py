@@ -18,8 +18,13 @@ def _record_line(path: str, data: bytes) -> str:
 
 
 def write_standin(directory: Path, filename: str, metadata: bytes) -> Path:
-    """A wheel named `filename` holding only `metadata`; resolvers read it, nobody installs it."""
-    _, _, _, tags = parse_wheel_filename(filename)
+    """A wheel named `filename` holding only `metadata`; resolvers read it, nobody installs it.
+
+    `filename` comes from an index page: it must be a plain file name (Escapes otherwise).
+    """
+    from torchenv.agent.fsutil import file_name
+
+    _, _, _, tags = parse_wheel_filename(file_name(filename))
     dist, version = filename.split("-")[:2]
     dist_info = f"{dist}-{version}.dist-info"
     wheel = (
