@@ -42,6 +42,12 @@ def site_packages(env_dir: Path) -> Path | None:
     return found[0] if found else None
 
 
+def site_stamp(env_dir: Path) -> int:
+    """Changes when anything installs into or removes from the environment's site-packages."""
+    site = site_packages(env_dir)
+    return site.stat().st_mtime_ns if site is not None else 0
+
+
 def _records(site: Path) -> Iterator[tuple[str, Path]]:
     """(distribution name, RECORD path) for every .dist-info in site-packages."""
     for record in sorted(site.glob("*.dist-info/RECORD")):

@@ -382,7 +382,7 @@ def _done_before(
 def _site(layout: venv.Layout, active: str | None) -> int | None:
     if active is None:
         return None
-    from torchenv.agent.sync import site_stamp
+    from torchenv.agent.integrity import site_stamp
 
     return site_stamp(layout.env_dir(active))
 

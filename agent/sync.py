@@ -460,14 +460,6 @@ def _install(
     _run(install_command(venv.python_in(env_dir), requirements, uv, link), "installing the wheels")
 
 
-def site_stamp(env_dir: Path) -> int:
-    """Changes when anything installs into or removes from the environment's site-packages."""
-    found = sorted(env_dir.glob("lib/python*/site-packages")) or sorted(
-        env_dir.glob("Lib/site-packages")
-    )
-    return found[0].stat().st_mtime_ns if found else 0
-
-
 # ---------------------------------------------------------------- the whole step
 
 
@@ -631,7 +623,7 @@ def _build_and_switch(
         verified = {
             **stamp,
             "lock_sha256": lock_digest(raw),
-            "site": site_stamp(env_dir),
+            "site": integrity.site_stamp(env_dir),
             "verified": report is not None and report.ok,
         }
         old, adopted = venv.commit_switch(layout, env_id, verified)
