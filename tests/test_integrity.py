@@ -171,3 +171,36 @@ def test_the_quick_check_names_what_changed_and_skips_headers(tmp_path: Path) ->
     damage = integrity.quick_check(env)
     changed = ("bin/tool", "lib/python3.11/site-packages/pkg/__init__.py")
     assert damage == [integrity.Damage("pkg", changed)]
+
+
+def test_the_agent_hashes_the_files_it_keeps_and_rebuilds_a_damaged_environment(
+    tmp_path: Path,
+) -> None:
+    import base64
+    import sys
+
+    from daemon_helpers import FAKE_AUTO, HOSTS, running_agent, write_config
+
+    prefix = tmp_path / "envs" / "default"
+    prefix.parent.mkdir()
+    socket_path = tmp_path / "agent.sock"
+    config = write_config(
+        tmp_path / "config.toml", socket=socket_path, state_dir=tmp_path / "state",
+        host_replay=HOSTS / "cpu-cloud-vm", provisioner=[sys.executable, str(FAKE_AUTO)],
+        interval=600, integrity_interval=0.1,
+        environments=[{"name": "default", "prefix": prefix, "requirements": ["torch"]}],
+    )  # fmt: skip
+    with running_agent(config, socket_path, tmp_path / "agent.log") as agent:
+        agent.wait_state("active")
+        site = prefix.resolve() / "lib" / "python3.11" / "site-packages"
+        (site / "x-1.0.dist-info").mkdir(parents=True)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(b"X = 1\n").digest()).rstrip(b"=")
+        (site / "x-1.0.dist-info" / "RECORD").write_text(f"x.py,sha256={digest.decode()},6\n")
+        (site / "x.py").write_text("X = 2\n")  # not what the wheel installed
+        assert agent.post("/v1/reconcile")[0] == 202
+        env = agent.wait_state("active", provisions={"ok": 2, "failed": 0})
+        assert env["state"] == "active"
+        log = agent.text()
+        assert "installed files differ from their wheels: x (1 file: lib/python3.11/" in log
+        assert "provisioning into" in log and "files changed since they were installed" in log
+        assert agent.terminate() == 0
