@@ -213,9 +213,12 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         )
         source = _source(options)
         host = options.load(settings)
+        from torchenv.agent.resolvers.target import target_of
+
         parsed, raw = read_lock_file(lock)
         result = syncmod.sync(
-            parsed, raw, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
+            parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
+            host_facts=host.target_facts(),
             cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
             verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
             force=force, stamp={"fingerprint": host.fingerprint()},

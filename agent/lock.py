@@ -709,13 +709,13 @@ def _packages(
     deps = {p.name: p.dependencies for p in pins}
     out = [
         LockedPackage(name=name, version=str(c.version), index=inputs.torch_index,
-                      wheel=locker.record(c.artifact, locker.fetch),
+                      wheels=(locker.record(c.artifact, locker.fetch),),
                       dependencies=deps.get(name, ()))
         for name, c in family.items()
     ]  # fmt: skip
     wheels = locker.client.map(lambda p: _rest_wheel(locker, p), rest)
     out += [
-        LockedPackage(name=p.name, version=p.version, index=inputs.default_index, wheel=w,
+        LockedPackage(name=p.name, version=p.version, index=inputs.default_index, wheels=(w,),
                       dependencies=p.dependencies)
         for p, w in zip(rest, wheels, strict=True)
     ]  # fmt: skip

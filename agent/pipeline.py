@@ -435,8 +435,10 @@ def _run(
         lock = locker(host, where.requirements, settings, timed)
         raw = write_pylock(where.lock_path, lock)
     assert raw is not None  # read with the lock, or written with it
+    from torchenv.agent.resolvers.target import target_of
+
     result = sync.sync(
-        lock, raw, where.prefix, host_facts=host.target_facts(),
+        lock.for_target(target_of(host)), raw, where.prefix, host_facts=host.target_facts(),
         cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},

@@ -64,6 +64,13 @@ class SyncResult:
 
 # ---------------------------------------------------------------- target check (pure)
 
+UNCHECKED = (
+    "the lock (created by {creator}) has no [tool.torchenv] target, so these could not be "
+    "checked against this host: the GPU backend and driver it was made for, the libc and "
+    "the host fingerprint; its wheels were chosen by this interpreter's tags and markers, "
+    "and verify checks the build that runs"
+)
+
 
 def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, Any]) -> list[str]:
     """Each fact where the lock's target and this host differ, as `key: lock != host`."""
@@ -78,11 +85,7 @@ def check_target(
 ) -> None:
     target = lock.tool_torchenv.get("target")
     if not isinstance(target, Mapping):
-        if not force:
-            raise LockFileError(
-                "the lock does not say which target it was made for (no [tool.torchenv] target)",
-                hint="lock it with `torchenv lock`, or pass --force to install it anyway",
-            )
+        reporter.warning(UNCHECKED.format(creator=lock.created_by))
         return
     differences = target_differences(target, host_facts)
     if differences and not force:
@@ -145,8 +148,9 @@ class Fetcher:
 
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
-        if dest.is_file() and dest.stat().st_size == package.wheel.size:
-            self._advance(package.wheel.size)
+        locked = package.wheel.size  # optional in PEP 751: the sha256 decides alone then
+        if dest.is_file() and (locked is None or dest.stat().st_size == locked):
+            self._advance(dest.stat().st_size)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
@@ -160,11 +164,11 @@ class Fetcher:
                     self.fetched += len(chunk)
                     self._advance(len(chunk))
                     venv.fault_point("download")
-            if digest.hexdigest() != package.wheel.sha256 or size != package.wheel.size:
+            if digest.hexdigest() != package.wheel.sha256 or locked not in (None, size):
                 raise IntegrityError(
                     f"{package.wheel.name} from {package.wheel.url} does not match the lock "
                     f"(sha256 {digest.hexdigest()[:16]}…, {size} bytes; the lock has "
-                    f"{package.wheel.sha256[:16]}…, {package.wheel.size} bytes)",
+                    f"{package.wheel.sha256[:16]}…, {package.wheel.size or '?'} bytes)",
                     hint="the index changed the file or the download was tampered with; "
                     "re-lock with `torchenv lock` if the change is expected",
                     details={"package": package.name, "url": package.wheel.url},
@@ -203,7 +207,7 @@ def fetch_all(
 ) -> tuple[dict[str, Path], int, int]:
     """Every locked wheel as a checked local file; returns (files, bytes fetched, cache hits)."""
     hits = sum(1 for p in packages if cache_path(cache_dir, p).is_file())
-    total = sum(p.wheel.size for p in packages)
+    total = sum(p.wheel.size or 0 for p in packages)
     clean_parts(cache_dir)
     fetcher = Fetcher(cache_dir, reporter, total)
     try:
@@ -348,6 +352,8 @@ def sync(
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
     and the verified state records their digest.
     """
+    for note in lock.notes:
+        reporter.warning(note)
     check_target(lock, host_facts, force=force, reporter=reporter)
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
