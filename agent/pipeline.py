@@ -252,16 +252,20 @@ def default_locker(
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.agent.selection import run_selection
+    from torchenv.agent.selection import report_selection, run_selection
 
-    with reporter.stage("select"):
-        selection = run_selection(host, tuple(requirements), settings)
-    assert selection.backend is not None  # run_selection raises when nothing fits
-    for warning in selection.warnings:
-        reporter.warning(warning)
     cache = Path(settings.get_value("cache-dir"))
     with IndexClient(cache_dir=cache, reporter=reporter) as client:
-        chosen = _Chosen(selection.backend, selection.channel, selection.torch, selection.reasons)
+        with reporter.stage("select"):
+            selection = run_selection(host, tuple(requirements), settings, client=client)
+        assert selection.backend is not None  # run_selection raises when nothing fits
+        report_selection(selection, reporter)
+        chosen = _Chosen(
+            selection.backend,
+            selection.channel,
+            selection.torch,
+            (*selection.reasons, *(f"skipped: {s}" for s in selection.skipped)),
+        )
         return lock_for(
             requirements, host, chosen, settings,
             resolver=choose_resolver(settings.get_value("resolver")), client=client,

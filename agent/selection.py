@@ -1,36 +1,180 @@
-"""The selection with the settings in force: the catalog (with the last refresh) and select()."""
+"""The selection with the settings in force: the catalog, what the index holds, and select().
+
+The catalog says what runs where; the configured index says what exists. Before select()
+decides, the torch page of each candidate backend's index is read (in parallel, through the
+HTTP cache with ETag/Last-Modified revalidation), best-ranked candidates first, until the
+winner's index has been read: a release the catalog prefers but the index lacks is skipped
+with the reason, and the next-ranked build the index holds wins. Offline (or when the index
+cannot be reached), a kept copy of a page is used with its age shown; with no copy, the
+decision is the catalog's alone and a warning says so.
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from torchenv.agent.index import Artifact, IndexClient
+    from torchenv.agent.reporter import Reporter
     from torchenv.agent.settings import Settings
-    from torchenv.backends.select import Selection
+    from torchenv.backends.availability import Availability, IndexListing
+    from torchenv.backends.catalog import Catalog
+    from torchenv.backends.select import Request, Selection
     from torchenv.probes.report import HostReport
 
+PAGE_BATCH = 4  # index pages read at once (the best-ranked candidates' distinct indexes)
+MAX_ROUNDS = 6  # a mirror holding few builds may need a few batches before one fits
+OFFLINE = "offline, and no copy of the page is kept"
+READ_TIMEOUT = 15.0  # seconds per page when select reads alone (lock and auto use their own)
 
-def run_selection(host: HostReport, requirements: tuple[str, ...], settings: Settings) -> Selection:
-    """select() with the settings in force; raises SelectionError when nothing satisfies."""
-    from torchenv.agent import catalog_refresh
-    from torchenv.agent.errors import ConfigError, SelectionError
-    from torchenv.backends.select import InvalidRequest, Request, select
 
-    request = Request(
+def listing_of(
+    url: str, artifacts: Sequence[Artifact], *, age: float | None = None
+) -> IndexListing:
+    """An index page's torch wheels as selection data (pure)."""
+    from torchenv.agent.catalog_refresh import summarize, wheel_facts
+    from torchenv.backends.availability import IndexListing, Listed
+
+    page_backend = url.rstrip("/").rsplit("/", 1)[-1]
+    facts = [f for a in artifacts for f in wheel_facts(a, page_backend)]
+    listed = tuple(Listed.from_row(row) for row in summarize(facts))
+    return IndexListing(url.rstrip("/"), listed, found=bool(listed), age=age)
+
+
+@dataclass
+class IndexReader:
+    """Reads the torch page of index URLs for selection (live, or only from the cache)."""
+
+    client: IndexClient
+    offline: bool = False
+
+    def read(self, urls: Sequence[str]) -> list[IndexListing]:
+        return self.client.map(self._one, list(urls))
+
+    def _one(self, url: str) -> IndexListing:
+        from torchenv.agent.errors import IndexError_
+        from torchenv.backends.availability import IndexListing
+
+        if not self.offline:
+            try:
+                return listing_of(url, self.client.project_page(url, "torch"))
+            except IndexError_ as exc:
+                problem = exc.message
+        else:
+            problem = OFFLINE
+        kept = self.client.kept_project_page(url, "torch")
+        if kept is None:
+            return IndexListing(url.rstrip("/"), error=problem)
+        page, stored_at = kept
+        return listing_of(url, page, age=max(0.0, time.time() - stored_at))
+
+
+def report_selection(selection: Selection, reporter: Reporter) -> None:
+    """Tell the user what lock and auto chose around: skipped builds, then warnings."""
+    reporter.info(f"torch {selection.torch} {selection.backend} from {selection.index_url}")
+    for line in selection.skipped:
+        reporter.info(f"skipped: {line}")
+    for warning in selection.warnings:
+        reporter.warning(warning)
+
+
+def read_warnings(availability: Availability, selection: Selection) -> list[str]:
+    """What the user must know about how the index was read: unreadable pages, old copies."""
+    from torchenv.backends.availability import show_age
+
+    chosen = selection.index_url.rstrip("/") if selection.index_url else None
+    out = []
+    for url, listing in availability.listings.items():
+        if listing.error is not None:
+            out.append(
+                f"could not read {url}/torch/ ({listing.error}): what that index holds is "
+                "unknown, so its builds were judged by the catalog alone"
+                + ("; the lock will tell whether it has the chosen one" if url == chosen else "")
+            )
+        elif listing.age is not None and url == chosen:
+            out.append(
+                f"{url}/torch/ could not be read now; using the copy read "
+                f"{show_age(listing.age)} ago"
+            )
+    return out
+
+
+def choose(
+    host: HostReport,
+    request: Request,
+    catalog: Catalog,
+    reader: IndexReader,
+) -> tuple[Selection, Availability]:
+    """select() with what the index holds, reading only the pages the choice needs."""
+    from torchenv.backends.availability import Availability
+    from torchenv.backends.catalog import add_listed
+    from torchenv.backends.select import pages_to_read, select
+
+    availability = Availability()
+    result = select(host, request, catalog, availability)
+    for _ in range(MAX_ROUNDS):
+        todo = pages_to_read(result, availability, limit=PAGE_BATCH)
+        if not todo:
+            break
+        availability = availability.with_listings(reader.read(todo))
+        known = add_listed(catalog, availability.rows()) if request.channel == "stable" else catalog
+        result = select(host, request, known, availability)
+    return result, availability
+
+
+def make_request(requirements: tuple[str, ...], settings: Settings) -> Request:
+    from torchenv.backends.select import Request
+
+    return Request(
         requirements=requirements,
         channel=str(settings.get_value("channel")),
         backend=str(settings.get_value("backend")),
         torch_index_url=str(settings.get_value("torch-index-url")),
         default_index_url=str(settings.get_value("index-url")),
     )
-    catalog = catalog_refresh.load(settings.get_value("cache-dir"))
+
+
+def run_selection(
+    host: HostReport,
+    requirements: tuple[str, ...],
+    settings: Settings,
+    *,
+    client: IndexClient | None = None,
+    offline: bool = False,
+) -> Selection:
+    """select() with the settings in force and what the configured index holds; raises
+    SelectionError when nothing satisfies. `client` is reused when given (lock and auto pass
+    theirs, so the pages they read again come from its cache)."""
+    from pathlib import Path
+
+    from torchenv.agent import catalog_refresh
+    from torchenv.agent.errors import ConfigError, SelectionError
+    from torchenv.agent.index import IndexClient
+    from torchenv.backends.select import InvalidRequest
+
+    request = make_request(requirements, settings)
+    cache = settings.get_value("cache-dir")
+    catalog = catalog_refresh.load(cache)
+    own = client is None
+    reader = IndexReader(
+        client or IndexClient(cache_dir=Path(cache), retries=1, timeout=READ_TIMEOUT),
+        offline=offline,
+    )
     try:
-        result = select(host, request, catalog)
+        result, availability = choose(host, request, catalog, reader)
     except InvalidRequest as exc:
         raise ConfigError(
             str(exc),
             hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
         ) from exc
+    finally:
+        if own:
+            reader.client.close()
+    notes = read_warnings(availability, result)
+    result = replace(result, warnings=tuple(dict.fromkeys((*result.warnings, *notes))))
     if not result.ok:
         hint = (
             ("what would unlock it: " + "; ".join(result.unlock))
