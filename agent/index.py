@@ -551,22 +551,6 @@ class IndexClient:
         answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT)
         if answer is None:
             return []
-        return self._parse_page(answer, url, project)
-
-    def kept_project_page(
-        self, index_url: str, project: str
-    ) -> tuple[list[Artifact], float] | None:
-        """The page as the cache last kept it, whatever its age, and when it was fetched
-        (seconds since the epoch); None when none is kept. Never touches the network."""
-        url = project_url(index_url, project)
-        entry = self._http_cache.get(f"{PAGE_ACCEPT}\n{url}")
-        if entry is None:
-            return None
-        self.stats.bump("cache_hits")
-        answer = _Answer(200, _entry_headers(entry), entry.body, entry.url)
-        return self._parse_page(answer, url, project), entry.stored_at
-
-    def _parse_page(self, answer: _Answer, url: str, project: str) -> list[Artifact]:
         ctype = (answer.headers.get("content-type") or "").split(";")[0].strip().lower()
         if ctype == JSON_TYPE:
             import json

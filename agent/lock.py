@@ -455,9 +455,16 @@ class _Locker:
             ask.specifier,
             self.inputs,
         )
-        torch_local = chosen["torch"].version.local
-        # Builds made for this torch first: same label and, for nightlies, the same day.
-        found.sort(key=lambda a: not _same_build(a.version, chosen["torch"].version, torch_local))
+        if not found:
+            raise self._nothing(ask.name, ask.specifier)
+        torch = chosen["torch"].version
+        # Builds made for this torch first: same label and, for nightlies, the same day. A
+        # nightly torchvision/torchaudio pins its own day's torch exactly, so only that day's
+        # builds can fit and the others are never read (the nightly index keeps ~60 of each);
+        # none that day: None, and an older torch is tried.
+        found.sort(key=lambda a: not _same_build(a.version, torch, torch.local))
+        if torch.dev is not None and ask.name in LABELLED:
+            found = [a for a in found if _same_build(a.version, torch, torch.local)]
         for i, artifact in enumerate(found):
             if artifact.url not in self.meta:  # read this one and the next few at once
                 self.metadata_many(found[i : i + METADATA_BATCH])
@@ -465,8 +472,6 @@ class _Locker:
             target = self.inputs.target
             if python_ok(_text(meta.requires_python), target) and pins_family(meta, target, chosen):
                 return FamilyChoice(ask.name, artifact, meta, ask.extras)
-        if not found:
-            raise self._nothing(ask.name, ask.specifier)
         return None
 
     def _nothing(self, name: str, specifier: SpecifierSet) -> ResolutionError:
