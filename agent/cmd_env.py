@@ -108,6 +108,7 @@ def auto_lines(result: AutoResult) -> list[str]:
         f"choice    torch {result.torch} ({result.backend})",
     ]
     lines += [f"  because {r}" for r in result.reasons]
+    lines += [f"  skipped {r}" for r in result.skipped]
     lines.append(f"lock      {result.lock_path}" + (" (new)" if result.relocked else " (reused)"))
     lines.append(f"env       {result.prefix} -> {result.env_id}")
     if result.action == "unchanged":

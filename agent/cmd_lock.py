@@ -179,4 +179,5 @@ def summary_text(lock: PyLock, output: Path) -> str:
         f"Locked {len(lock.packages)} packages ({size / 1e6:.1f} MB) into {output}: "
         f"torch {torch.version if torch else '?'} ({tool.get('backend')}, {tool.get('channel')}) "
         f"for Python {tool.get('python')}, resolved with {tool.get('resolver')}."
+        + "".join(f"\n  skipped: {line}" for line in tool.get("skipped", ()))
     )

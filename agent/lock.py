@@ -621,6 +621,7 @@ def tool_table(
 ) -> dict[str, Any]:
     release = getattr(selection, "torch", None)
     reasons = getattr(selection, "reasons", ()) or ()
+    skipped = getattr(selection, "skipped", ()) or ()
     return {
         "torchenv-version": __version__,
         "fingerprint": host.fingerprint(),
@@ -633,6 +634,7 @@ def tool_table(
         "requirements": [str(r) for r in inputs.requirements],
         "resolver": resolver,
         "reasons": [str(r) for r in reasons],
+        "skipped": [str(r) for r in skipped],  # better builds the index does not hold
         "python": inputs.target.python_minor,
     }
 

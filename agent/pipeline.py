@@ -63,6 +63,7 @@ class AutoResult:
     seconds: float
     sync: SyncResult | None = None
     notes: tuple[str, ...] = field(default=())
+    skipped: tuple[str, ...] = field(default=())  # better builds the index does not hold
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +76,7 @@ class AutoResult:
             "backend": self.backend,
             "torch": self.torch,
             "reasons": list(self.reasons),
+            "skipped": list(self.skipped),
             "env": self.env_id,
             "installed": [{"name": n, "version": v} for n, v in self.installed],
             "verify": self.verify.to_json() if self.verify else None,
@@ -243,6 +245,7 @@ class _Chosen:
     channel: str
     torch: str | None
     reasons: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
 
 
 def default_locker(
@@ -264,7 +267,8 @@ def default_locker(
             selection.backend,
             selection.channel,
             selection.torch,
-            (*selection.reasons, *(f"skipped: {s}" for s in selection.skipped)),
+            selection.reasons,
+            selection.skipped,
         )
         return lock_for(
             requirements, host, chosen, settings,
@@ -394,6 +398,7 @@ def _noop(
         action="unchanged", prefix=where.prefix, lock_path=where.lock_path, relocked=False,
         fingerprint=host.fingerprint(), host=host.target_facts(), backend=table.get("backend"),
         torch=torch, reasons=tuple(table.get("reasons", ())), env_id=active,
+        skipped=tuple(table.get("skipped", ())),
         installed=installed, verify=None, stages=dict(timings),
         seconds=time.perf_counter() - started,
         notes=("host, request and lock unchanged; the environment verified before",),
@@ -462,6 +467,7 @@ def _run(
         fingerprint=host.fingerprint(), host=host.target_facts(),
         backend=table.get("backend"), torch=torch.version if torch else None,
         reasons=tuple(table.get("reasons", ())), env_id=result.env_id,
+        skipped=tuple(table.get("skipped", ())),
         installed=result.packages, verify=result.verify, stages=dict(timed.timings),
         seconds=time.perf_counter() - started, sync=result, notes=tuple(notes),
     )  # fmt: skip

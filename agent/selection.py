@@ -11,10 +11,14 @@ decision is the catalog's alone and a warning says so.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torchenv.agent.index import Artifact, IndexClient
@@ -27,7 +31,7 @@ if TYPE_CHECKING:
 
 PAGE_BATCH = 4  # index pages read at once (the best-ranked candidates' distinct indexes)
 MAX_ROUNDS = 6  # a mirror holding few builds may need a few batches before one fits
-OFFLINE = "offline, and no copy of the page is kept"
+OFFLINE = "offline, and the page was never read here"
 READ_TIMEOUT = 15.0  # seconds per page when select reads alone (lock and auto use their own)
 
 
@@ -44,15 +48,73 @@ def listing_of(
     return IndexListing(url.rstrip("/"), listed, found=bool(listed), age=age)
 
 
+LISTINGS_FILE = "index-listings.json"  # what each index page held when last read
+LISTINGS_SCHEMA = 1
+
+
+@dataclass
+class ListingStore:
+    """The listings last read from each index URL, kept in the cache directory so that an
+    offline or failed read still knows what the index held (and since when), 404s included."""
+
+    path: Path | None
+
+    def load(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # a cache: unreadable means empty
+        if not isinstance(data, dict) or data.get("schema") != LISTINGS_SCHEMA:
+            return {}
+        pages = data.get("pages")
+        return pages if isinstance(pages, dict) else {}
+
+    def get(self, url: str, now: float) -> IndexListing | None:
+        from torchenv.backends.availability import IndexListing, Listed
+
+        entry = self.load().get(url.rstrip("/"))
+        if not isinstance(entry, dict):
+            return None
+        try:
+            rows = tuple(Listed.from_row(row) for row in entry.get("listed", ()))
+            age = max(0.0, now - float(entry["read_at"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return IndexListing(url.rstrip("/"), rows, found=bool(entry.get("found")), age=age)
+
+    def put(self, listings: Sequence[IndexListing], now: float) -> None:
+        from torchenv.agent.fsutil import write_atomic
+
+        fresh = [x for x in listings if x.error is None and x.age is None]
+        if self.path is None or not fresh:
+            return
+        pages = self.load()
+        for listing in fresh:
+            pages[listing.url] = {
+                "found": listing.found,
+                "read_at": now,
+                "listed": [dataclasses.asdict(row) for row in listing.listed],
+            }
+        blob = json.dumps({"schema": LISTINGS_SCHEMA, "pages": pages}, sort_keys=True)
+        with contextlib.suppress(OSError):  # a cache that cannot be written costs a read later
+            write_atomic(self.path, blob.encode("utf-8"))
+
+
 @dataclass
 class IndexReader:
-    """Reads the torch page of index URLs for selection (live, or only from the cache)."""
+    """Reads the torch page of index URLs for selection: live (through the HTTP cache), else
+    the listing kept from the last read, with its age."""
 
     client: IndexClient
+    store: ListingStore
     offline: bool = False
 
     def read(self, urls: Sequence[str]) -> list[IndexListing]:
-        return self.client.map(self._one, list(urls))
+        found = self.client.map(self._one, list(urls))
+        self.store.put(found, time.time())
+        return found
 
     def _one(self, url: str) -> IndexListing:
         from torchenv.agent.errors import IndexError_
@@ -65,11 +127,8 @@ class IndexReader:
                 problem = exc.message
         else:
             problem = OFFLINE
-        kept = self.client.kept_project_page(url, "torch")
-        if kept is None:
-            return IndexListing(url.rstrip("/"), error=problem)
-        page, stored_at = kept
-        return listing_of(url, page, age=max(0.0, time.time() - stored_at))
+        kept = self.store.get(url, time.time())
+        return kept if kept is not None else IndexListing(url.rstrip("/"), error=problem)
 
 
 def report_selection(selection: Selection, reporter: Reporter) -> None:
@@ -86,19 +145,24 @@ def read_warnings(availability: Availability, selection: Selection) -> list[str]
     from torchenv.backends.availability import show_age
 
     chosen = selection.index_url.rstrip("/") if selection.index_url else None
+    unread = {u: listing for u, listing in availability.listings.items() if listing.error}
     out = []
-    for url, listing in availability.listings.items():
-        if listing.error is not None:
-            out.append(
-                f"could not read {url}/torch/ ({listing.error}): what that index holds is "
-                "unknown, so its builds were judged by the catalog alone"
-                + ("; the lock will tell whether it has the chosen one" if url == chosen else "")
-            )
-        elif listing.age is not None and url == chosen:
-            out.append(
-                f"{url}/torch/ could not be read now; using the copy read "
-                f"{show_age(listing.age)} ago"
-            )
+    if unread:
+        first = next(iter(unread.values()))
+        out.append(
+            "could not read the torch page of "
+            + ", ".join(unread)
+            + f" ({first.error}): what "
+            + ("that index holds" if len(unread) == 1 else "those indexes hold")
+            + " is unknown, so the choice rests on the catalog alone"
+            + ("; the lock will show whether the index has it" if chosen in unread else "")
+        )
+    listing = availability.get(chosen) if chosen else None
+    if listing is not None and listing.error is None and listing.age is not None:
+        out.append(
+            f"{chosen}/torch/ was not read now; what it held {show_age(listing.age)} ago "
+            "decided (`torchenv select` without --offline reads it again)"
+        )
     return out
 
 
@@ -148,8 +212,6 @@ def run_selection(
     """select() with the settings in force and what the configured index holds; raises
     SelectionError when nothing satisfies. `client` is reused when given (lock and auto pass
     theirs, so the pages they read again come from its cache)."""
-    from pathlib import Path
-
     from torchenv.agent import catalog_refresh
     from torchenv.agent.errors import ConfigError, SelectionError
     from torchenv.agent.index import IndexClient
@@ -161,6 +223,7 @@ def run_selection(
     own = client is None
     reader = IndexReader(
         client or IndexClient(cache_dir=Path(cache), retries=1, timeout=READ_TIMEOUT),
+        ListingStore(Path(cache) / LISTINGS_FILE if cache else None),
         offline=offline,
     )
     try:

@@ -382,7 +382,9 @@ def _availability_check(
     label = f"Python {host.python}{'t' if host.free_threaded else ''}"
     unlock = f"an index that has torch {release.torch} {build.backend}"
     if not listing.found:
-        return Check(False, f"{url} has no torch wheels", unlock=unlock, missing=True)
+        return Check(
+            False, f"{url} has no torch wheels{listing.age_text}", unlock=unlock, missing=True
+        )
     rows = listing.rows(platform, backend)
     same = [r for r in rows if r.torch == release.torch]
     serving = [r for r in same if r.serves(host.python, host.free_threaded)]
