@@ -120,7 +120,7 @@ def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_js
         report_selection(selection, reporter)
         return lock_for(
             reqs, host, selection, settings, resolver=choose_resolver(
-                settings.get_value("resolver")), client=client, reporter=reporter,
+                settings.get_value("resolver"), reporter), client=client, reporter=reporter,
         )  # fmt: skip
 
 

@@ -507,6 +507,7 @@ class _Locker:
             index_url=self.inputs.default_index,
             workdir=workdir,
             cache_dir=self.cache_dir,
+            client=self.client,
         )
         return self.resolver.resolve(request).pins
 

@@ -272,7 +272,7 @@ def default_locker(
         )
         return lock_for(
             requirements, host, chosen, settings,
-            resolver=choose_resolver(settings.get_value("resolver")), client=client,
+            resolver=choose_resolver(settings.get_value("resolver"), reporter), client=client,
             reporter=reporter,
         )  # fmt: skip
 
