@@ -232,6 +232,8 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             typer.echo(f"your previous environment was kept at {result.adopted}")
         if result.verify is not None:
             typer.echo("\n".join(verify_lines(result.verify)))
+        for note in result.notes:
+            typer.echo(f"note: {note}")
 
     guarded(as_json, body)
 

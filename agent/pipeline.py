@@ -469,5 +469,6 @@ def _run(
         reasons=tuple(table.get("reasons", ())), env_id=result.env_id,
         skipped=tuple(table.get("skipped", ())),
         installed=result.packages, verify=result.verify, stages=dict(timed.timings),
-        seconds=time.perf_counter() - started, sync=result, notes=tuple(notes),
+        seconds=time.perf_counter() - started, sync=result,
+        notes=(*notes, *result.notes),
     )  # fmt: skip

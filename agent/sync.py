@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import subprocess
@@ -45,6 +46,7 @@ class SyncResult:
     verify: VerifyReport | None
     adopted: Path | None  # where a user's own environment was moved aside
     seconds: Mapping[str, float]
+    notes: tuple[str, ...] = ()  # what the user must know: lock warnings, unchecked facts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class SyncResult:
             "verify": self.verify.to_json() if self.verify else None,
             "adopted": str(self.adopted) if self.adopted else None,
             "seconds": dict(self.seconds),
+            "notes": list(self.notes),
         }
 
 
@@ -82,11 +85,13 @@ def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, 
 
 def check_target(
     lock: PyLock, host_facts: Mapping[str, Any], *, force: bool, reporter: Reporter
-) -> None:
+) -> list[str]:
+    """Refuse a lock made for another target (unless forced); returns the notes it warned."""
     target = lock.tool_torchenv.get("target")
     if not isinstance(target, Mapping):
-        reporter.warning(UNCHECKED.format(creator=lock.created_by))
-        return
+        note = UNCHECKED.format(creator=lock.created_by)
+        reporter.warning(note)
+        return [note]
     differences = target_differences(target, host_facts)
     if differences and not force:
         raise LockFileError(
@@ -94,8 +99,10 @@ def check_target(
             hint="run `torchenv lock` (or `torchenv auto`) for this host, or pass --force",
             details={"differences": differences},
         )
-    for line in differences:
-        reporter.warning(f"--force: installing a lock made for another target ({line})")
+    notes = [f"--force: installing a lock made for another target ({line})" for line in differences]
+    for note in notes:
+        reporter.warning(note)
+    return notes
 
 
 # ---------------------------------------------------------------- fetching
@@ -354,7 +361,7 @@ def sync(
     """
     for note in lock.notes:
         reporter.warning(note)
-    check_target(lock, host_facts, force=force, reporter=reporter)
+    notes = [*lock.notes, *check_target(lock, host_facts, force=force, reporter=reporter)]
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
     venv.ensure_home(layout)
@@ -362,7 +369,7 @@ def sync(
         removed = venv.clean_stale(layout)
         if removed:
             reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
-        return _build_and_switch(
+        result = _build_and_switch(
             lock,
             raw,
             layout,
@@ -371,6 +378,7 @@ def sync(
             verifier=verifier,
             stamp=stamp or {},
         )
+    return dataclasses.replace(result, notes=tuple(notes))
 
 
 def _build_and_switch(
