@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from torchenv.agent import __version__
-from torchenv.agent.errors import IndexError_, LockFileError, ResolutionError
+from torchenv.agent.errors import LockFileError, ResolutionError
 from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, target_changes, toml_safe
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.resolvers import Resolver, ResolveRequest, Target, target_of
@@ -347,11 +347,15 @@ class _Locker:
         for choice in family.values():
             url = choice.artifact.url
             if url not in self.records:
-                self.records[url] = self.pool.submit(locked_wheel, choice.artifact, fetch)
+                self.records[url] = self.pool.submit(
+                    locked_wheel, choice.artifact, fetch, self.client.size_of
+                )
 
     def record(self, artifact: Artifact, fetch: Fetch) -> LockedWheel:
         future = self.records.get(artifact.url)
-        return future.result() if future is not None else locked_wheel(artifact, fetch)
+        if future is not None:
+            return future.result()
+        return locked_wheel(artifact, fetch, self.client.size_of)
 
     # pages
     def page(self, index: str, name: str) -> list[Artifact]:
@@ -562,7 +566,7 @@ def _sha256(artifact: Artifact) -> str | None:
 def locked_wheel(
     artifact: Artifact,
     fetch: Callable[[Artifact], tuple[str, int]],
-    head: Callable[[str], int] | None = None,
+    head: Callable[[str], int],
 ) -> LockedWheel:
     """The lock's record of a wheel.
 
@@ -574,41 +578,8 @@ def locked_wheel(
     if sha is None:
         sha, size = fetch(artifact)
     elif size is None:
-        size = (head or content_length)(artifact.url)
+        size = head(artifact.url)
     return LockedWheel(name=artifact.filename, url=artifact.url, size=size, sha256=sha)
-
-
-def content_length(url: str, *, timeout: float = 30.0, attempts: int = 3) -> int:
-    """The size of a file from a HEAD request, retried on 5xx and connection failures."""
-    import time
-
-    import httpx
-
-    problem = ""
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(0.1 * 2**attempt)
-        try:
-            response = httpx.head(
-                url, follow_redirects=True, timeout=timeout, headers={"User-Agent": "torchenv"}
-            )
-        except httpx.TransportError as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-            continue
-        if response.status_code >= 500:
-            problem = f"HTTP {response.status_code}"
-            continue
-        length = response.headers.get("content-length")
-        if response.status_code == 200 and length and length.isdigit():
-            return int(length)
-        problem = f"HTTP {response.status_code} without a Content-Length"
-        break
-    raise IndexError_(
-        f"cannot learn the size of {url} ({problem})",
-        hint="check the index URL and this host's network (`torchenv config` shows the "
-        "indexes), then run the lock again",
-        details={"url": url},
-    )
 
 
 def environment_marker(target: Target) -> str:
@@ -734,9 +705,9 @@ def _rest_wheel(locker: _Locker, pin: Pin) -> LockedWheel:
     """The resolver's own record of the wheel when it has a hash, else the index page's."""
     ref = pin.wheel
     if ref is not None and ref.sha256 is not None:
-        size = ref.size if ref.size is not None else content_length(ref.url)
+        size = ref.size if ref.size is not None else locker.client.size_of(ref.url)
         return LockedWheel(name=ref.filename, url=ref.url, size=size, sha256=ref.sha256)
-    return locked_wheel(locker.artifact_for(pin), locker.fetch)
+    return locked_wheel(locker.artifact_for(pin), locker.fetch, locker.client.size_of)
 
 
 def _fetcher(
