@@ -23,6 +23,7 @@ from __future__ import annotations
 from .mirror import (
     DECOY_SUMMARY,
     STANDIN_SUMMARY,
+    Knobs,
     MirrorFiles,
     RealMirror,
     RealWheel,
@@ -33,6 +34,7 @@ from .mirror import (
 __all__ = [
     "DECOY_SUMMARY",
     "STANDIN_SUMMARY",
+    "Knobs",
     "MirrorFiles",
     "RealMirror",
     "RealWheel",
