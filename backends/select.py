@@ -243,6 +243,11 @@ class Host:
     macos: Dotted | None
     notes: tuple[str, ...]  # warnings about the host itself
 
+    @property
+    def python_label(self) -> str:
+        """ "3.13t" for a free-threaded 3.13, else "3.13"."""
+        return self.python + ("t" if self.free_threaded else "")
+
 
 def _platform(report: HostReport) -> str | None:
     os_name, arch = report.system.os, report.cpu.arch
@@ -379,7 +384,7 @@ def _availability_check(
     """Whether the index at `url` holds this build for the host's platform and Python."""
     platform = host.platform or ""
     backend = listed_backend(build.backend, platform)
-    label = f"Python {host.python}{'t' if host.free_threaded else ''}"
+    label = f"Python {host.python_label}"
     unlock = f"an index that has torch {release.torch} {build.backend}"
     if not listing.found:
         return Check(
@@ -821,7 +826,7 @@ def _decide(
         index_url=None,
         channel=request.channel,
         platform=host.platform,
-        python=host.python,
+        python=host.python_label,
         candidates=ranked,
     )
     if chosen is None:
@@ -846,7 +851,7 @@ def _decide(
         index_url=index_url(chosen.backend, request.channel, request, host.platform),
         channel=request.channel,
         platform=host.platform,
-        python=host.python,
+        python=host.python_label,
         candidates=ranked,
         reasons=chosen.reasons,
         warnings=tuple(dict.fromkeys(warnings)),

@@ -112,9 +112,7 @@ def test_free_threaded_python_needs_a_release_with_free_threaded_wheels() -> Non
 
 def test_nightly_takes_the_release_the_nightly_index_has() -> None:
     nightly_url = f"{MIRROR}/nightly/cu130"
-    rows = (
-        Listed("2.17", "linux-x86_64", "cu130", ("3.11",), (), ("2.17.0.dev20261201+cu130",)),
-    )
+    rows = (Listed("2.17", "linux-x86_64", "cu130", ("3.11",), (), ("2.17.0.dev20261201+cu130",)),)
     listings = mirror(IndexListing(nightly_url, rows))
     chosen = select(H100, Request(torch_index_url=MIRROR, channel="nightly"), CATALOG, listings)
     assert (chosen.torch, chosen.backend) == ("2.17", "cu130")
@@ -136,3 +134,15 @@ def test_a_kept_copy_shows_its_age() -> None:
     )
     chosen = select(H100, REQUEST, CATALOG, mirror(old, listing("cu132"), listing("cu126")))
     assert f"torch 2.14.1 is on {MIRROR}/cu130 (as read 3 h ago)" in chosen.reasons
+
+
+def test_apple_builds_are_looked_for_on_the_default_index() -> None:
+    mac = make_host(os="macos", arch="arm64", python="3.12", macos="14.5")
+    request = Request(torch_index_url=MIRROR, default_index_url="http://pypi.example/simple")
+    first = select(mac, request, CATALOG)
+    assert pages_to_read(first, None) == ["http://pypi.example/simple"]
+    rows = (Listed("2.14", "macos-arm64", "mps", ("3.12",), (), ("2.14.1",)),)
+    pypi = mirror(IndexListing("http://pypi.example/simple", rows))
+    chosen = select(mac, request, CATALOG, pypi)
+    assert (chosen.torch, chosen.backend) == ("2.14", "mps")
+    assert "torch 2.15 is not on http://pypi.example/simple; 2.14.1 is" in chosen.skipped
