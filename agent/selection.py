@@ -1,13 +1,12 @@
-"""The selection with the settings in force: the catalog, what the index holds, and select().
+"""The selection with the settings in force: the catalog, what the index holds, and select()."""
 
-The catalog says what runs where; the configured index says what exists. Before select()
-decides, the torch page of each candidate backend's index is read (in parallel, through the
-HTTP cache with ETag/Last-Modified revalidation), best-ranked candidates first, until the
-winner's index has been read: a release the catalog prefers but the index lacks is skipped
-with the reason, and the next-ranked build the index holds wins. Offline (or when the index
-cannot be reached), a kept copy of a page is used with its age shown; with no copy, the
-decision is the catalog's alone and a warning says so.
-"""
+# The catalog says what runs where; the configured index says what exists. Before select()
+# decides, the torch page of each candidate backend's index is read (in parallel, through the
+# HTTP cache with ETag/Last-Modified revalidation), best-ranked candidates first, until the
+# winner's index has been read: a release the catalog prefers but the index lacks is skipped
+# with the reason, and the next-ranked build the index holds wins. Offline (or when the index
+# cannot be reached), what each page held when last read is used, its age shown; a page never
+# read leaves its index unknown: the catalog decides alone there, and a warning says so.
 
 from __future__ import annotations
 

@@ -1,21 +1,20 @@
-"""A loopback proxy of the default index for pip: PEP 658 metadata for every wheel, no wheels.
+"""A loopback proxy of the default index for pip: PEP 658 metadata for every wheel, no wheels."""
 
-pip reads a wheel's dependencies from a PEP 658 `.metadata` file when the index offers one,
-and otherwise downloads the whole wheel (its experimental `fast-deps` range reader was never
-made the default and is proposed for removal); and up to pip 25.2, `install --dry-run` then
-downloads every chosen wheel anyway (pypa/pip#12603). Mirrors and the PyTorch index rarely
-serve `.metadata` files. So pip resolves against this proxy instead of the index:
-
-- `/simple/<project>/` is the upstream page (read by torchenv's index client, through its
-  HTTP cache) with each wheel linked here and marked `data-dist-info-metadata="true"`;
-- `/files/<n>/<wheel>.metadata` is that wheel's METADATA, read by the index client (the
-  index's own PEP 658 file, else three HTTP range requests on the wheel);
-- `/files/<n>/<wheel>` is a metadata-only stand-in of the wheel (nothing to install: pip
-  only reads it in a dry run), so no wheel byte is ever downloaded.
-
-The links carry no hash (the stand-ins have other bytes than the wheels): the lock takes
-every hash and URL from the upstream page, never from pip.
-"""
+# pip reads a wheel's dependencies from a PEP 658 `.metadata` file when the index offers one,
+# and otherwise downloads the whole wheel (its experimental `fast-deps` range reader was never
+# made the default and is proposed for removal); and the pip releases in use still download
+# every chosen wheel in `install --dry-run`, PEP 658 file or not (pypa/pip#12603). Mirrors and
+# the PyTorch index rarely serve `.metadata` files. So pip resolves against this proxy:
+#
+# - `/simple/<project>/` is the upstream page (read by torchenv's index client, through its
+#   HTTP cache) with each wheel linked here and marked `data-dist-info-metadata="true"`;
+# - `/files/<n>/<wheel>.metadata` is that wheel's METADATA, read by the index client (the
+#   index's own PEP 658 file, else three HTTP range requests on the wheel);
+# - `/files/<n>/<wheel>` is a metadata-only stand-in of the wheel (nothing to install: pip
+#   only reads it in a dry run), so no wheel byte is ever downloaded.
+#
+# The links carry no hash (the stand-ins have other bytes than the wheels): the lock takes
+# every hash and URL from the upstream page, never from pip.
 
 from __future__ import annotations
 
