@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,13 @@ HERE = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the module: a wheel is fetched from the mirror once, whichever test first."""
-    return tmp_path_factory.mktemp("real")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache for the module: a wheel is fetched from the mirror once, whichever test first.
+    The CUDA set is some 3 GB (and again in uv's cache and the environment): all of it goes
+    when the module is done, so no run leaves gigabytes behind."""
+    path = tmp_path_factory.mktemp("real")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def env_for(mirror: RealMirror, work: Path) -> dict[str, str]:
@@ -42,6 +48,7 @@ def env_for(mirror: RealMirror, work: Path) -> dict[str, str]:
         TORCHENV_CACHE_DIR=str(work / "cache"),
         TORCHENV_USER_CONFIG=str(work / "none.toml"),
         TORCHENV_SYSTEM_CONFIG=str(work / "none.toml"),
+        UV_CACHE_DIR=str(work / "uv-cache"),
     )
     return env
 
