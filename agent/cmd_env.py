@@ -108,6 +108,7 @@ def auto_lines(result: AutoResult) -> list[str]:
         f"choice    torch {result.torch} ({result.backend})",
     ]
     lines += [f"  because {r}" for r in result.reasons]
+    lines += [f"  skipped {r}" for r in result.skipped]
     lines.append(f"lock      {result.lock_path}" + (" (new)" if result.relocked else " (reused)"))
     lines.append(f"env       {result.prefix} -> {result.env_id}")
     if result.action == "unchanged":
@@ -213,9 +214,12 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         )
         source = _source(options)
         host = options.load(settings)
+        from torchenv.agent.resolvers.target import target_of
+
         parsed, raw = read_lock_file(lock)
         result = syncmod.sync(
-            parsed, raw, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
+            parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
+            host_facts=host.target_facts(),
             cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
             verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
             force=force, stamp={"fingerprint": host.fingerprint()},
@@ -228,6 +232,8 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             typer.echo(f"your previous environment was kept at {result.adopted}")
         if result.verify is not None:
             typer.echo("\n".join(verify_lines(result.verify)))
+        for note in result.notes:
+            typer.echo(f"note: {note}")
 
     guarded(as_json, body)
 

@@ -110,16 +110,17 @@ def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_js
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import FAMILY, lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.agent.selection import run_selection
+    from torchenv.agent.selection import report_selection, run_selection
 
     family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
-    selection = run_selection(host, family, settings)
     reporter = make_reporter(as_json)
     cache = Path(settings.get_value("cache-dir"))
     with IndexClient(cache_dir=cache, reporter=reporter) as client:
+        selection = run_selection(host, family, settings, client=client)
+        report_selection(selection, reporter)
         return lock_for(
             reqs, host, selection, settings, resolver=choose_resolver(
-                settings.get_value("resolver")), client=client, reporter=reporter,
+                settings.get_value("resolver"), reporter), client=client, reporter=reporter,
         )  # fmt: skip
 
 
@@ -173,9 +174,10 @@ def lock_summary(lock: PyLock, output: Path) -> dict[str, Any]:
 def summary_text(lock: PyLock, output: Path) -> str:
     tool = lock.tool_torchenv
     torch = lock.package("torch")
-    size = sum(p.wheel.size for p in lock.packages)
+    size = sum(p.wheel.size or 0 for p in lock.packages)
     return (
         f"Locked {len(lock.packages)} packages ({size / 1e6:.1f} MB) into {output}: "
         f"torch {torch.version if torch else '?'} ({tool.get('backend')}, {tool.get('channel')}) "
         f"for Python {tool.get('python')}, resolved with {tool.get('resolver')}."
+        + "".join(f"\n  skipped: {line}" for line in tool.get("skipped", ()))
     )

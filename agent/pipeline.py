@@ -63,6 +63,7 @@ class AutoResult:
     seconds: float
     sync: SyncResult | None = None
     notes: tuple[str, ...] = field(default=())
+    skipped: tuple[str, ...] = field(default=())  # better builds the index does not hold
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,6 +76,7 @@ class AutoResult:
             "backend": self.backend,
             "torch": self.torch,
             "reasons": list(self.reasons),
+            "skipped": list(self.skipped),
             "env": self.env_id,
             "installed": [{"name": n, "version": v} for n, v in self.installed],
             "verify": self.verify.to_json() if self.verify else None,
@@ -243,6 +245,7 @@ class _Chosen:
     channel: str
     torch: str | None
     reasons: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
 
 
 def default_locker(
@@ -252,28 +255,38 @@ def default_locker(
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.agent.selection import run_selection
+    from torchenv.agent.selection import report_selection, run_selection
 
-    with reporter.stage("select"):
-        selection = run_selection(host, tuple(requirements), settings)
-    assert selection.backend is not None  # run_selection raises when nothing fits
-    for warning in selection.warnings:
-        reporter.warning(warning)
     cache = Path(settings.get_value("cache-dir"))
     with IndexClient(cache_dir=cache, reporter=reporter) as client:
-        chosen = _Chosen(selection.backend, selection.channel, selection.torch, selection.reasons)
+        with reporter.stage("select"):
+            selection = run_selection(host, tuple(requirements), settings, client=client)
+        assert selection.backend is not None  # run_selection raises when nothing fits
+        report_selection(selection, reporter)
+        chosen = _Chosen(
+            selection.backend,
+            selection.channel,
+            selection.torch,
+            selection.reasons,
+            selection.skipped,
+        )
         return lock_for(
             requirements, host, chosen, settings,
-            resolver=choose_resolver(settings.get_value("resolver")), client=client,
+            resolver=choose_resolver(settings.get_value("resolver"), reporter), client=client,
             reporter=reporter,
         )  # fmt: skip
 
 
 def expectation(lock: PyLock) -> Expectation:
+    from torchenv.agent import verify
     from torchenv.agent.verify import Expectation
 
     torch = lock.package("torch")
     backend = lock.tool_torchenv.get("backend")
+    if not isinstance(backend, str) and torch is not None:  # another tool's lock: the label
+        backend = torch.version.partition("+")[2] or None
+        if backend is not None and verify.backend_kind(backend) == "none" and backend != "cpu":
+            backend = None
     return Expectation(
         torch.version if torch else None, backend if isinstance(backend, str) else None
     )
@@ -385,6 +398,7 @@ def _noop(
         action="unchanged", prefix=where.prefix, lock_path=where.lock_path, relocked=False,
         fingerprint=host.fingerprint(), host=host.target_facts(), backend=table.get("backend"),
         torch=torch, reasons=tuple(table.get("reasons", ())), env_id=active,
+        skipped=tuple(table.get("skipped", ())),
         installed=installed, verify=None, stages=dict(timings),
         seconds=time.perf_counter() - started,
         notes=("host, request and lock unchanged; the environment verified before",),
@@ -435,8 +449,10 @@ def _run(
         lock = locker(host, where.requirements, settings, timed)
         raw = write_pylock(where.lock_path, lock)
     assert raw is not None  # read with the lock, or written with it
+    from torchenv.agent.resolvers.target import target_of
+
     result = sync.sync(
-        lock, raw, where.prefix, host_facts=host.target_facts(),
+        lock.for_target(target_of(host)), raw, where.prefix, host_facts=host.target_facts(),
         cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},
@@ -451,6 +467,8 @@ def _run(
         fingerprint=host.fingerprint(), host=host.target_facts(),
         backend=table.get("backend"), torch=torch.version if torch else None,
         reasons=tuple(table.get("reasons", ())), env_id=result.env_id,
+        skipped=tuple(table.get("skipped", ())),
         installed=result.packages, verify=result.verify, stages=dict(timed.timings),
-        seconds=time.perf_counter() - started, sync=result, notes=tuple(notes),
+        seconds=time.perf_counter() - started, sync=result,
+        notes=(*notes, *result.notes),
     )  # fmt: skip

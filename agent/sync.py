@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -47,6 +48,7 @@ class SyncResult:
     verify: VerifyReport | None
     adopted: Path | None  # where a user's own environment was moved aside
     seconds: Mapping[str, float]
+    notes: tuple[str, ...] = ()  # what the user must know: lock warnings, unchecked facts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,10 +63,18 @@ class SyncResult:
             "verify": self.verify.to_json() if self.verify else None,
             "adopted": str(self.adopted) if self.adopted else None,
             "seconds": dict(self.seconds),
+            "notes": list(self.notes),
         }
 
 
 # ---------------------------------------------------------------- target check (pure)
+
+UNCHECKED = (
+    "the lock (created by {creator}) has no [tool.torchenv] target, so these could not be "
+    "checked against this host: the GPU backend and driver it was made for, the libc and "
+    "the host fingerprint; its wheels were chosen by this interpreter's tags and markers, "
+    "and verify checks the build that runs"
+)
 
 
 def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, Any]) -> list[str]:
@@ -77,15 +87,13 @@ def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, 
 
 def check_target(
     lock: PyLock, host_facts: Mapping[str, Any], *, force: bool, reporter: Reporter
-) -> None:
+) -> list[str]:
+    """Refuse a lock made for another target (unless forced); returns the notes it warned."""
     target = lock.tool_torchenv.get("target")
     if not isinstance(target, Mapping):
-        if not force:
-            raise LockFileError(
-                "the lock does not say which target it was made for (no [tool.torchenv] target)",
-                hint="lock it with `torchenv lock`, or pass --force to install it anyway",
-            )
-        return
+        note = UNCHECKED.format(creator=lock.created_by)
+        reporter.warning(note)
+        return [note]
     differences = target_differences(target, host_facts)
     if differences and not force:
         raise LockFileError(
@@ -93,8 +101,10 @@ def check_target(
             hint="run `torchenv lock` (or `torchenv auto`) for this host, or pass --force",
             details={"differences": differences},
         )
-    for line in differences:
-        reporter.warning(f"--force: installing a lock made for another target ({line})")
+    notes = [f"--force: installing a lock made for another target ({line})" for line in differences]
+    for note in notes:
+        reporter.warning(note)
+    return notes
 
 
 # ---------------------------------------------------------------- fetching
@@ -148,7 +158,7 @@ class Fetcher:
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
         if _complete(dest, package):
-            self._advance(package.wheel.size)
+            self._advance(dest.stat().st_size)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         # One download per wheel for every process sharing the cache (the pods of a node):
@@ -157,12 +167,13 @@ class Fetcher:
         lock = dest.parent / ENTRY_LOCK
         with prefixlock.hold(lock, reporter=self.reporter, timeout=math.inf):
             if _complete(dest, package):
-                self._advance(package.wheel.size)
+                self._advance(dest.stat().st_size)
                 return dest
             self._download(package, dest)
         return dest
 
     def _download(self, package: LockedPackage, dest: Path) -> None:
+        locked = package.wheel.size  # optional in PEP 751: the sha256 decides alone then
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
         digest, size = hashlib.sha256(), 0
         try:
@@ -174,11 +185,11 @@ class Fetcher:
                     self.fetched += len(chunk)
                     self._advance(len(chunk))
                     venv.fault_point("download")
-            if digest.hexdigest() != package.wheel.sha256 or size != package.wheel.size:
+            if digest.hexdigest() != package.wheel.sha256 or locked not in (None, size):
                 raise IntegrityError(
                     f"{package.wheel.name} from {package.wheel.url} does not match the lock "
                     f"(sha256 {digest.hexdigest()[:16]}…, {size} bytes; the lock has "
-                    f"{package.wheel.sha256[:16]}…, {package.wheel.size} bytes)",
+                    f"{package.wheel.sha256[:16]}…, {package.wheel.size or '?'} bytes)",
                     hint="the index changed the file or the download was tampered with; "
                     "re-lock with `torchenv lock` if the change is expected",
                     details={"package": package.name, "url": package.wheel.url},
@@ -194,7 +205,8 @@ class Fetcher:
 
 
 def _complete(dest: Path, package: LockedPackage) -> bool:
-    return dest.is_file() and dest.stat().st_size == package.wheel.size
+    locked = package.wheel.size  # optional in PEP 751: the sha256 decides alone then
+    return dest.is_file() and (locked is None or dest.stat().st_size == locked)
 
 
 def clean_parts(cache_dir: Path) -> None:
@@ -216,7 +228,7 @@ def fetch_all(
 ) -> tuple[dict[str, Path], int, int]:
     """Every locked wheel as a checked local file; returns (files, bytes fetched, cache hits)."""
     hits = sum(1 for p in packages if cache_path(cache_dir, p).is_file())
-    total = sum(p.wheel.size for p in packages)
+    total = sum(p.wheel.size or 0 for p in packages)
     clean_parts(cache_dir)
     fetcher = Fetcher(cache_dir, reporter, total)
     try:
@@ -361,7 +373,9 @@ def sync(
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
     and the verified state records their digest.
     """
-    check_target(lock, host_facts, force=force, reporter=reporter)
+    for note in lock.notes:
+        reporter.warning(note)
+    notes = [*lock.notes, *check_target(lock, host_facts, force=force, reporter=reporter)]
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
     venv.ensure_home(layout)
@@ -369,7 +383,7 @@ def sync(
         removed = venv.clean_stale(layout)
         if removed:
             reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
-        return _build_and_switch(
+        result = _build_and_switch(
             lock,
             raw,
             layout,
@@ -378,6 +392,7 @@ def sync(
             verifier=verifier,
             stamp=stamp or {},
         )
+    return dataclasses.replace(result, notes=tuple(notes))
 
 
 def _build_and_switch(
