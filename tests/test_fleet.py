@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hostbuild import sibling_host
+from indexsim import IndexSim
+from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import HOSTS
 from test_sync_helpers import PY, build_lock, plain_spec, torch_spec
 
@@ -366,3 +369,78 @@ def test_auto_syncs_the_published_lock_and_follows_a_new_publication(tmp_path: P
 
     with pytest.raises(LockSourceError, match="numpy is not in it"):
         auto("numpy")
+
+
+# ---------------------------------------------------------------- over HTTP: cache and faults
+
+
+@pytest.fixture
+def served(tmp_path: Path, indexsim: IndexSim) -> tuple[IndexSim, Path, str]:  # noqa: F811
+    out, _, _ = _published(tmp_path)
+    return indexsim, out, indexsim.serve_directory("locks", out)
+
+
+def test_the_index_is_kept_and_asked_again_only_when_it_must_be(
+    tmp_path: Path, served: tuple[IndexSim, Path, str]
+) -> None:
+    sim, out, url = served
+    cpu = replayed(HOSTS / "cpu-cloud-vm")
+    hour = {"lock-source-max-age": "3600"}
+    assert _lookup(tmp_path, url, cpu, **hour).found is not None
+    assert sim.count("/locks/index.json") == 1 and sim.count("/locks/*.toml") == 1
+    sim.reset_counters()
+    assert _lookup(tmp_path, url, cpu, **hour).found is not None
+    assert sim.count() == 0  # fresh index, lock kept by its sha256: nothing asked
+
+    # a class the kept index lacks: asked again before saying there is none
+    gtx = NamedHost("gtx", replayed(HOSTS / "gtx1080ti-driver580"))
+    classes = list(fleet.classes_of([NamedHost("cpu", cpu), gtx]))
+    _publish(out, fleet.lock_each(classes, FakeLocker(tmp_path / "wheels"), RecordingReporter()))
+    found = _lookup(tmp_path, url, gtx.report, **hour).found
+    assert found is not None and found.entry.fingerprint == gtx.report.fingerprint()
+    assert [r.status for r in sim.requests("/locks/index.json")] == [200]
+
+
+def test_a_lock_gone_since_the_kept_index_is_found_through_a_fresh_one(
+    tmp_path: Path, served: tuple[IndexSim, Path, str]
+) -> None:
+    sim, out, url = served
+    cpu = replayed(HOSTS / "cpu-cloud-vm")
+    first = _lookup(tmp_path, url, cpu, **{"lock-source-max-age": "3600"}).found
+    assert first is not None
+    shutil.rmtree(tmp_path / "cache" / "lock-source" / "locks")  # another pod's cache, say
+    classes = list(fleet.classes_of([NamedHost("cpu", cpu)]))
+    _publish(out, fleet.lock_each(classes, FakeLocker(tmp_path / "v2"), RecordingReporter()))
+    sim.reset_counters()
+    second = _lookup(tmp_path, url, cpu, **{"lock-source-max-age": "3600"}).found
+    assert second is not None and second.entry.sha256 != first.entry.sha256
+    assert [(r.path.endswith(".toml"), r.status) for r in sim.requests()] == [
+        (True, 404), (False, 200), (True, 200)
+    ]  # fmt: skip
+
+
+def test_an_unreachable_server_falls_back_to_the_kept_index_only(
+    tmp_path: Path, served: tuple[IndexSim, Path, str]
+) -> None:
+    from indexsim import Fault
+
+    sim, _, url = served
+    cpu = replayed(HOSTS / "cpu-cloud-vm")
+    assert _lookup(tmp_path, url, cpu).found is not None
+    sim.inject(Fault("status", path="/locks/index.json", times=-1, status=503))
+    kept = _lookup(tmp_path, url, cpu, **{"lock-source-max-age": "0"})
+    assert kept.found is not None and "HTTP 503" in kept.notes[0]
+    assert "using the lock index read" in kept.notes[0]
+    with pytest.raises(LockSourceError, match="HTTP 503"):
+        _lookup(tmp_path / "fresh-node", url, cpu)
+
+
+def test_an_oversized_index_is_not_read_past_its_bound(
+    tmp_path: Path, served: tuple[IndexSim, Path, str]
+) -> None:
+    _, out, url = served
+    (out / "index.json").write_bytes(b" " * (locksource.MAX_INDEX + 1))
+    cpu = replayed(HOSTS / "cpu-cloud-vm")
+    for source in (url, str(out)):
+        with pytest.raises(LockSourceError, match="larger than 16 MiB"):
+            _lookup(tmp_path / "node", source, cpu)

@@ -118,7 +118,7 @@ def test_a_new_publication_reprovisions_without_a_host_change(tmp_path: Path) ->
         (locks / "index.json").unlink()  # the source is gone: keep what is there, say why
 
         def warned(times: int) -> bool:
-            return agent.text().count("cannot read its lock source") == times
+            return agent.text().count("cannot read its lock source") >= times
 
         reconcile(agent)
         wait_until(lambda: warned(1), "the warning")
@@ -126,3 +126,19 @@ def test_a_new_publication_reprovisions_without_a_host_change(tmp_path: Path) ->
         wait_until(lambda: warned(2), "the second warning")
         assert len(provisions()) == 2 and agent.env_status()["state"] == "active"
         assert agent.terminate() == 0
+
+
+def test_the_fleet_locks_overlay_gives_every_agent_the_lock_source(tmp_path: Path) -> None:
+    from test_kubernetes import KUBE, agent_config, base, render
+
+    rendered = render(KUBE / "overlays/fleet-locks")
+    config = agent_config(rendered, tmp_path)  # the agent's own parser reads it
+    settings = load_settings(
+        env={"TORCHENV_SYSTEM_CONFIG": str(tmp_path / "config.toml"), "HOME": str(tmp_path)},
+        cwd=tmp_path, user_config=tmp_path / "none.toml",
+    )  # fmt: skip
+    assert settings["lock-source"].value.startswith("https://")
+    assert settings["lock-source"].source.startswith("system config")
+    assert settings["lock-source-missing"].value == "resolve"
+    (tmp_path / "base").mkdir()
+    assert config.environments == agent_config(base(), tmp_path / "base").environments
