@@ -364,6 +364,9 @@ def publish(
                 written.append(entry.lock)
             entries[entry.fingerprint] = entry
         index = plan_index(results, entries, previous, requirements)
+        from torchenv.agent.venv import fault_point
+
+        fault_point("publish-index")  # tests: a publisher that dies before the index
         _write(directory / INDEX_NAME, index.encode())
         removed = remove_stale(directory, index)
     return Publication(directory, index, tuple(results), tuple(written), tuple(removed))

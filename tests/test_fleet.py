@@ -167,6 +167,29 @@ def test_republishing_leaves_no_stale_entry_and_keeps_a_failed_class(
     assert not (out / gpu.fingerprint).exists() and f"{gpu.fingerprint}/" in third.removed
 
 
+def test_a_publisher_that_dies_before_the_index_leaves_the_old_one_whole(
+    tmp_path: Path,
+    two_classes: tuple[list[HostClass], FakeLocker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    classes, locker = two_classes
+    out = tmp_path / "locks"
+    first = _publish(out, fleet.lock_each(classes, locker, RecordingReporter()))
+    index = (out / "index.json").read_bytes()
+    newer = FakeLocker(tmp_path / "newer", torch="2.14.0+cpu")
+    monkeypatch.setenv("TORCHENV_FAULT", "publish-index:enospc")
+    with pytest.raises(OSError):
+        _publish(out, fleet.lock_each(classes, newer, RecordingReporter()))
+    monkeypatch.delenv("TORCHENV_FAULT")
+    # readers still see the old publication, whole: its index and every lock it names
+    assert (out / "index.json").read_bytes() == index
+    for entry in first.index.classes.values():
+        assert hashlib.sha256((out / entry.lock).read_bytes()).hexdigest() == entry.sha256
+    assert len(list(out.glob("*/pylock.*.toml"))) == 4  # the dead run's locks, unnamed
+    again = _publish(out, fleet.lock_each(classes, newer, RecordingReporter()))
+    assert len(list(out.glob("*/pylock.*.toml"))) == 2 and len(again.removed) == 2
+
+
 @pytest.mark.parametrize(
     ("change", "problem"),
     [

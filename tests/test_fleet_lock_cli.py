@@ -81,3 +81,20 @@ def test_reports_of_a_directory_are_published_and_a_failed_class_is_named(env: P
     assert f"{failed['fingerprint']}  FAILED" in text
     assert f"1 of 2 classes could not be locked: {failed['fingerprint']}" in text
     assert "3 hosts in 2 classes: 1 locked (2 resolutions)" in text
+
+
+def test_config_shows_the_lock_source_and_where_it_came_from(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCHENV_LOCK_SOURCE", "https://locks.example/fleet/")
+    code, out = invoke("config", "--json")
+    assert code == 0, out
+    shown = json.loads(out)
+    assert shown["lock-source"] == {
+        "value": "https://locks.example/fleet/",
+        "source": "environment (TORCHENV_LOCK_SOURCE)",
+    }
+    assert shown["lock-source-missing"]["value"] == "resolve"
+    monkeypatch.setenv("TORCHENV_LOCK_SOURCE_MISSING", "sometimes")
+    code, out = invoke("config")
+    assert code == 1 and "lock-source-missing = 'sometimes'" in out and "resolve, fail" in out
