@@ -154,6 +154,15 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     channel: str | None = hostopts.CHANNEL,
     torch_index_url: str | None = typer.Option(None, "--torch-index-url"),
     index_url: str | None = typer.Option(None, "--index-url"),
+    lock_source: str | None = typer.Option(
+        None,
+        "--lock-source",
+        metavar="DIR|URL",
+        help="Take the lock published for this host's class (`lock --publish`) from there.",
+    ),
+    lock_source_missing: str | None = typer.Option(
+        None, "--lock-source-missing", help="resolve or fail, when it has no lock for this host."
+    ),
     replay: Path | None = hostopts.REPLAY,
     host_report: Path | None = hostopts.HOST_REPORT,
     os: str | None = hostopts.OS,
@@ -174,7 +183,8 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
 
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
-            torch_index_url=torch_index_url, index_url=index_url,
+            torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
+            lock_source_missing=lock_source_missing,
         )  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),

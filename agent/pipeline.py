@@ -15,6 +15,7 @@ from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:
     from torchenv.agent.host import HostFlags
+    from torchenv.agent.locksource import Lookup, SourceLock
     from torchenv.agent.pylock import PyLock
     from torchenv.agent.settings import Settings
     from torchenv.agent.sync import SyncResult
@@ -64,6 +65,7 @@ class AutoResult:
     sync: SyncResult | None = None
     notes: tuple[str, ...] = field(default=())
     skipped: tuple[str, ...] = field(default=())  # better builds the index does not hold
+    published: SourceLock | None = None  # the lock taken from lock-source (docs/fleet.md)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +85,7 @@ class AutoResult:
             "stages": {k: round(v, 4) for k, v in self.stages.items()},
             "seconds": round(self.seconds, 4),
             "notes": list(self.notes),
+            "published": self.published.to_json() if self.published else None,
         }
 
 
@@ -352,13 +355,18 @@ def auto(
     fingerprint = host.fingerprint()
     layout = venv.Layout.for_prefix(where.prefix)
     raw = _read_bytes(where.lock_path)
+    from torchenv.agent import locksource
+
+    published = locksource.for_host(
+        settings, host, requirements=where.requirements, local=raw, reporter=timed
+    )  # the lock published for this host's class, when lock-source names a source
     active = venv.active_env(layout)
     if raw is not None and unchanged(
         venv.read_state(layout),
         active=active,
         fingerprint=fingerprint,
         request=request,
-        lock_sha256=hashlib.sha256(raw).hexdigest(),
+        lock_sha256=published.sha256(raw),
         site=_site(layout, active),
     ):
         return _noop(
@@ -368,7 +376,7 @@ def auto(
     return _run(
         where=where, host=host, raw=raw, settings=settings, values=values, request=request,
         timed=timed, started=started, force=force, locker=locker or default_locker,
-        devices_here=source.devices_here,
+        devices_here=source.devices_here, published=published,
     )  # fmt: skip
 
 
@@ -418,23 +426,29 @@ def _run(
     force: bool,
     locker: Locker,
     devices_here: bool,
+    published: Lookup,
 ) -> AutoResult:
-    from torchenv.agent import sync
+    from torchenv.agent import locksource, sync
     from torchenv.agent.errors import LockFileError
     from torchenv.agent.pylock import parse_pylock, write_pylock
 
     layout = venv.Layout.for_prefix(where.prefix)
     venv.check_prefix(layout, force=force)  # before any network work
     venv.ensure_home(layout)
-    notes: list[str] = []
+    notes: list[str] = list(published.notes)
     lock: PyLock | None = None
-    if raw is not None:
+    found = published.found
+    if found is not None:  # the class's published lock, checked: installed as it is
+        if found.raw != raw:
+            locksource.keep_copy(where.lock_path, found.raw)
+        lock, raw = found.lock, found.raw
+    elif raw is not None:
         try:
             lock = parse_pylock(raw, source=str(where.lock_path))
         except LockFileError as exc:
             notes.append(f"the existing lock is unusable ({exc}); locking again")
             lock = None
-    if lock is not None:
+    if lock is not None and found is None:
         misfit = lock_mismatches(
             lock.tool_torchenv,
             fingerprint=host.fingerprint(),
@@ -470,5 +484,5 @@ def _run(
         skipped=tuple(table.get("skipped", ())),
         installed=result.packages, verify=result.verify, stages=dict(timed.timings),
         seconds=time.perf_counter() - started, sync=result,
-        notes=(*notes, *result.notes),
+        notes=(*notes, *result.notes), published=found,
     )  # fmt: skip
