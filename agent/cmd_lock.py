@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
     from torchenv.agent.fleet import NamedHost, Publication
+    from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import Difference
     from torchenv.agent.pylock import PyLock
     from torchenv.agent.settings import Settings
@@ -174,12 +176,17 @@ def publish_classes(
     """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
     from torchenv.agent import fleet
     from torchenv.agent.cmd_env import make_reporter
+    from torchenv.agent.index import IndexClient
 
     reporter = make_reporter(as_json)
     classes = fleet.classes_of(hosts)
-    results = fleet.lock_each(
-        classes, lambda report: run_lock(reqs, report, settings, as_json), reporter
-    )
+    cache = Path(settings.get_value("cache-dir"))
+    with IndexClient(cache_dir=cache, reporter=reporter) as client:  # one page read per class
+        results = fleet.lock_each(
+            classes,
+            lambda report: run_lock(reqs, report, settings, as_json, client=client),
+            reporter,
+        )
     done = fleet.publish(directory, results, requirements=[str(r) for r in reqs], reporter=reporter)
     if as_json:
         emit_json(done.to_json())
@@ -250,7 +257,14 @@ def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement,
     return parse_requirements(DEFAULT_REQUIREMENTS)
 
 
-def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_json: bool) -> PyLock:
+def run_lock(
+    reqs: tuple[Requirement, ...],
+    host: Any,
+    settings: Settings,
+    as_json: bool,
+    *,
+    client: IndexClient | None = None,
+) -> PyLock:
     from packaging.utils import canonicalize_name
 
     from torchenv.agent.cmd_env import make_reporter
@@ -262,7 +276,9 @@ def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_js
     family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
     reporter = make_reporter(as_json)
     cache = Path(settings.get_value("cache-dir"))
-    with IndexClient(cache_dir=cache, reporter=reporter) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(IndexClient(cache_dir=cache, reporter=reporter))
         selection = run_selection(host, family, settings, client=client)
         report_selection(selection, reporter)
         return lock_for(

@@ -518,6 +518,9 @@ class IndexClient:
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # Pages already read by this client: asked for again (selection, then the lock), they
+        # are known, so no request is sent. A client lives for one command.
+        self._pages: dict[str, list[Artifact]] = {}
 
     # lifecycle
     def close(self) -> None:
@@ -548,6 +551,15 @@ class IndexClient:
     def project_page(self, index_url: str, project: str) -> list[Artifact]:
         """Every file on the project's page; [] when the index does not have the project (404)."""
         url = project_url(index_url, project)
+        known = self._pages.get(url)
+        if known is not None:
+            self.stats.bump("cache_hits")
+            return list(known)
+        page = self._read_page(url, project)
+        self._pages[url] = page
+        return list(page)
+
+    def _read_page(self, url: str, project: str) -> list[Artifact]:
         answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT)
         if answer is None:
             return []

@@ -72,7 +72,7 @@ def test_reports_of_a_directory_are_published_and_a_failed_class_is_named(env: P
     assert ok["ok"] and ok["hosts"] == [str(reports / "cpu-cloud-vm.json"),
                                         str(reports / "this-dev-box.json")]  # fmt: skip
     assert not failed["ok"] and failed["hosts"] == [str(reports / "amd-mi300x.json")]
-    assert failed["error"]["error"] == "resolution" and "rocm" in failed["error"]["message"]
+    assert failed["error"]["error"] == "selection" and "rocm" in failed["error"]["message"]
     index = json.loads((env / "locks" / "index.json").read_text())
     assert set(index["classes"]) == {ok["fingerprint"]}  # the other class is not lost
 
