@@ -131,6 +131,31 @@ def refresh(client: IndexClient, torch_index_url: str, backends: Sequence[str]) 
     }
 
 
+def newest_on_index(live: Mapping[str, Any]) -> str | None:
+    """The newest torch version a refresh found on the index (not the catalog's newest)."""
+    from torchenv.backends.availability import version_key
+
+    versions = [v for row in live.get("wheels", ()) for v in row.get("versions", ())]
+    return max(versions, key=version_key) if versions else None
+
+
+def newest_text(live: Mapping[str, Any]) -> str:
+    """ "the index's newest torch is 2.14.1 (cpu 2.13.0+cpu, cu130 2.14.1)", or that it has none."""
+    from torchenv.backends.availability import version_key
+
+    newest = newest_on_index(live)
+    if newest is None:
+        return f"{live.get('index')} holds no torch wheel torchenv can use"
+    per_backend: dict[str, str] = {}
+    for row in live.get("wheels", ()):
+        for version in row.get("versions", ()):
+            best = per_backend.get(row["backend"])
+            if best is None or version_key(version) > version_key(best):
+                per_backend[row["backend"]] = version
+    listed = ", ".join(f"{b} {v}" for b, v in sorted(per_backend.items()))
+    return f"the index's newest torch is {newest} ({listed})"
+
+
 def live_path(cache_dir: str | Path) -> Path:
     return Path(cache_dir) / LIVE_FILE
 

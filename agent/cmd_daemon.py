@@ -60,12 +60,13 @@ def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:
     return 1 if check and not healthy else 0
 
 
-def _entrypoint(
+def _entrypoint(  # noqa: PLR0917 - the command's options, in order
     prefix: str | None,
     requirements: list[str],
     auto_args: str | None,
     provisioner: str | None,
     command: list[str],
+    lock_source: str | None = None,
 ) -> None:
     from torchenv.agent.daemon.entrypoint import (
         activated_env,
@@ -83,6 +84,8 @@ def _entrypoint(
     target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
     runner = shlex.split(provisioner) if provisioner else []
     extra = shlex.split(auto_args) if auto_args else []
+    if lock_source is not None:
+        extra += ["--lock-source", lock_source]
     ensure(provision_argv(runner, target, requirements, extra), os.environ)
     exec_command(command, activated_env(target, os.environ))
 
@@ -140,6 +143,12 @@ def register(app: typer.Typer) -> None:
         requirement: list[str] = typer.Option(
             [], "--requirement", "-r", metavar="REQ", help="requirements besides torch"
         ),
+        lock_source: str | None = typer.Option(
+            None,
+            "--lock-source",
+            metavar="DIR|URL",
+            help="take the lock published for this host's class from there (docs/fleet.md)",
+        ),
         auto_args: str | None = typer.Option(None, "--auto-args", hidden=True),
         provisioner: str | None = typer.Option(None, "--provisioner", hidden=True),
         as_json: bool = JSON_OPTION,
@@ -147,5 +156,7 @@ def register(app: typer.Typer) -> None:
         """Container entry point: ensure the environment for this host, then exec CMD in it."""
         guarded(
             as_json,
-            lambda: _entrypoint(prefix, requirement, auto_args, provisioner, list(command or [])),
+            lambda: _entrypoint(
+                prefix, requirement, auto_args, provisioner, list(command or []), lock_source
+            ),
         )

@@ -108,6 +108,7 @@ def auto_lines(result: AutoResult) -> list[str]:
         f"choice    torch {result.torch} ({result.backend})",
     ]
     lines += [f"  because {r}" for r in result.reasons]
+    lines += [f"  skipped {r}" for r in result.skipped]
     lines.append(f"lock      {result.lock_path}" + (" (new)" if result.relocked else " (reused)"))
     lines.append(f"env       {result.prefix} -> {result.env_id}")
     if result.action == "unchanged":
@@ -153,6 +154,15 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     channel: str | None = hostopts.CHANNEL,
     torch_index_url: str | None = typer.Option(None, "--torch-index-url"),
     index_url: str | None = typer.Option(None, "--index-url"),
+    lock_source: str | None = typer.Option(
+        None,
+        "--lock-source",
+        metavar="DIR|URL",
+        help="Take the lock published for this host's class (`lock --publish`) from there.",
+    ),
+    lock_source_missing: str | None = typer.Option(
+        None, "--lock-source-missing", help="resolve or fail, when it has no lock for this host."
+    ),
     replay: Path | None = hostopts.REPLAY,
     host_report: Path | None = hostopts.HOST_REPORT,
     os: str | None = hostopts.OS,
@@ -173,7 +183,8 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
 
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
-            torch_index_url=torch_index_url, index_url=index_url,
+            torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
+            lock_source_missing=lock_source_missing,
         )  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
@@ -213,9 +224,12 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         )
         source = _source(options)
         host = options.load(settings)
+        from torchenv.agent.resolvers.target import target_of
+
         parsed, raw = read_lock_file(lock)
         result = syncmod.sync(
-            parsed, raw, Path(settings.get_value("prefix")), host_facts=host.target_facts(),
+            parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
+            host_facts=host.target_facts(),
             cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
             verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
             force=force, stamp={"fingerprint": host.fingerprint()},
@@ -229,6 +243,8 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             typer.echo(f"your previous environment was kept at {result.adopted}")
         if result.verify is not None:
             typer.echo("\n".join(verify_lines(result.verify)))
+        for note in result.notes:
+            typer.echo(f"note: {note}")
 
     guarded(as_json, body)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,26 @@ from torchenv.agent import cmd_hostopts as opts
 from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from packaging.requirements import Requirement
 
+    from torchenv.agent.fleet import NamedHost, Publication
+    from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import Difference
     from torchenv.agent.pylock import PyLock
     from torchenv.agent.settings import Settings
+
+
+DEFAULT_OUTPUT = "pylock.toml"
+REPLAYS = typer.Option(
+    None, "--replay", metavar="DIR", help="Lock for the host recorded in DIR (repeatable)."
+)
+HOST_REPORTS = typer.Option(
+    None, "--host-report", metavar="FILE",
+    help="Lock for the host in a `probe --json` file, or every *.json in a directory "
+    "(repeatable).",
+)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +45,16 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     requirement_file: list[Path] | None = typer.Option(
         None, "-r", "--requirement", metavar="FILE", help="Read requirements from FILE."
     ),
-    output: Path = typer.Option(Path("pylock.toml"), "-o", "--output", help="The lock to write."),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="The lock to write (default pylock.toml)."
+    ),
+    publish: Path | None = typer.Option(
+        None,
+        "--publish",
+        metavar="DIR",
+        help="One lock per hardware class of the hosts given (--host-report, --replay: "
+        "repeatable) into DIR, with DIR/index.json for `lock-source`.",
+    ),
     resolver: str | None = typer.Option(None, "--resolver", help="auto, uv or pip."),
     check: bool = typer.Option(
         False,
@@ -37,8 +62,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         help="Only say whether the lock at -o still fits the host (exit 1 if not).",
     ),
     as_json: bool = JSON_OPTION,
-    replay: Path | None = opts.REPLAY,
-    host_report: Path | None = opts.HOST_REPORT,
+    replay: list[Path] | None = REPLAYS,
+    host_report: list[Path] | None = HOST_REPORTS,
     os_name: str | None = opts.OS,
     arch: str | None = opts.ARCH,
     python: str | None = opts.PYTHON,
@@ -50,31 +75,160 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     channel: str | None = opts.CHANNEL,
     backend: str | None = opts.BACKEND,
 ) -> None:
-    """Lock the torch family and the rest for exactly this host (or the one described)."""
-    host_options = opts.HostOptions.from_cli(
-        replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
-        driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-    )  # fmt: skip
+    """Lock the torch family and the rest for exactly this host (or the one described);
+    with --publish, one lock per hardware class of the hosts given."""
+    replays, reports = list(replay or ()), list(host_report or ())
+
+    def options(**source: Path | None) -> opts.HostOptions:
+        return opts.HostOptions.from_cli(
+            **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
+            rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+        )  # fmt: skip
 
     def body() -> None:
         from torchenv.agent.settings import load_settings
 
         settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver})
+        if publish is not None or len(replays) + len(reports) > 1:
+            _refuse_with_publish(publish, output, check)
+            assert publish is not None
+            reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
+            hosts = fleet_hosts(replays, reports, options, settings)
+            publish_classes(publish, reqs, hosts, settings, as_json)
+            return
+        host_options = options(
+            replay=replays[0] if replays else None, host_report=reports[0] if reports else None
+        )
         host = host_options.load(settings)
+        target = output or Path(DEFAULT_OUTPUT)
         if check:
-            _check(output, host, as_json)
+            _check(target, host, as_json)
             return
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         lock = run_lock(reqs, host, settings, as_json)
         from torchenv.agent.pylock import write_pylock
 
-        write_pylock(output, lock)
+        write_pylock(target, lock)
         if as_json:
-            emit_json(lock_summary(lock, output))
+            emit_json(lock_summary(lock, target))
         else:
-            typer.echo(summary_text(lock, output))
+            typer.echo(summary_text(lock, target))
 
     guarded(as_json, body)
+
+
+# ---------------------------------------------------------------- several hosts (--publish)
+
+
+def _refuse_with_publish(publish: Path | None, output: Path | None, check: bool) -> None:
+    from torchenv.agent.errors import ConfigError
+
+    if publish is None:
+        raise ConfigError(
+            "several hosts were given, but one lock file (-o) holds one target",
+            hint="pass --publish DIR to write one lock per hardware class of the hosts into "
+            "DIR, with an index for `lock-source`",
+        )
+    if output is not None or check:
+        raise ConfigError(
+            f"--publish writes one lock per class into a directory; {'-o' if output else '--check'}"
+            " works on one lock file",
+            hint="give --publish DIR without -o and --check (a node checks its lock itself)",
+        )
+
+
+def fleet_hosts(
+    replays: list[Path],
+    reports: list[Path],
+    options: Callable[..., opts.HostOptions],
+    settings: Settings,
+) -> list[NamedHost]:
+    """Every host given: recordings, report files, and every `*.json` in a report directory."""
+    from torchenv.agent.errors import HostError
+    from torchenv.agent.fleet import NamedHost
+
+    files = []
+    for path in reports:
+        found = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if not found:
+            raise HostError(
+                f"{path} holds no host reports (*.json)",
+                hint="write one per node with `torchenv probe --json > DIR/NODE.json`",
+            )
+        files += found
+    if not replays and not files:
+        raise HostError(
+            "--publish needs the hosts to lock for",
+            hint="give each node's report (--host-report FILE or DIR, from `torchenv probe "
+            "--json`) or recording (--replay DIR), as often as there are nodes",
+        )
+    hosts = [NamedHost(str(p), options(replay=p).load(settings)) for p in replays]
+    return hosts + [NamedHost(str(p), options(host_report=p).load(settings)) for p in files]
+
+
+def publish_classes(
+    directory: Path,
+    reqs: tuple[Requirement, ...],
+    hosts: list[NamedHost],
+    settings: Settings,
+    as_json: bool,
+) -> None:
+    """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
+    from torchenv.agent import fleet
+    from torchenv.agent.cmd_env import make_reporter
+    from torchenv.agent.index import IndexClient
+
+    reporter = make_reporter(as_json)
+    classes = fleet.classes_of(hosts)
+    cache = Path(settings.get_value("cache-dir"))
+    with IndexClient(cache_dir=cache, reporter=reporter) as client:  # one page read per class
+        results = fleet.lock_each(
+            classes,
+            lambda report: run_lock(reqs, report, settings, as_json, client=client),
+            reporter,
+        )
+    done = fleet.publish(directory, results, requirements=[str(r) for r in reqs], reporter=reporter)
+    if as_json:
+        emit_json(done.to_json())
+    else:
+        typer.echo("\n".join(publication_lines(done)))
+    if done.failed:
+        error = fleet.publish_error(done)
+        if as_json:
+            raise typer.Exit(error.exit_code)
+        raise error
+
+
+def publication_lines(done: Publication) -> list[str]:
+    locked = len(done.results) - len(done.failed)
+    hosts = sum(len(r.host_class.hosts) for r in done.results)
+    lines = [
+        f"{_count(hosts, 'host')} in {_count(len(done.results), 'class')}: {locked} locked "
+        f"({_count(len(done.results), 'resolution')}), index {done.directory / 'index.json'}"
+    ]
+    for result in done.results:
+        fp = result.host_class.fingerprint
+        entry = done.index.classes.get(fp)
+        count = _count(len(result.host_class.hosts), "host")
+        if result.error is None and entry is not None:
+            lines.append(
+                f"  {fp}  {entry.backend or '?':8} torch {entry.torch or '?':16} {count:10} "
+                f"{done.directory / entry.lock}"
+            )
+            continue
+        kept = " (the lock published before stays)" if entry is not None else ""
+        message = result.error.message if result.error else "?"
+        lines.append(f"  {fp}  FAILED{kept}: {message}")
+    if done.removed:
+        lines.append(
+            f"removed {_count(len(done.removed), 'stale entry')}: {', '.join(done.removed)}"
+        )
+    return lines
+
+
+def _count(n: int, thing: str) -> str:
+    plural = {"class": "classes", "stale entry": "stale entries"}.get(thing, thing + "s")
+    return f"{n} {thing if n == 1 else plural}"
 
 
 def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
@@ -119,23 +273,33 @@ def read_requirements_file(path: Path) -> list[str]:
         ) from exc
 
 
-def run_lock(reqs: tuple[Requirement, ...], host: Any, settings: Settings, as_json: bool) -> PyLock:
+def run_lock(
+    reqs: tuple[Requirement, ...],
+    host: Any,
+    settings: Settings,
+    as_json: bool,
+    *,
+    client: IndexClient | None = None,
+) -> PyLock:
     from packaging.utils import canonicalize_name
 
     from torchenv.agent.cmd_env import make_reporter
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import FAMILY, lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.agent.selection import run_selection
+    from torchenv.agent.selection import report_selection, run_selection
 
     family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
-    selection = run_selection(host, family, settings)
     reporter = make_reporter(as_json)
     cache = Path(settings.get_value("cache-dir"))
-    with IndexClient(cache_dir=cache, reporter=reporter) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(IndexClient(cache_dir=cache, reporter=reporter))
+        selection = run_selection(host, family, settings, client=client)
+        report_selection(selection, reporter)
         return lock_for(
             reqs, host, selection, settings, resolver=choose_resolver(
-                settings.get_value("resolver")), client=client, reporter=reporter,
+                settings.get_value("resolver"), reporter), client=client, reporter=reporter,
         )  # fmt: skip
 
 
@@ -189,9 +353,10 @@ def lock_summary(lock: PyLock, output: Path) -> dict[str, Any]:
 def summary_text(lock: PyLock, output: Path) -> str:
     tool = lock.tool_torchenv
     torch = lock.package("torch")
-    size = sum(p.wheel.size for p in lock.packages)
+    size = sum(p.wheel.size or 0 for p in lock.packages)
     return (
         f"Locked {len(lock.packages)} packages ({size / 1e6:.1f} MB) into {output}: "
         f"torch {torch.version if torch else '?'} ({tool.get('backend')}, {tool.get('channel')}) "
         f"for Python {tool.get('python')}, resolved with {tool.get('resolver')}."
+        + "".join(f"\n  skipped: {line}" for line in tool.get("skipped", ()))
     )

@@ -55,6 +55,12 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     backend: str | None = typer.Option(
         None, "--backend", help="auto, or force one: cpu, cu126, rocm6.4, xpu, mps."
     ),
+    offline: bool = typer.Option(
+        False,
+        "--offline",
+        help="Do not ask the index what it holds: use the pages kept in the cache (their age "
+        "is shown), else the catalog alone.",
+    ),
 ) -> None:
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
 
@@ -69,7 +75,7 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         ).load(settings)  # fmt: skip
         from torchenv.agent.selection import run_selection
 
-        result = run_selection(host, tuple(requirements or ("torch",)), settings)
+        result = run_selection(host, tuple(requirements or ("torch",)), settings, offline=offline)
         if as_json:
             emit_json(result.to_json())
         elif explain:
@@ -87,6 +93,7 @@ def summary_text(result: Selection) -> str:
         f"channel  {result.channel}",
     ]
     lines += [f"why      {r}" for r in result.reasons[:3]]
+    lines += [f"skipped  {r}" for r in result.skipped]
     lines += [f"warning  {w}" for w in result.warnings]
     return "\n".join(lines)
 
@@ -121,7 +128,8 @@ def explain_text(result: Selection, limit: int = 12) -> str:
         + (f" [{', '.join(f.value for f in flags)}]" if flags else "")
         for mark, span, backend, reason, flags in rows
     ]
-    tail = [f"warning: {w}" for w in result.warnings]
+    tail = [f"skipped: {r}" for r in result.skipped]
+    tail += [f"warning: {w}" for w in result.warnings]
     return "\n".join([*head, *table, *([""] if tail else []), *tail])
 
 
@@ -207,6 +215,7 @@ def catalog_refresh_command(
                 {
                     "path": str(path),
                     "backends": live["backends"],
+                    "newest": catalog_refresh.newest_on_index(live),
                     "wheels": len(live["wheels"]),
                     "releases": catalog_rows(merged),
                 }
@@ -216,6 +225,6 @@ def catalog_refresh_command(
             f"read {len(names)} backend pages from {live['index']}; "
             f"found {', '.join(live['backends']) or 'nothing'}"
         )
-        typer.echo(f"stored in {path}; newest release now torch {merged.releases[0].torch}")
+        typer.echo(f"stored in {path}; {catalog_refresh.newest_text(live)}")
 
     guarded(as_json, body)

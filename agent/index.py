@@ -562,6 +562,9 @@ class IndexClient:
         )
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        # Pages already read by this client: asked for again (selection, then the lock), they
+        # are known, so no request is sent. A client lives for one command.
+        self._pages: dict[str, list[Artifact]] = {}
 
     # lifecycle
     def close(self) -> None:
@@ -595,6 +598,15 @@ class IndexClient:
         `fresh` reads it past the cache (no revalidation) and replaces what the cache held.
         """
         url = project_url(index_url, project)
+        known = None if fresh else self._pages.get(url)
+        if known is not None:
+            self.stats.bump("cache_hits")
+            return list(known)
+        page = self._read_page(url, project, fresh=fresh)
+        self._pages[url] = page
+        return list(page)
+
+    def _read_page(self, url: str, project: str, *, fresh: bool = False) -> list[Artifact]:
         answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT, fresh=fresh)
         if answer is None:
             return []
@@ -788,6 +800,29 @@ class IndexClient:
                         + HINT,
                         details={"url": url, "expected": limit},
                     )
+
+    def size_of(self, url: str) -> int:
+        """A file's size from one HEAD request on the pooled connections (PEP 503 pages list
+        no sizes), retried as GETs are; IndexError_ when the server does not say."""
+
+        def once() -> int:
+            self.stats.count_request("head")
+            try:
+                response = self._client.head(url)
+            except httpx.TransportError as exc:
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            _raise_if_retryable(response)
+            length = _int(response.headers.get("content-length"))
+            if response.status_code == 200 and length is not None:
+                return length
+            raise IndexError_(
+                f"cannot learn the size of {url} (HTTP {response.status_code}"
+                + (")" if response.status_code != 200 else " without a Content-Length)"),
+                hint=HINT,
+                details={"url": url, "status": response.status_code},
+            )
+
+        return self._with_retries(url, once)
 
     # HTTP plumbing
     def _get_cached(

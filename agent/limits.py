@@ -16,7 +16,8 @@ GiB = 1 << 30
 # Files the user gives.
 MAX_REQUIREMENTS_FILE = 4 * MiB  # `lock -r`: hashed pip-compile output of 500 packages < 1 MiB
 MAX_CONFIG_FILE = 4 * MiB  # pyproject.toml, the user, system and agent config files
-MAX_LOCK_FILE = 32 * MiB  # pylock.toml: a few KiB per package
+MAX_LOCK_FILE = 32 * MiB  # pylock.toml (also a published one): a few KiB per package
+MAX_LOCK_INDEX = 16 * MiB  # a lock-source index.json: about 1 KiB per hardware class
 MAX_HOST_REPORT = 4 * MiB  # `probe --json` output: about 10 KiB
 
 # What indexes answer.
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_CONFIG_FILE",
     "MAX_HOST_REPORT",
     "MAX_LOCK_FILE",
+    "MAX_LOCK_INDEX",
     "MAX_METADATA",
     "MAX_PAGE",
     "MAX_RECORDED_FILE",

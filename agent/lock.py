@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from torchenv.agent import __version__
-from torchenv.agent.errors import IndexError_, LockFileError, ResolutionError
+from torchenv.agent.errors import LockFileError, ResolutionError
 from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, target_changes, toml_safe
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.resolvers import Resolver, ResolveRequest, Target, target_of
@@ -348,11 +348,15 @@ class _Locker:
         for choice in family.values():
             url = choice.artifact.url
             if url not in self.records:
-                self.records[url] = self.pool.submit(locked_wheel, choice.artifact, fetch)
+                self.records[url] = self.pool.submit(
+                    locked_wheel, choice.artifact, fetch, self.client.size_of
+                )
 
     def record(self, artifact: Artifact, fetch: Fetch) -> LockedWheel:
         future = self.records.get(artifact.url)
-        return future.result() if future is not None else locked_wheel(artifact, fetch)
+        if future is not None:
+            return future.result()
+        return locked_wheel(artifact, fetch, self.client.size_of)
 
     # pages
     def page(self, index: str, name: str) -> list[Artifact]:
@@ -469,9 +473,16 @@ class _Locker:
         if not found and self.refetch(index, ask.name):
             found = candidates(ask.name, self.page(index, ask.name), self.inputs.target,
                                ask.specifier, self.inputs)  # fmt: skip
-        torch_local = chosen["torch"].version.local
-        # Builds made for this torch first: same label and, for nightlies, the same day.
-        found.sort(key=lambda a: not _same_build(a.version, chosen["torch"].version, torch_local))
+        if not found:
+            raise self._nothing(ask.name, ask.specifier)
+        torch = chosen["torch"].version
+        # Builds made for this torch first: same label and, for nightlies, the same day. A
+        # nightly torchvision/torchaudio pins its own day's torch exactly, so only that day's
+        # builds can fit and the others are never read (the nightly index keeps ~60 of each);
+        # none that day: None, and an older torch is tried.
+        found.sort(key=lambda a: not _same_build(a.version, torch, torch.local))
+        if torch.dev is not None and ask.name in LABELLED:
+            found = [a for a in found if _same_build(a.version, torch, torch.local)]
         for i, artifact in enumerate(found):
             if artifact.url not in self.meta:  # read this one and the next few at once
                 self.metadata_many(found[i : i + METADATA_BATCH])
@@ -479,8 +490,6 @@ class _Locker:
             target = self.inputs.target
             if python_ok(_text(meta.requires_python), target) and pins_family(meta, target, chosen):
                 return FamilyChoice(ask.name, artifact, meta, ask.extras)
-        if not found:
-            raise self._nothing(ask.name, ask.specifier)
         return None
 
     def _nothing(self, name: str, specifier: SpecifierSet) -> ResolutionError:
@@ -516,6 +525,7 @@ class _Locker:
             index_url=self.inputs.default_index,
             workdir=workdir,
             cache_dir=self.cache_dir,
+            client=self.client,
         )
         return self.resolver.resolve(request).pins
 
@@ -583,7 +593,7 @@ def _sha256(artifact: Artifact) -> str | None:
 def locked_wheel(
     artifact: Artifact,
     fetch: Callable[[Artifact], tuple[str, int]],
-    head: Callable[[str], int] | None = None,
+    head: Callable[[str], int],
 ) -> LockedWheel:
     """The lock's record of a wheel.
 
@@ -595,41 +605,8 @@ def locked_wheel(
     if sha is None:
         sha, size = fetch(artifact)
     elif size is None:
-        size = (head or content_length)(artifact.url)
+        size = head(artifact.url)
     return LockedWheel(name=artifact.filename, url=artifact.url, size=size, sha256=sha)
-
-
-def content_length(url: str, *, timeout: float = 30.0, attempts: int = 3) -> int:
-    """The size of a file from a HEAD request, retried on 5xx and connection failures."""
-    import time
-
-    import httpx
-
-    problem = ""
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(0.1 * 2**attempt)
-        try:
-            response = httpx.head(
-                url, follow_redirects=True, timeout=timeout, headers={"User-Agent": "torchenv"}
-            )
-        except httpx.TransportError as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-            continue
-        if response.status_code >= 500:
-            problem = f"HTTP {response.status_code}"
-            continue
-        length = response.headers.get("content-length")
-        if response.status_code == 200 and length and length.isdigit():
-            return int(length)
-        problem = f"HTTP {response.status_code} without a Content-Length"
-        break
-    raise IndexError_(
-        f"cannot learn the size of {url} ({problem})",
-        hint="check the index URL and this host's network (`torchenv config` shows the "
-        "indexes), then run the lock again",
-        details={"url": url},
-    )
 
 
 def environment_marker(target: Target) -> str:
@@ -643,6 +620,7 @@ def tool_table(
 ) -> dict[str, Any]:
     release = getattr(selection, "torch", None)
     reasons = getattr(selection, "reasons", ()) or ()
+    skipped = getattr(selection, "skipped", ()) or ()
     return {
         "torchenv-version": __version__,
         "fingerprint": host.fingerprint(),
@@ -655,6 +633,7 @@ def tool_table(
         "requirements": [str(r) for r in inputs.requirements],
         "resolver": resolver,
         "reasons": [str(r) for r in reasons],
+        "skipped": [str(r) for r in skipped],  # better builds the index does not hold
         "python": inputs.target.python_minor,
     }
 
@@ -736,13 +715,13 @@ def _packages(
     deps = {p.name: p.dependencies for p in pins}
     out = [
         LockedPackage(name=name, version=str(c.version), index=inputs.torch_index,
-                      wheel=locker.record(c.artifact, locker.fetch),
+                      wheels=(locker.record(c.artifact, locker.fetch),),
                       dependencies=deps.get(name, ()))
         for name, c in family.items()
     ]  # fmt: skip
     wheels = locker.client.map(lambda p: _rest_wheel(locker, p), rest)
     out += [
-        LockedPackage(name=p.name, version=p.version, index=inputs.default_index, wheel=w,
+        LockedPackage(name=p.name, version=p.version, index=inputs.default_index, wheels=(w,),
                       dependencies=p.dependencies)
         for p, w in zip(rest, wheels, strict=True)
     ]  # fmt: skip
@@ -753,9 +732,9 @@ def _rest_wheel(locker: _Locker, pin: Pin) -> LockedWheel:
     """The resolver's own record of the wheel when it has a hash, else the index page's."""
     ref = pin.wheel
     if ref is not None and ref.sha256 is not None:
-        size = ref.size if ref.size is not None else content_length(ref.url)
+        size = ref.size if ref.size is not None else locker.client.size_of(ref.url)
         return LockedWheel(name=ref.filename, url=ref.url, size=size, sha256=ref.sha256)
-    return locked_wheel(locker.artifact_for(pin), locker.fetch)
+    return locked_wheel(locker.artifact_for(pin), locker.fetch, locker.client.size_of)
 
 
 def _fetcher(

@@ -15,6 +15,7 @@ from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:
     from torchenv.agent.host import HostFlags
+    from torchenv.agent.locksource import Lookup, SourceLock
     from torchenv.agent.pylock import PyLock
     from torchenv.agent.settings import Settings
     from torchenv.agent.sync import SyncResult
@@ -63,6 +64,8 @@ class AutoResult:
     seconds: float
     sync: SyncResult | None = None
     notes: tuple[str, ...] = field(default=())
+    skipped: tuple[str, ...] = field(default=())  # better builds the index does not hold
+    published: SourceLock | None = None  # the lock taken from lock-source (docs/fleet.md)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,12 +78,14 @@ class AutoResult:
             "backend": self.backend,
             "torch": self.torch,
             "reasons": list(self.reasons),
+            "skipped": list(self.skipped),
             "env": self.env_id,
             "installed": [{"name": n, "version": v} for n, v in self.installed],
             "verify": self.verify.to_json() if self.verify else None,
             "stages": {k: round(v, 4) for k, v in self.stages.items()},
             "seconds": round(self.seconds, 4),
             "notes": list(self.notes),
+            "published": self.published.to_json() if self.published else None,
         }
 
 
@@ -238,6 +243,7 @@ class _Chosen:
     channel: str
     torch: str | None
     reasons: tuple[str, ...]
+    skipped: tuple[str, ...] = ()
 
 
 def default_locker(
@@ -247,28 +253,38 @@ def default_locker(
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.agent.selection import run_selection
+    from torchenv.agent.selection import report_selection, run_selection
 
-    with reporter.stage("select"):
-        selection = run_selection(host, tuple(requirements), settings)
-    assert selection.backend is not None  # run_selection raises when nothing fits
-    for warning in selection.warnings:
-        reporter.warning(warning)
     cache = Path(settings.get_value("cache-dir"))
     with IndexClient(cache_dir=cache, reporter=reporter) as client:
-        chosen = _Chosen(selection.backend, selection.channel, selection.torch, selection.reasons)
+        with reporter.stage("select"):
+            selection = run_selection(host, tuple(requirements), settings, client=client)
+        assert selection.backend is not None  # run_selection raises when nothing fits
+        report_selection(selection, reporter)
+        chosen = _Chosen(
+            selection.backend,
+            selection.channel,
+            selection.torch,
+            selection.reasons,
+            selection.skipped,
+        )
         return lock_for(
             requirements, host, chosen, settings,
-            resolver=choose_resolver(settings.get_value("resolver")), client=client,
+            resolver=choose_resolver(settings.get_value("resolver"), reporter), client=client,
             reporter=reporter,
         )  # fmt: skip
 
 
 def expectation(lock: PyLock) -> Expectation:
+    from torchenv.agent import verify
     from torchenv.agent.verify import Expectation
 
     torch = lock.package("torch")
     backend = lock.tool_torchenv.get("backend")
+    if not isinstance(backend, str) and torch is not None:  # another tool's lock: the label
+        backend = torch.version.partition("+")[2] or None
+        if backend is not None and verify.backend_kind(backend) == "none" and backend != "cpu":
+            backend = None
     return Expectation(
         torch.version if torch else None, backend if isinstance(backend, str) else None
     )
@@ -336,13 +352,23 @@ def auto(
     values = {k: settings.get_value(k) for k in REQUEST_KEYS}
     request = request_key(where.requirements, values)
     layout = venv.Layout.for_prefix(where.prefix)
-    done = _done_before(where, layout, host=host, request=request, timed=timed, started=started)
+    from torchenv.agent import locksource
+
+    published = locksource.for_host(
+        settings,
+        host,
+        requirements=where.requirements,
+        local=_read_bytes(where.lock_path),
+        reporter=timed,
+    )  # the lock published for this host's class, when lock-source names a source
+    done = _done_before(where, layout, host=host, request=request, timed=timed,
+                        started=started, published=published)  # fmt: skip
     if done is not None:
         return done
     return _run(
         where=where, host=host, settings=settings, values=values, request=request,
         timed=timed, started=started, force=force, locker=locker or default_locker,
-        devices_here=source.devices_here,
+        devices_here=source.devices_here, published=published,
     )  # fmt: skip
 
 
@@ -354,6 +380,7 @@ def _done_before(
     request: str,
     timed: _Timed,
     started: float,
+    published: Lookup,
 ) -> AutoResult | None:
     """The no-op result when the last verified state still holds (no network, no install)."""
     raw = _read_bytes(where.lock_path)
@@ -365,7 +392,7 @@ def _done_before(
         active=active,
         fingerprint=host.fingerprint(),
         request=request,
-        lock_sha256=hashlib.sha256(raw).hexdigest(),
+        lock_sha256=published.sha256(raw),
         site=_site(layout, active),
     ):
         return None
@@ -405,6 +432,7 @@ def _noop(
         action="unchanged", prefix=where.prefix, lock_path=where.lock_path, relocked=False,
         fingerprint=host.fingerprint(), host=host.target_facts(), backend=table.get("backend"),
         torch=torch, reasons=tuple(table.get("reasons", ())), env_id=active,
+        skipped=tuple(table.get("skipped", ())),
         installed=installed, verify=None, stages=dict(timings),
         seconds=time.perf_counter() - started,
         notes=("host, request and lock unchanged; the environment verified before",),
@@ -423,6 +451,7 @@ def _run(
     force: bool,
     locker: Locker,
     devices_here: bool,
+    published: Lookup,
 ) -> AutoResult:
     from torchenv.agent import prefixlock
 
@@ -432,7 +461,7 @@ def _run(
     with prefixlock.hold(layout.lock_file, reporter=timed):
         # Another process may have done the same work while this one waited for the lock.
         done = _done_before(where, layout, host=host, request=request, timed=timed,
-                            started=started)  # fmt: skip
+                            started=started, published=published)  # fmt: skip
         if done is not None:
             return done
         from torchenv.agent.fsutil import remove_stale_tmp
@@ -441,7 +470,7 @@ def _run(
         return _relock_and_sync(
             where=where, layout=layout, host=host, settings=settings, values=values,
             request=request, timed=timed, started=started, force=force, locker=locker,
-            devices_here=devices_here,
+            devices_here=devices_here, published=published,
         )  # fmt: skip
 
 
@@ -458,13 +487,14 @@ def _relock_and_sync(
     force: bool,
     locker: Locker,
     devices_here: bool,
+    published: Lookup,
 ) -> AutoResult:
-    from torchenv.agent import integrity, sync
+    from torchenv.agent import integrity, locksource, sync
     from torchenv.agent.errors import LockFileError
     from torchenv.agent.pylock import parse_pylock, write_pylock
 
     raw = _read_bytes(where.lock_path)
-    notes: list[str] = []
+    notes: list[str] = list(published.notes)
     active = venv.active_env(layout)
     damage = integrity.quick_check(layout.env_dir(active)) if active else None
     if damage:
@@ -475,13 +505,18 @@ def _relock_and_sync(
     known = venv.read_state(layout).get("damaged")
     refresh = sorted({d.dist for d in damage or []} | set(known if isinstance(known, list) else []))
     lock: PyLock | None = None
-    if raw is not None:
+    found = published.found
+    if found is not None:  # the class's published lock, checked: installed as it is
+        if found.raw != raw:
+            locksource.keep_copy(where.lock_path, found.raw)
+        lock, raw = found.lock, found.raw
+    elif raw is not None:
         try:
             lock = parse_pylock(raw, source=str(where.lock_path))
         except LockFileError as exc:
             notes.append(f"the existing lock is unusable ({exc}); locking again")
             lock = None
-    if lock is not None:
+    if lock is not None and found is None:
         misfit = lock_mismatches(
             lock.tool_torchenv,
             fingerprint=host.fingerprint(),
@@ -496,8 +531,10 @@ def _relock_and_sync(
         lock = locker(host, where.requirements, settings, timed)
         raw = write_pylock(where.lock_path, lock)
     assert raw is not None  # read with the lock, or written with it
+    from torchenv.agent.resolvers.target import target_of
+
     result = sync.sync_held(
-        lock, raw, layout, host_facts=host.target_facts(),
+        lock.for_target(target_of(host)), raw, layout, host_facts=host.target_facts(),
         cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},
@@ -513,6 +550,8 @@ def _relock_and_sync(
         fingerprint=host.fingerprint(), host=host.target_facts(),
         backend=table.get("backend"), torch=torch.version if torch else None,
         reasons=tuple(table.get("reasons", ())), env_id=result.env_id,
+        skipped=tuple(table.get("skipped", ())),
         installed=result.packages, verify=result.verify, stages=dict(timed.timings),
-        seconds=time.perf_counter() - started, sync=result, notes=tuple(notes),
+        seconds=time.perf_counter() - started, sync=result,
+        notes=(*notes, *result.notes), published=found,
     )  # fmt: skip

@@ -4,42 +4,63 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import tomli_w
 
 from torchenv.agent.errors import LockFileError
+from torchenv.agent.limits import MAX_LOCK_FILE
+
+if TYPE_CHECKING:
+    from torchenv.agent.resolvers.target import Target
 
 LOCK_VERSION = "1.0"
 CREATED_BY = "torchenv"
 DEFAULT_NAME = "pylock.toml"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REGENERATE = "regenerate it with `torchenv lock`"
+MAX_LOCK_BYTES = MAX_LOCK_FILE  # the most of a lock file read (agent/limits.py)
+URL_SCHEMES = ("https", "http", "file")
+_UNSAFE = frozenset("/\\:\0")  # a wheel name is one file name, on every OS
 
 
 @dataclass(frozen=True)
 class LockedWheel:
-    """The one wheel the target installs for a package (PEP 751 `packages.wheels`)."""
+    """One wheel of a package (PEP 751 `packages.wheels`)."""
 
-    name: str  # the wheel's file name
-    url: str
-    size: int
+    name: str  # the wheel's file name (validated: no directories, no `..`)
+    url: str  # http, https or file
+    size: int | None  # optional in PEP 751 (uv leaves it out where the index lists none)
     sha256: str
 
 
 @dataclass(frozen=True)
 class LockedPackage:
-    """A `[[packages]]` entry: exactly one wheel, from the index the package is pinned to."""
+    """A `[[packages]]` entry. torchenv's own locks have one wheel each; other tools' locks may
+    list several (one per platform), and `PyLock.for_target` keeps the one a target installs."""
 
     name: str  # normalised project name
     version: str
-    index: str  # the simple-API base URL the package was taken from
-    wheel: LockedWheel
+    index: str | None  # the simple-API base URL the package was taken from (optional)
+    wheels: tuple[LockedWheel, ...]
     marker: str | None = None
     dependencies: tuple[str, ...] = ()  # normalised names of the packages it requires
+    requires_python: str | None = None
+    source: str | None = None  # "sdist", "vcs", "directory" or "archive" for a non-wheel
+
+    @property
+    def wheel(self) -> LockedWheel:
+        """The wheel to install; only a lock selected for one target has exactly one."""
+        if len(self.wheels) != 1:
+            raise LockFileError(
+                f"package {self.name} lists {len(self.wheels)} wheels; choose the target's first",
+                hint="this is a torchenv bug: the lock should have been selected for the target",
+            )
+        return self.wheels[0]
 
 
 @dataclass(frozen=True)
@@ -52,6 +73,8 @@ class PyLock:
     tool_torchenv: Mapping[str, Any] = field(default_factory=dict)
     lock_version: str = LOCK_VERSION
     created_by: str = CREATED_BY
+    notes: tuple[str, ...] = field(default=(), compare=False)  # warnings from reading the file
+    document: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def package(self, name: str) -> LockedPackage | None:
         wanted = normalize(name)
@@ -60,6 +83,11 @@ class PyLock:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.packages)
+
+    def for_target(self, target: Target) -> PyLock:
+        """The packages and wheels `target` installs, chosen as PEP 751 says (packaging's
+        `Pylock.select`: environments, requires-python, markers, then the best wheel tag)."""
+        return select_for_target(self, target)
 
 
 def normalize(name: str) -> str:
@@ -109,19 +137,22 @@ def _package_dict(package: LockedPackage) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": package.name, "version": package.version}
     if package.marker:
         entry["marker"] = package.marker
-    entry["index"] = package.index
+    if package.requires_python:
+        entry["requires-python"] = package.requires_python
+    if package.index:
+        entry["index"] = package.index
     if package.dependencies:
         entry["dependencies"] = [{"name": d} for d in sorted(package.dependencies)]
-    wheel = package.wheel
-    entry["wheels"] = [
-        {
-            "name": wheel.name,
-            "url": wheel.url,
-            "size": wheel.size,
-            "hashes": {"sha256": wheel.sha256},
-        }
-    ]
+    entry["wheels"] = [_wheel_dict(w) for w in package.wheels]
     return entry
+
+
+def _wheel_dict(wheel: LockedWheel) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": wheel.name, "url": wheel.url}
+    if wheel.size is not None:
+        out["size"] = wheel.size
+    out["hashes"] = {"sha256": wheel.sha256}
+    return out
 
 
 def dumps(lock: PyLock) -> str:
@@ -149,7 +180,7 @@ def write_pylock(path: Path, lock: PyLock) -> bytes:
     return text
 
 
-# -- reading -----------------------------------------------------------------------------------
+# -- reading ---------------------------------------------------------------------------------
 
 
 def read_pylock(path: Path) -> PyLock:
@@ -158,19 +189,29 @@ def read_pylock(path: Path) -> PyLock:
 
 
 def read_lock_file(path: Path) -> tuple[PyLock, bytes]:
-    """The validated lock at `path` and the exact bytes it was parsed from."""
+    """The validated lock at `path` and the exact bytes it was parsed from (at most
+    MAX_LOCK_BYTES are read: a lock file is text of a few hundred kilobytes)."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_LOCK_BYTES + 1)
     except OSError as exc:
         raise LockFileError(
             f"cannot read {path}: {exc.strerror or exc}",
             hint=f"pass an existing lock file, or {_REGENERATE}",
         ) from exc
-    return parse_pylock(raw, source=str(path)), raw
+    return parse_pylock(raw, source=str(path), base=path.parent), raw
 
 
-def parse_pylock(raw: bytes, *, source: str = "the lock") -> PyLock:
-    """Validate the bytes of a lock file (pure); LockFileError says what is wrong."""
+def parse_pylock(raw: bytes, *, source: str = "the lock", base: Path | None = None) -> PyLock:
+    """Validate the bytes of a lock file (pure); LockFileError says what is wrong.
+
+    `base` is the lock's directory: PEP 751 `path` entries are relative to it.
+    """
+    if len(raw) > MAX_LOCK_BYTES:
+        raise LockFileError(
+            f"{source} is larger than {MAX_LOCK_BYTES >> 20} MiB, which no lock file is",
+            hint=f"pass the pylock.toml itself, or {_REGENERATE}",
+        )
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only
@@ -179,99 +220,177 @@ def parse_pylock(raw: bytes, *, source: str = "the lock") -> PyLock:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise LockFileError(f"{source} is not a TOML file ({exc})", hint=_REGENERATE) from exc
-    return from_toml_dict(doc, source=source)
+    return from_toml_dict(doc, source=source, base=base)
 
 
-def from_toml_dict(doc: Mapping[str, Any], *, source: str = "the lock") -> PyLock:
-    version = doc.get("lock-version")
-    if not isinstance(version, str):
+def lock_version_notes(doc: Mapping[str, Any], source: str) -> tuple[str, ...]:
+    """PEP 751 on `lock-version`: a newer minor version is read with a warning, a newer
+    major version (or none at all) is refused."""
+    from packaging.version import InvalidVersion, Version
+
+    text = doc.get("lock-version")
+    if not isinstance(text, str):
         raise LockFileError(
             f"{source} has no lock-version; it is not a PEP 751 lock", hint=_REGENERATE
         )
-    if version.split(".", 1)[0] != LOCK_VERSION.split(".", 1)[0]:
+    try:
+        version = Version(text)
+    except InvalidVersion as exc:
         raise LockFileError(
-            f"{source} has lock-version {version!r}; torchenv reads {LOCK_VERSION}",
+            f"{source} has lock-version {text!r}, which is no version", hint=_REGENERATE
+        ) from exc
+    ours = Version(LOCK_VERSION)
+    if version.major != ours.major:
+        raise LockFileError(
+            f"{source} has lock-version {text!r}; torchenv reads {ours.major}.x "
+            f"(PEP 751 lock-version {LOCK_VERSION})",
             hint=f"upgrade torchenv, or {_REGENERATE}",
         )
-    created_by = _need(doc, "created-by", str, source)
-    packages = doc.get("packages")
-    if not isinstance(packages, list) or not packages:
-        raise LockFileError(f"{source} locks no packages", hint=_REGENERATE)
-    tool = doc.get("tool", {})
-    table = tool.get("torchenv", {}) if isinstance(tool, Mapping) else {}
-    environments = doc.get("environments", [])
-    requires_python = doc.get("requires-python")
-    if not isinstance(environments, list) or not all(isinstance(e, str) for e in environments):
-        raise LockFileError(f"{source}: environments must be an array of markers", hint=_REGENERATE)
-    if requires_python is not None and not isinstance(requires_python, str):
-        raise LockFileError(f"{source}: requires-python must be a string", hint=_REGENERATE)
-    return PyLock(
-        packages=tuple(_read_package(p, i, source) for i, p in enumerate(packages)),
-        requires_python=requires_python,
-        environments=tuple(environments),
-        tool_torchenv=dict(table) if isinstance(table, Mapping) else {},
-        lock_version=version,
-        created_by=created_by,
-    )
+    if version > ours:
+        return (
+            f"{source} has lock-version {text}, newer than the {LOCK_VERSION} torchenv knows; "
+            f"reading it as {LOCK_VERSION} (what a newer minor version adds is ignored)",
+        )
+    return ()
 
 
-def _need(table: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
-    value = table.get(key)
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+def from_toml_dict(
+    doc: Mapping[str, Any], *, source: str = "the lock", base: Path | None = None
+) -> PyLock:
+    """Validate a parsed lock with packaging's PEP 751 reader, then torchenv's own checks
+    (a safe file name and URL for every wheel, a sha256 to check each download against)."""
+    from packaging.pylock import Pylock, PylockValidationError
+
+    notes = lock_version_notes(doc, source)
+    checked = {**doc, "lock-version": LOCK_VERSION} if notes else doc
+    try:
+        valid = Pylock.from_dict(checked)
+    except PylockValidationError as exc:
         raise LockFileError(
-            f"{where}: {key} is missing or not a {kind.__name__}",
+            f"{source} is not a valid PEP 751 lock: {exc}",
             hint=f"the file is incomplete or was edited by hand; {_REGENERATE}",
-        )
-    return value
-
-
-def _read_package(entry: Any, position: int, source: str) -> LockedPackage:
-    if not isinstance(entry, Mapping):
-        raise LockFileError(f"{source}: packages[{position}] is not a table", hint=_REGENERATE)
-    name = _need(entry, "name", str, f"{source}: packages[{position}]")
-    where = f"{source}: package {name}"
-    version = _need(entry, "version", str, where)
-    index = _need(entry, "index", str, where)
-    wheels = entry.get("wheels")
-    if not isinstance(wheels, list) or len(wheels) != 1:
-        raise LockFileError(
-            f"{where} must have exactly one wheel (it has "
-            f"{len(wheels) if isinstance(wheels, list) else 0})",
-            hint="torchenv installs locks made for one target, with one wheel per package; "
-            + _REGENERATE,
-        )
-    wheel = wheels[0]
-    if not isinstance(wheel, Mapping):
-        raise LockFileError(f"{where}: its wheel is not a table", hint=_REGENERATE)
-    hashes = wheel.get("hashes")
-    sha256 = hashes.get("sha256") if isinstance(hashes, Mapping) else None
-    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256.lower()):
-        raise LockFileError(
-            f"{where} has no sha256 hash for its wheel",
-            hint="every artifact in a lock must carry its hash; " + _REGENERATE,
-        )
-    size = _need(wheel, "size", int, where)
-    dependencies = entry.get("dependencies", [])
-    names = (
-        tuple(
-            d["name"]
-            for d in dependencies
-            if isinstance(d, Mapping) and isinstance(d.get("name"), str)
-        )
-        if isinstance(dependencies, Sequence)
-        else ()
+        ) from exc
+    if not valid.packages:
+        raise LockFileError(f"{source} locks no packages", hint=_REGENERATE)
+    tool = valid.tool or {}
+    table = tool.get("torchenv", {})
+    return PyLock(
+        packages=tuple(_package(p, source, base) for p in valid.packages),
+        requires_python=str(valid.requires_python) if valid.requires_python else None,
+        environments=tuple(str(e) for e in valid.environments or ()),
+        tool_torchenv=dict(table) if isinstance(table, Mapping) else {},
+        lock_version=str(doc["lock-version"]),
+        created_by=valid.created_by,
+        notes=notes,
+        document=checked,
     )
-    marker = entry.get("marker")
+
+
+def _package(package: Any, source: str, base: Path | None) -> LockedPackage:
+    where = f"{source}: package {package.name}"
+    wheels = tuple(_wheel(w, where, base) for w in package.wheels or ())
+    version = package.version
+    if version is None and wheels:
+        from packaging.utils import parse_wheel_filename
+
+        version = parse_wheel_filename(wheels[0].name)[1]
+    kinds = ("vcs", "directory", "archive", "sdist")
+    other = next((k for k in kinds if getattr(package, k) is not None), None)
     return LockedPackage(
-        name=normalize(name),
-        version=version,
-        index=index,
-        wheel=LockedWheel(
-            name=_need(wheel, "name", str, where),
-            url=_need(wheel, "url", str, where),
-            size=size,
-            sha256=sha256.lower(),
+        name=str(package.name),
+        version=str(version) if version is not None else "",
+        index=package.index,
+        wheels=wheels,
+        marker=str(package.marker) if package.marker is not None else None,
+        dependencies=tuple(
+            str(d["name"]) for d in package.dependencies or () if isinstance(d.get("name"), str)
         ),
-        marker=marker if isinstance(marker, str) else None,
-        dependencies=names,
+        requires_python=str(package.requires_python) if package.requires_python else None,
+        source=other,
     )
+
+
+def safe_wheel_name(name: str) -> bool:
+    """A wheel file name as the spec defines it: one path component, never `.` or `..`."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    if not name or name.startswith(".") or ".." in name or any(c in name for c in _UNSAFE):
+        return False
+    try:
+        parse_wheel_filename(name)
+    except InvalidWheelFilename:
+        return False
+    return True
+
+
+def _wheel(wheel: Any, where: str, base: Path | None) -> LockedWheel:
+    name = wheel.filename
+    if not safe_wheel_name(name):
+        raise LockFileError(
+            f"{where}: {name!r} is not a wheel file name",
+            hint="a wheel's name is one file name such as torch-2.6.0-cp311-cp311-"
+            f"manylinux_2_28_x86_64.whl, never a path; {_REGENERATE}",
+        )
+    url = wheel.url
+    if url is None:
+        path = Path(wheel.path)
+        if not path.is_absolute():
+            if base is None:
+                raise LockFileError(
+                    f"{where}: the wheel {name} has a relative path and no URL",
+                    hint="read the lock from its file, or give the wheel a url",
+                )
+            path = base / path
+        url = path.resolve().as_uri()
+    scheme = urlsplit(url).scheme
+    if scheme not in URL_SCHEMES:
+        raise LockFileError(
+            f"{where}: the wheel {name} has the URL {url!r}; torchenv fetches only "
+            + ", ".join(URL_SCHEMES)
+            + " URLs",
+            hint=f"point the wheel at an http(s) index or a local file; {_REGENERATE}",
+        )
+    sha256 = str(wheel.hashes.get("sha256", "")).lower()
+    if not _SHA256.fullmatch(sha256):
+        raise LockFileError(
+            f"{where} has no sha256 hash for its wheel {name} (it lists "
+            + (", ".join(sorted(wheel.hashes)) or "none")
+            + ")",
+            hint="torchenv checks every download against its sha256; lock with a tool that "
+            "records it (uv and torchenv do), or " + _REGENERATE,
+        )
+    if wheel.size is not None and wheel.size < 0:
+        raise LockFileError(f"{where}: the wheel {name} has a negative size", hint=_REGENERATE)
+    return LockedWheel(name=name, url=url, size=wheel.size, sha256=sha256)
+
+
+# -- choosing what a target installs -----------------------------------------------------------
+
+
+def select_for_target(lock: PyLock, target: Target) -> PyLock:
+    """PEP 751's installation algorithm for one target; LockFileError when it cannot install."""
+    from packaging.pylock import PackageWheel, Pylock, PylockSelectError, PylockValidationError
+
+    doc = lock.document if lock.document is not None else to_toml_dict(lock)
+    try:
+        valid = Pylock.from_dict(doc)
+        chosen = list(valid.select(environment=target.markers(), tags=list(target.tags())))  # type: ignore[arg-type]
+    except (PylockSelectError, PylockValidationError) as exc:
+        raise LockFileError(
+            f"the lock cannot be installed for {target.describe()}: {exc}",
+            hint="lock for this target with `torchenv lock` (or pass the --python/--os the "
+            "lock was made for)",
+        ) from exc
+    by_name = {p.name: p for p in lock.packages}
+    packages = []
+    for package, dist in chosen:
+        ours = by_name[str(package.name)]
+        if not isinstance(dist, PackageWheel):
+            raise LockFileError(
+                f"package {ours.name}: the lock gives this target its {ours.source or 'source'}, "
+                "and torchenv installs wheels only (it never builds)",
+                hint="lock with --only-binary :all: (uv) or `torchenv lock`",
+            )
+        wheel = next(w for w in ours.wheels if w.name == dist.filename)
+        packages.append(replace(ours, wheels=(wheel,)))
+    return replace(lock, packages=tuple(packages))

@@ -32,6 +32,20 @@ def _positive_float(raw: str) -> float:
     return value
 
 
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if value < 0:
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
+def _lock_source(raw: str) -> str:
+    from torchenv.agent.locksource import parse_source
+
+    parse_source(raw)  # ValueError says why it is not a directory or an http(s) URL
+    return raw.strip()
+
+
 def _url(raw: str) -> str:
     from urllib.parse import urlsplit
 
@@ -133,6 +147,27 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("cache-dir", "HTTP and metadata cache", _default_cache_dir),
     Setting("state-dir", "daemon state", _default_state_dir),
+    # One lock per hardware class (docs/fleet.md): `torchenv lock --publish DIR` writes them.
+    Setting(
+        "lock-source",
+        "a directory or http(s) URL of published locks (`torchenv lock --publish`): take the "
+        "lock for this host's class from there instead of resolving (empty: none)",
+        lambda _env: "",
+        _lock_source,
+    ),
+    Setting(
+        "lock-source-missing",
+        "when the lock source has no lock for this host's class: resolve (lock for this "
+        "host) or fail",
+        lambda _env: "resolve",
+        _choice("resolve", "fail"),
+    ),
+    Setting(
+        "lock-source-max-age",
+        "seconds a lock index fetched over HTTP is used without asking the server again",
+        lambda _env: 60.0,
+        _non_negative_float,
+    ),
     Setting(
         "probe-timeout",
         "seconds any probe command (nvidia-smi, ...) may take",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -50,6 +51,7 @@ class SyncResult:
     verify: VerifyReport | None
     adopted: Path | None  # where a user's own environment was moved aside
     seconds: Mapping[str, float]
+    notes: tuple[str, ...] = ()  # what the user must know: lock warnings, unchecked facts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -64,10 +66,18 @@ class SyncResult:
             "verify": self.verify.to_json() if self.verify else None,
             "adopted": str(self.adopted) if self.adopted else None,
             "seconds": dict(self.seconds),
+            "notes": list(self.notes),
         }
 
 
 # ---------------------------------------------------------------- target check (pure)
+
+UNCHECKED = (
+    "the lock (created by {creator}) has no [tool.torchenv] target, so these could not be "
+    "checked against this host: the GPU backend and driver it was made for, the libc and "
+    "the host fingerprint; its wheels were chosen by this interpreter's tags and markers, "
+    "and verify checks the build that runs"
+)
 
 
 def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, Any]) -> list[str]:
@@ -80,15 +90,13 @@ def target_differences(lock_target: Mapping[str, Any], host_facts: Mapping[str, 
 
 def check_target(
     lock: PyLock, host_facts: Mapping[str, Any], *, force: bool, reporter: Reporter
-) -> None:
+) -> list[str]:
+    """Refuse a lock made for another target (unless forced); returns the notes it warned."""
     target = lock.tool_torchenv.get("target")
     if not isinstance(target, Mapping):
-        if not force:
-            raise LockFileError(
-                "the lock does not say which target it was made for (no [tool.torchenv] target)",
-                hint="lock it with `torchenv lock`, or pass --force to install it anyway",
-            )
-        return
+        note = UNCHECKED.format(creator=lock.created_by)
+        reporter.warning(note)
+        return [note]
     differences = target_differences(target, host_facts)
     if differences and not force:
         raise LockFileError(
@@ -96,8 +104,10 @@ def check_target(
             hint="run `torchenv lock` (or `torchenv auto`) for this host, or pass --force",
             details={"differences": differences},
         )
-    for line in differences:
-        reporter.warning(f"--force: installing a lock made for another target ({line})")
+    notes = [f"--force: installing a lock made for another target ({line})" for line in differences]
+    for note in notes:
+        reporter.warning(note)
+    return notes
 
 
 def lock_python(lock: PyLock) -> str | None:
@@ -208,8 +218,9 @@ class Fetcher:
             handle = source.open("rb")
         except OSError as exc:
             raise _bad_url(package, f"cannot read {source}: {exc.strerror or exc}") from exc
+        limit = MAX_WHEEL if package.wheel.size is None else package.wheel.size
         with handle, part.open("wb") as out:
-            while size <= package.wheel.size and (chunk := handle.read(CHUNK)):
+            while size <= limit and (chunk := handle.read(CHUNK)):
                 out.write(chunk)
                 digest.update(chunk)
                 size += len(chunk)
@@ -220,7 +231,7 @@ class Fetcher:
         dest = cache_path(self.cache_dir, package)
         source = local_source(package)
         if _complete(dest, package):
-            self._skip(package)
+            self._skip(dest)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         # One download per wheel for every process sharing the cache (the pods of a node):
@@ -228,14 +239,14 @@ class Fetcher:
         # that dies, so waiting has no bound of its own; the download's timeouts bound it.
         with prefixlock.hold(dest.parent / ENTRY_LOCK, reporter=self.reporter, timeout=math.inf):
             if _complete(dest, package):
-                self._skip(package)
+                self._skip(dest)
                 return dest
             self._download(package, source, dest)
         return dest
 
-    def _skip(self, package: LockedPackage) -> None:
+    def _skip(self, cached: Path) -> None:
         with self._lock:
-            self.done += package.wheel.size
+            self.done += cached.stat().st_size
 
     def _download(self, package: LockedPackage, source: Path | None, dest: Path) -> None:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.part")
@@ -247,11 +258,12 @@ class Fetcher:
                     package.wheel.url, tmp, size=package.wheel.size, progress=self._advance
                 )
                 sha256 = digests["sha256"]
-            if sha256 != package.wheel.sha256 or size != package.wheel.size:
+            locked = package.wheel.size  # optional in PEP 751: the sha256 decides alone then
+            if sha256 != package.wheel.sha256 or locked not in (None, size):
                 raise IntegrityError(
                     f"{package.wheel.name} from {package.wheel.url} does not match the lock "
                     f"(sha256 {sha256[:16]}…, {size} bytes; the lock has "
-                    f"{package.wheel.sha256[:16]}…, {package.wheel.size} bytes)",
+                    f"{package.wheel.sha256[:16]}…, {package.wheel.size or '?'} bytes)",
                     hint="the index changed the file or the download was tampered with; "
                     "re-lock with `torchenv lock` if the change is expected",
                     details={"package": package.name, "url": package.wheel.url},
@@ -293,7 +305,8 @@ def drop_damaged(
 
 
 def _complete(dest: Path, package: LockedPackage) -> bool:
-    return dest.is_file() and dest.stat().st_size == package.wheel.size
+    locked = package.wheel.size  # optional in PEP 751: the sha256 decides alone then
+    return dest.is_file() and (locked is None or dest.stat().st_size == locked)
 
 
 def clean_parts(cache_dir: Path) -> None:
@@ -315,7 +328,7 @@ def fetch_all(
 ) -> tuple[dict[str, Path], int, int]:
     """Every locked wheel as a checked local file; returns (files, bytes fetched, cache hits)."""
     hits = sum(1 for p in packages if cache_path(cache_dir, p).is_file())
-    total = sum(p.wheel.size for p in packages)
+    total = sum(p.wheel.size or 0 for p in packages)
     clean_parts(cache_dir)
     fetcher = Fetcher(cache_dir, reporter, total)
     try:
@@ -495,7 +508,6 @@ def sync(
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
     and the verified state records their digest. `link_mode` is the `link-mode` setting.
     """
-    check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
     venv.ensure_home(layout)
@@ -513,20 +525,27 @@ def check_lock(
     *,
     force: bool,
     reporter: Reporter,
-) -> None:
-    """What sync refuses before any work: another target, a bad interpreter, bad names/URLs."""
-    check_target(lock, host_facts, force=force, reporter=reporter)
+) -> list[str]:
+    """What sync refuses before any work: another target, a bad interpreter, bad names/URLs.
+
+    Returns the notes it warned (the lock's own, a target that could not be checked).
+    """
+    for note in lock.notes:
+        reporter.warning(note)
+    notes = [*lock.notes, *check_target(lock, host_facts, force=force, reporter=reporter)]
     lock_python(lock)
     for package in lock.packages:
         cache_path(cache_dir, package)
         local_source(package)
-        if not 0 < package.wheel.size <= MAX_WHEEL:
+        size = package.wheel.size
+        if size is not None and not 0 < size <= MAX_WHEEL:
             raise LockFileError(
                 f"the lock gives the wheel of {package.name} a size of {package.wheel.size} "
                 f"bytes; torchenv downloads wheels of 1 byte to {size_text(MAX_WHEEL)}",
                 hint="regenerate the lock with `torchenv lock`",
                 details={"package": package.name, "size": package.wheel.size},
             )
+    return notes
 
 
 def sync_held(
@@ -548,15 +567,16 @@ def sync_held(
     `refresh` names distributions whose installed files were found damaged: their entries
     in the installer's cache are dropped first, so the rebuild unpacks the checked wheels.
     """
-    check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
+    notes = check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     venv.check_prefix(layout, force=force)
     removed = venv.clean_stale(layout)
     if removed:
         reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
-    return _build_and_switch(
+    result = _build_and_switch(
         lock, raw, layout, cache_dir=cache_dir, reporter=reporter, verifier=verifier,
         stamp=stamp or {}, link_setting=link_mode, refresh=refresh,
     )  # fmt: skip
+    return dataclasses.replace(result, notes=tuple(notes))
 
 
 def _build_and_switch(

@@ -236,28 +236,45 @@ def _step(output: Mapping[str, Any], key: str) -> tuple[Any, str | None, float |
     return step.get("value"), step.get("error"), step.get("seconds")
 
 
-def _version_matches(found: str, expected: str) -> bool:
+def version_check(found: str, expected: str, backend: str | None) -> Check:
+    """torch's run-time version against the lock's: the public versions must be equal, and a
+    local label must be the lock's or name the locked backend (the CUDA 13 wheel of torch
+    2.14.1 is version 2.14.1 on the index and reports 2.14.1+cu130 at run time)."""
     from packaging.version import InvalidVersion, Version
 
+    name = "torch version"
     try:
-        return Version(found) == Version(expected)
+        have, want = Version(found), Version(expected)
     except InvalidVersion:
-        return found == expected
+        if found == expected:
+            return Check(name, Status.PASSED, found)
+        return Check(name, Status.FAILED, f"{found}, but the lock has {expected}")
+    if have.public != want.public:
+        return Check(name, Status.FAILED, f"{found}, but the lock has {expected}")
+    label = have.local
+    if label is None or label == want.local:
+        return Check(name, Status.PASSED, found)
+    wanted = want.local or backend
+    names_a_build = label == "cpu" or backend_kind(label) != "none"
+    if want.local is None and (not names_a_build or wanted is None or label == wanted):
+        return Check(
+            name, Status.PASSED, f"{found} (the lock has {expected}; +{label} is the build's label)"
+        )
+    return Check(
+        name,
+        Status.FAILED,
+        f"{found}, but the lock has {expected}: expected "
+        + (f"+{wanted}" if wanted else "no label")
+        + f" for the {backend or 'locked'} build",
+    )
 
 
 def check_build(torch: Mapping[str, Any], expect: Expectation) -> list[Check]:
-    checks: list[Check] = []
     found = str(torch.get("version") or "")
     if expect.torch_version is None:
-        checks.append(Check("torch version", Status.SKIPPED, f"{found} (no version locked)"))
-    elif _version_matches(found, expect.torch_version):
-        checks.append(Check("torch version", Status.PASSED, found))
+        checks = [Check("torch version", Status.SKIPPED, f"{found} (no version locked)")]
     else:
-        checks.append(
-            Check(
-                "torch version", Status.FAILED, f"{found}, but the lock has {expect.torch_version}"
-            )
-        )
+        checks = [version_check(found, expect.torch_version, expect.backend)]
     cuda, hip = torch.get("cuda"), torch.get("hip")
     kind, backend = backend_kind(expect.backend), expect.backend or ""
     if kind == "cuda":

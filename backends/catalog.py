@@ -155,12 +155,6 @@ class Catalog:
     # (torch, platform, backend) seen on live_index by the last refresh (stable channel)
     live_seen: frozenset[tuple[str, str, str]] = frozenset()
 
-    def on_live_index(self, index_url: str) -> bool:
-        """True when the last refresh read `index_url`, so its listing says what exists."""
-        return self.live_index is not None and (
-            self.live_index.rstrip("/") == index_url.rstrip("/")
-        )
-
     def release(self, torch: str) -> Release | None:
         return next((r for r in self.releases if r.torch == torch), None)
 
@@ -323,13 +317,18 @@ def _make_release(facts: _Facts, row: Mapping[str, Any]) -> Release:
     )
 
 
-def load_catalog(live: Mapping[str, Any] | None = None) -> Catalog:
-    """The shipped catalog, merged with a `catalog refresh` result when one is given."""
-    cuda, rocm, rel = _read("cuda.json"), _read("rocm.json"), _read("releases.json")
-    facts = _Facts(
+def _load_facts() -> _Facts:
+    cuda, rocm = _read("cuda.json"), _read("rocm.json")
+    return _Facts(
         arch=_arch_rows(cuda),
         gfx={b["backend"]: (tuple(b["gfx"]), bool(b.get("inferred"))) for b in rocm["builds"]},
     )
+
+
+def load_catalog(live: Mapping[str, Any] | None = None) -> Catalog:
+    """The shipped catalog, merged with a `catalog refresh` result when one is given."""
+    cuda, rocm, rel = _read("cuda.json"), _read("rocm.json"), _read("releases.json")
+    facts = _load_facts()
     releases = tuple(
         sorted(
             (_make_release(facts, r) for r in rel["releases"]), key=lambda r: r.key, reverse=True
@@ -367,45 +366,57 @@ def load_catalog(live: Mapping[str, Any] | None = None) -> Catalog:
 def merge_live(catalog: Catalog, facts: _Facts, live: Mapping[str, Any]) -> Catalog:
     """Add the releases and backends the live index has and the shipped facts lack.
 
-    Nothing shipped is removed; `live_seen` records what the index holds, and selection
-    rejects builds it lacks while that index is the one configured (a mirror may hold a
-    subset). What is added borrows the device code of the nearest shipped build and is
-    flagged as inferred from the live index.
+    Nothing shipped is removed; `live_seen` records what the index held when `catalog
+    refresh` read it (`catalog show` reports it; selection reads the index itself). What is
+    added borrows the device code of the nearest shipped build and is flagged as inferred
+    from the live index.
     """
     if not isinstance(live, Mapping):
         raise CatalogError(f"the live catalog is a {type(live).__name__}, not an object")
     if live.get("schema") != LIVE_SCHEMA:
         raise CatalogError(f"live catalog schema {live.get('schema')!r} is not {LIVE_SCHEMA}")
+    rows = list(live.get("wheels", ()))
+    merged = _add_rows(catalog, facts, rows)
+    seen_builds = frozenset(
+        (row["torch"], row["platform"], row["backend"])
+        for row in rows
+        if row["platform"] in PLATFORMS and backend_kind(row["backend"]) is not None
+    )
+    return replace(
+        merged,
+        live_index=live.get("index"),
+        live_fetched=live.get("fetched"),
+        live_seen=seen_builds,
+    )
+
+
+def add_listed(catalog: Catalog, rows: Iterable[Mapping[str, Any]]) -> Catalog:
+    """The catalog with what an index lists and the shipped facts lack (the rows of
+    `Availability.rows()`), added conservatively as `merge_live` does."""
+    return _add_rows(catalog, _load_facts(), list(rows))
+
+
+def _add_rows(catalog: Catalog, facts: _Facts, rows: Iterable[Mapping[str, Any]]) -> Catalog:
     by_torch = {r.torch: r for r in catalog.releases}
     seen: dict[str, dict[str, list[str]]] = {}
     pythons: dict[str, set[str]] = {}
     ft: dict[str, set[str]] = {}
-    for row in live.get("wheels", ()):
+    for row in rows:
         torch, platform, backend = row["torch"], row["platform"], row["backend"]
         if platform not in PLATFORMS or backend_kind(backend) is None:
             continue
         seen.setdefault(torch, {}).setdefault(platform, []).append(backend)
         pythons.setdefault(torch, set()).update(row.get("python", ()))
         ft.setdefault(torch, set()).update(row.get("python_ft", ()))
+    if not seen:
+        return catalog
     for torch, platforms in seen.items():
         base = by_torch.get(torch)
         if base is None:
             base = _new_release(catalog, torch, pythons[torch], ft.get(torch, set()))
         by_torch[torch] = _add_builds(catalog, facts, base, platforms)
     releases = tuple(sorted(by_torch.values(), key=lambda r: r.key, reverse=True))
-    seen_builds = frozenset(
-        (torch, platform, backend)
-        for torch, platforms in seen.items()
-        for platform, backends in platforms.items()
-        for backend in backends
-    )
-    return replace(
-        catalog,
-        releases=releases,
-        live_index=live.get("index"),
-        live_fetched=live.get("fetched"),
-        live_seen=seen_builds,
-    )
+    return replace(catalog, releases=releases)
 
 
 def _new_release(catalog: Catalog, torch: str, python: set[str], ft: set[str]) -> Release:

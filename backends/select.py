@@ -8,6 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from torchenv.backends.availability import (
+    Availability,
+    IndexListing,
+    listed_backend,
+    version_key,
+)
 from torchenv.backends.catalog import (
     Build,
     Catalog,
@@ -63,6 +69,8 @@ class Candidate:
     host_ok: bool = True  # runs on the host, whatever the user's constraints say
     request_ok: bool = True  # allowed by the user's constraints
     rank: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    index_url: str | None = field(default=None, compare=False)  # where this build comes from
+    unavailable: str | None = None  # why the index does not have it (when that is why not)
 
     @property
     def accelerated(self) -> bool:
@@ -75,6 +83,7 @@ class Candidate:
             "ok": self.ok,
             "reasons": list(self.reasons),
             "flags": [f.value for f in self.flags],
+            "index_url": self.index_url,
         }
 
 
@@ -92,6 +101,7 @@ class Selection:
     warnings: tuple[str, ...] = ()
     unlock: tuple[str, ...] = ()
     flags: tuple[Flag, ...] = ()
+    skipped: tuple[str, ...] = ()  # better-ranked builds the index does not hold, and why
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +116,7 @@ class Selection:
             "reasons": list(self.reasons),
             "warnings": list(self.warnings),
             "unlock": list(self.unlock),
+            "skipped": list(self.skipped),
             "candidates": [c.to_json() for c in self.candidates],
         }
 
@@ -231,6 +242,11 @@ class Host:
     apple_silicon: bool
     macos: Dotted | None
     notes: tuple[str, ...]  # warnings about the host itself
+
+    @property
+    def python_label(self) -> str:
+        """ "3.13t" for a free-threaded 3.13, else "3.13"."""
+        return self.python + ("t" if self.free_threaded else "")
 
 
 def _platform(report: HostReport) -> str | None:
@@ -358,6 +374,7 @@ class Check:
     soft: bool = False  # an explicit --backend turns a failed soft check into a warning
     flags: tuple[Flag, ...] = ()
     request: bool = False
+    missing: bool = False  # failed because the index does not hold the build
 
 
 def show_driver(version: Dotted) -> str:
@@ -366,24 +383,42 @@ def show_driver(version: Dotted) -> str:
 
 
 def _availability_check(
-    host: Host,
-    release: Release,
-    build: Build,
-    catalog: Catalog,
-    available: frozenset[tuple[str, str, str]],
-) -> list[Check]:
-    """What the configured index holds, as the last `catalog refresh` read it."""
-    if (release.torch, host.platform, build.backend) in available:
-        return [Check(True, f"on {catalog.live_index}")]
-    when = f" at {catalog.live_fetched}" if catalog.live_fetched else ""
-    return [
-        Check(
-            False,
-            f"torch {release.torch} {build.backend} for {host.platform} is not on "
-            f"{catalog.live_index} (catalog refresh{when})",
-            unlock="a newer `torchenv catalog refresh`, or an index that has it",
+    host: Host, release: Release, build: Build, url: str, listing: IndexListing
+) -> Check:
+    """Whether the index at `url` holds this build for the host's platform and Python."""
+    platform = host.platform or ""
+    backend = listed_backend(build.backend, platform)
+    label = f"Python {host.python_label}"
+    unlock = f"an index that has torch {release.torch} {build.backend}"
+    if not listing.found:
+        return Check(
+            False, f"{url} has no torch wheels{listing.age_text}", unlock=unlock, missing=True
         )
-    ]
+    rows = listing.rows(platform, backend)
+    same = [r for r in rows if r.torch == release.torch]
+    serving = [r for r in same if r.serves(host.python, host.free_threaded)]
+    if serving:
+        newest = max((r.newest for r in serving), key=version_key)
+        return Check(True, f"torch {newest} is on {url}{listing.age_text}")
+    if same:
+        kind = "free-threaded Python" if host.free_threaded else "Python"
+        pythons = sorted(
+            {p for r in same for p in (r.python_ft if host.free_threaded else r.python)},
+            key=dotted,
+        )
+        if pythons:
+            reason = f"{url} has torch {release.torch} for {kind} {', '.join(pythons)}, not {label}"
+        elif host.free_threaded:
+            reason = f"{url} has no free-threaded torch {release.torch} wheel (for {label})"
+        else:
+            reason = f"{url} has no torch {release.torch} wheel for {label}"
+        return Check(False, reason, unlock=unlock, missing=True)
+    best = listing.newest_for(platform, backend, host.python, host.free_threaded)
+    if best is not None:
+        reason = f"torch {release.torch} is not on {url}; {best.newest} is"
+    else:
+        reason = f"{url} has no torch wheel for {label} on {platform}"
+    return Check(False, reason + listing.age_text, unlock=unlock, missing=True)
 
 
 def _platform_checks(host: Host, release: Release) -> list[Check]:
@@ -595,7 +630,8 @@ def _judge(
     wants: Wants,
     catalog: Catalog,
     forced: bool,
-    available: frozenset[tuple[str, str, str]] | None = None,
+    url: str | None = None,
+    listing: IndexListing | None = None,
 ) -> Candidate:
     allowed = wants.allows(release)
     checks = [
@@ -609,8 +645,8 @@ def _judge(
     ]
     platform = _platform_checks(host, release)
     checks += platform
-    if available is not None and build.kind is not Kind.MPS:
-        checks += _availability_check(host, release, build, catalog, available)
+    if url is not None and listing is not None and listing.known:
+        checks.append(_availability_check(host, release, build, url, listing))
     checks += _device_checks(host, release, build, catalog)
     flags = [f for c in checks if c.ok for f in c.flags]
     if build.inferred or "python" in release.inferred or release.origin != "shipped":
@@ -619,6 +655,7 @@ def _judge(
         flags.append(Flag.FORCED)
     failed = [c for c in checks if not c.ok and not (forced and c.soft)]
     host_ok = all(c.ok or c.request or (forced and c.soft) for c in checks)
+    missing = next((c.reason for c in failed if c.missing), None)
     if failed:
         reasons = tuple(c.reason for c in failed)
     else:
@@ -647,6 +684,8 @@ def _judge(
         host_ok,
         allowed,
         rank,
+        index_url=url,
+        unavailable=missing,
     )
 
 
@@ -690,9 +729,18 @@ def _forced_backend(request: Request) -> str | None:
     return request.backend
 
 
-def select(host: HostReport, request: Request, catalog: Catalog) -> Selection:
+def select(
+    host: HostReport,
+    request: Request,
+    catalog: Catalog,
+    availability: Availability | None = None,
+) -> Selection:
     """Rank every (release, backend) the host could use and pick the best; never raises for
-    an unsatisfiable host (ok=False with unlock hints), only for an invalid request."""
+    an unsatisfiable host (ok=False with unlock hints), only for an invalid request.
+
+    `availability` is what the configured index holds (each backend's torch page, read by the
+    agent): a build its index lacks is skipped with the reason, and the next-ranked build the
+    index holds wins. On test and nightly, the release is the one the index has."""
     wants = parse_wants(request.requirements, request.channel)
     forced = _forced_backend(request)
     if wants.backend is not None:
@@ -703,26 +751,66 @@ def select(host: HostReport, request: Request, catalog: Catalog) -> Selection:
         forced = wants.backend
     view = _host(host, catalog)
     releases = catalog.releases_for(request.channel)
-    live = request.channel == "stable" and catalog.on_live_index(request.torch_index_url)
-    available = catalog.live_seen if live else None
+    known = availability or Availability()
     candidates: list[Candidate] = []
     if view.platform is not None:
         for release in releases:
             for build in _builds(release, view.platform):
                 if build.backend == forced or (forced is None and _relevant(view, build)):
+                    url = index_url(build.backend, request.channel, request, view.platform)
+                    listing = known.get(url)
+                    here = release
+                    if request.channel != "stable" and listing is not None:
+                        here = _as_listed(release, build, view, listing)
                     candidates.append(
                         _judge(
                             view,
-                            release,
+                            here,
                             build,
                             wants=wants,
                             catalog=catalog,
                             forced=forced is not None,
-                            available=available,
+                            url=url,
+                            listing=listing,
                         )
                     )
     ranked = sorted(candidates, key=lambda c: (not c.ok, c.rank))
     return _decide(view, request, tuple(ranked), wants=wants, forced=forced)
+
+
+def _as_listed(release: Release, build: Build, host: Host, listing: IndexListing) -> Release:
+    """A test/nightly release as the index has it: its newest torch for this build, with the
+    Pythons it publishes (the catalog only guesses what the next release brings)."""
+    rows = listing.rows(host.platform or "", listed_backend(build.backend, host.platform or ""))
+    if not rows or not listing.known:
+        return release
+    newest = max(rows, key=lambda r: dotted(r.torch))
+    same = [r for r in rows if r.torch == newest.torch]
+    return replace(
+        release,
+        torch=newest.torch,
+        python=tuple(sorted({p for r in same for p in r.python}, key=dotted)),
+        python_ft=tuple(sorted({p for r in same for p in r.python_ft}, key=dotted)),
+    )
+
+
+def pages_to_read(
+    selection: Selection, availability: Availability | None, *, limit: int = 4
+) -> list[str]:
+    """The index URLs to read next: those of the best-ranked usable candidates whose index
+    has not been read, up to `limit` distinct URLs, best first (empty: the choice stands)."""
+    known = availability or Availability()
+    usable = [c for c in selection.candidates if c.ok and c.index_url is not None]
+    if not usable or known.get(usable[0].index_url or "") is not None:
+        return []  # the best usable build's index was read: nothing below it can win
+    out: list[str] = []
+    for candidate in usable:
+        url = (candidate.index_url or "").rstrip("/")
+        if known.get(url) is None and url not in out:
+            out.append(url)
+            if len(out) >= limit:
+                break
+    return out
 
 
 def _decide(
@@ -742,7 +830,7 @@ def _decide(
         index_url=None,
         channel=request.channel,
         platform=host.platform,
-        python=host.python,
+        python=host.python_label,
         candidates=ranked,
     )
     if chosen is None:
@@ -754,7 +842,12 @@ def _decide(
             base, ranked, accelerated_anywhere, reasons=reasons, host=host, forced=forced
         )
     warnings = list(host.notes)
-    warnings += _warnings(chosen, host, forced)
+    warnings += _warnings(chosen, host, forced, ranked)
+    skipped = [
+        c.unavailable
+        for c in ranked
+        if c.unavailable is not None and c.request_ok and c.rank < chosen.rank
+    ]
     return Selection(
         ok=True,
         backend=chosen.backend,
@@ -762,11 +855,12 @@ def _decide(
         index_url=index_url(chosen.backend, request.channel, request, host.platform),
         channel=request.channel,
         platform=host.platform,
-        python=host.python,
+        python=host.python_label,
         candidates=ranked,
         reasons=chosen.reasons,
         warnings=tuple(dict.fromkeys(warnings)),
         flags=chosen.flags,
+        skipped=tuple(dict.fromkeys(skipped)),
     )
 
 
@@ -806,8 +900,11 @@ def _unlock_order(hint: str) -> tuple[int, Dotted]:
     return (0, dotted(match[1])) if match else (1, ())
 
 
-def _warnings(chosen: Candidate, host: Host, forced: str | None) -> list[str]:
+def _warnings(
+    chosen: Candidate, host: Host, forced: str | None, ranked: Sequence[Candidate] = ()
+) -> list[str]:
     out = []
+    missing = [c for c in ranked if c.accelerated and c.unavailable and c.request_ok]
     if Flag.MINOR_VERSION_COMPAT in chosen.flags:
         out.append(
             f"{chosen.backend} runs by CUDA minor-version compatibility: kernels run, but "
@@ -834,6 +931,12 @@ def _warnings(chosen: Candidate, host: Host, forced: str | None) -> list[str]:
             for r in chosen.reasons
             if r.startswith("ignored for --backend: ")
         ]
+    elif not chosen.accelerated and missing:
+        out.append(
+            "the index holds no accelerated build this host runs ("
+            + "; ".join(dict.fromkeys(c.unavailable or "" for c in missing[:3]))
+            + "); using CPU"
+        )
     elif not chosen.accelerated and host.nvidia.present and not host.nvidia.blocked:
         out.append("no CUDA build runs on this host: " + _gpu_story(host))
     elif not chosen.accelerated and host.amd_gfx:

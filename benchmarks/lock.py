@@ -9,13 +9,21 @@ the loopback index simulator with the same injected latency and realistically pa
   pin per package, so it may take the index's copies: shown for time and bytes only).
 Cold = empty caches; warm = the same caches again. Bytes = what the simulator sent.
 
+With --real, against the loopback mirror of the machine's REAL wheels (tests/realmirror: plain
+PEP 503 HTML, no metadata files, one release behind the catalog): torch + torchvision for an
+H100 (driver 580, CUDA 13.0 wheels, CPython 3.11), about 3 GB of wheels:
+- torchenv: `torchenv lock`'s core in-process (selection reading the index, then lock_for with
+  uv; with --pip also with the pip resolver, through torchenv's metadata proxy);
+- uv: `uv pip compile` with torch and torchvision pinned to the mirror's cu130 directory.
+
 Targets (issue 4): torchenv cold within 1.3x of uv cold, and faster than pip.
-Usage: python benchmarks/lock.py [--runs N] [--latency SECONDS]
+Usage: python benchmarks/lock.py [--runs N] [--latency SECONDS] [--real [--pip]]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -25,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from _common import fmt_ms, ratio, use_test_helpers
 
@@ -34,8 +43,9 @@ from indexsim import IndexSim, Knobs, build_site, default_catalog
 from indexsim.catalog import Catalog
 from lockfixtures import linux_host
 
+from torchenv.agent.host import HostFlags, load_host
 from torchenv.agent.index import IndexClient
-from torchenv.agent.lock import lock_for
+from torchenv.agent.lock import lock_for, parse_requirements
 from torchenv.agent.resolvers import UvResolver, target_of
 from torchenv.agent.resolvers.uv import find_uv
 from torchenv.agent.settings import load_settings
@@ -151,10 +161,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per request")
     parser.add_argument("--no-pip", action="store_true", help="skip pip (slow)")
+    parser.add_argument("--real", action="store_true", help="the real-wheel mirror")
+    parser.add_argument("--pip", action="store_true", help="--real: also torchenv with pip")
     args = parser.parse_args()
     uv = find_uv()
     if uv is None:
-        sys.exit("uv is not installed (pip install -e .[dev])")
+        sys.exit("uv is not installed (it is a dependency of torchenv: pip install -e .)")
+    if args.real:
+        real_main(uv, args)
+        return
     work = Path(tempfile.mkdtemp(prefix="torchenv-bench-lock-"))
     try:
         site = build_site(padded_catalog(), work / "site")
@@ -222,6 +237,106 @@ def report(
             f"warm {ratio(ours[1].seconds, pip[1].seconds)}"
         )
     print(f"torchenv cold fetched {ours[0].bytes_sent / wheel_bytes:.4%} of the wheels' bytes")
+
+
+# ---------------------------------------------------------------- the real-wheel mirror
+
+REAL_FAMILY = ("torch", "torchvision")
+H100 = HostFlags(os="linux", arch="x86_64", python="3.11", driver="580.95.05", gpus=("9.0",))
+
+
+def real_main(uv: str, args: argparse.Namespace) -> None:
+    from realmirror import Knobs as MirrorKnobs
+    from realmirror import RealMirror, find_mirror_files
+
+    work = Path(tempfile.mkdtemp(prefix="torchenv-bench-real-"))
+    try:
+        files = find_mirror_files(work / "mirror")
+        if isinstance(files, str) or not files.has("cu130"):
+            sys.exit(f"no real-wheel mirror here: {files if isinstance(files, str) else 'cu130'}")
+        with RealMirror(files, MirrorKnobs(latency=args.latency)) as mirror:
+            results, wheel_bytes = real_runs(mirror, uv, work, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"lock torch+torchvision for an H100 (cu130, linux x86_64, cp311) against the "
+        f"real-wheel mirror; latency {args.latency * 1000:.0f} ms/request; medians of "
+        f"{args.runs} runs"
+    )
+    print(f"the locked wheels weigh {wheel_bytes / 1e6:.0f} MB")
+    print(f"{'':18} {'cold':>11} {'bytes':>10} {'warm':>11} {'bytes':>10}")
+    for name, (cold, warm) in results.items():
+        print(
+            f"{name:18} {fmt_ms(cold.seconds)} {cold.bytes_sent / 1e3:8.0f} kB "
+            f"{fmt_ms(warm.seconds)} {warm.bytes_sent / 1e3:8.0f} kB"
+        )
+    ours, theirs = results["torchenv (uv)"], results["uv pip compile"]
+    print(
+        f"torchenv / uv: cold {ratio(ours[0].seconds, theirs[0].seconds)} time, "
+        f"{ratio(ours[0].bytes_sent, theirs[0].bytes_sent)} bytes; warm "
+        f"{ratio(ours[1].seconds, theirs[1].seconds)} time, "
+        f"{ratio(ours[1].bytes_sent, theirs[1].bytes_sent)} bytes"
+    )
+    for name, (cold, _) in results.items():
+        print(f"{name} cold fetched {cold.bytes_sent / wheel_bytes:.4%} of the wheels' bytes")
+
+
+def real_runs(
+    mirror: Any, uv: str, work: Path, args: argparse.Namespace
+) -> tuple[dict[str, tuple[Figure, Figure]], int]:
+    host = load_host(flags=H100)
+    sizes: list[int] = []
+
+    def torchenv_real(cache: Path, resolver: str) -> None:
+        from torchenv.agent.cmd_lock import run_lock
+
+        settings = load_settings(
+            {"torch-index-url": mirror.torch_index_url, "index-url": mirror.index_url,
+             "cache-dir": str(cache), "resolver": resolver},
+            env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
+        )  # fmt: skip
+        lock = run_lock(parse_requirements(REAL_FAMILY), host, settings, as_json=True)
+        sizes.append(sum(p.wheel.size or 0 for p in lock.packages))
+
+    def ours(resolver: str) -> Callable[[int], tuple[Figure, Figure]]:
+        def once(i: int) -> tuple[Figure, Figure]:
+            cache = work / f"torchenv-{resolver}-{i}" / "cache"
+            cache.mkdir(parents=True)
+            return (measure(mirror, lambda: torchenv_real(cache, resolver)),
+                    measure(mirror, lambda: torchenv_real(cache, resolver)))  # fmt: skip
+
+        return once
+
+    def theirs(i: int) -> tuple[Figure, Figure]:
+        project = work / f"uv-{i}"
+        project.mkdir()
+        sources = "\n".join(f'{n} = {{ index = "pytorch" }}' for n in REAL_FAMILY)
+        (project / "pyproject.toml").write_text(
+            '[project]\nname = "bench"\nversion = "0"\nrequires-python = ">=3.10"\n'
+            f"dependencies = {list(REAL_FAMILY)!r}\n\n"
+            f'[[tool.uv.index]]\nname = "pytorch"\nurl = "{mirror.torch_index_url}/cu130"\n'
+            f"explicit = true\n\n[tool.uv.sources]\n{sources}\n"
+        )
+        cache = work / f"uv-{i}-cache"
+
+        def run() -> None:
+            subprocess.run(
+                [uv, "pip", "compile", "pyproject.toml", "--quiet", "--no-header",
+                 "--no-config", "--python", sys.executable, "--no-python-downloads",
+                 "--python-version", "3.11", "--python-platform", "x86_64-manylinux_2_28",
+                 "--index-url", mirror.index_url, "--only-binary", ":all:",
+                 "--format", "pylock.toml", "--cache-dir", str(cache)],
+                cwd=project, check=True, capture_output=True,
+                env={k: v for k, v in os.environ.items() if not k.startswith("UV_")},
+            )  # fmt: skip
+
+        return measure(mirror, run), measure(mirror, run)
+
+    results = {"torchenv (uv)": series(args.runs, ours("uv"))}
+    results["uv pip compile"] = series(args.runs, theirs)
+    if args.pip:
+        results["torchenv (pip)"] = series(max(1, args.runs // 2), ours("pip"))
+    return results, max(sizes)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -17,3 +18,11 @@ HOSTS = TESTS / "hosts"
 @pytest.fixture
 def hosts_dir() -> Path:
     return HOSTS
+
+
+# Tests reach no index but loopback ones: by default both indexes are a loopback port where
+# nothing listens (connections are refused at once), so a command that reads an index without
+# a test server (select, lock) fails fast and says so; tests that serve one set its URL.
+UNREACHABLE = "http://127.0.0.1:9"
+os.environ.setdefault("TORCHENV_TORCH_INDEX_URL", UNREACHABLE + "/whl")
+os.environ.setdefault("TORCHENV_INDEX_URL", UNREACHABLE + "/simple")

@@ -43,6 +43,7 @@ def main(argv: list[str]) -> int:
                     {
                         "argv": argv,
                         "channel": os.environ.get("TORCHENV_CHANNEL"),
+                        "lock_source": os.environ.get("TORCHENV_LOCK_SOURCE"),
                         "pid": os.getpid(),
                     }
                 )

@@ -83,3 +83,21 @@ def set_read_error(host: Path, path: str, error: str) -> None:
         manifest.setdefault("errors", {})[path] = error
 
     edit_json(host, "manifest.json", change, {})
+
+
+def sibling_host(name: str, into: Path, number: int) -> Path:
+    """Another node of the same hardware class as tests/hosts/<name>: a copy whose only changes
+    are facts outside the target (memory, free disk, CPU count, GPU serials and bus ids)."""
+    target = into / f"{name}-node{number}"
+    shutil.copytree(HOSTS / name, target, symlinks=True)
+
+    def change(facts: dict[str, Any]) -> None:
+        facts["memory"] = {"total": (64 + number) << 30, "available": (60 + number) << 30}
+        facts["disk"] = {"path": f"/srv/node{number}", "free": (500 + number) << 30}
+        facts["cpu_count"] = 16 * (number + 1)
+        for device in (facts.get("nvml") or {}).get("devices", []):
+            device["uuid"] = f"GPU-{number:08d}-0000-0000-0000-{device['index']:012d}"
+            device["pci_bus_id"] = f"00000000:{0x10 + number:02X}:{device['index']:02X}.0"
+
+    edit_json(target, "facts.json", change, {})
+    return target

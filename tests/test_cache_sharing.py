@@ -32,7 +32,7 @@ from torchenv.agent.pylock import LockedPackage, LockedWheel
 from torchenv.agent.reporter import RecordingReporter
 
 cache, start, raw = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
-packages = [LockedPackage(p["name"], p["version"], p["index"], LockedWheel(**p["wheel"]))
+packages = [LockedPackage(p["name"], p["version"], p["index"], (LockedWheel(**p["wheel"]),))
             for p in raw]
 while not start.exists():  # every child is up before any downloads
     time.sleep(0.01)
@@ -53,7 +53,7 @@ def served(tmp_path: Path) -> tuple[IndexSim, list[LockedPackage]]:
                 name=spec.project,
                 version=spec.version,
                 index="pypi",
-                wheel=LockedWheel(spec.filename, "", file.size, file.sha256),
+                wheels=(LockedWheel(spec.filename, "", file.size, file.sha256),),
             )
         )
     return sim, packages

@@ -35,7 +35,9 @@ def knobs(sim: IndexSim) -> Iterator[Knobs]:
 
 
 class Real:
-    def __init__(self, tmp: Path, sim: IndexSim) -> None:
+    def __init__(
+        self, tmp: Path, sim: IndexSim, requirements: tuple[str, ...] = ("torch==2.9.*",)
+    ) -> None:
         self.tmp = tmp
         self.host_link = tmp / "host"
         # The base host is an H100 on driver 570 (CUDA 12.8: cu128); the upgrade to driver 580
@@ -52,7 +54,7 @@ class Real:
             host_replay=self.host_link, auto_args=["--python", PY], interval=600,
             watch_interval=0.2, backoff_initial=600, stop_timeout=10,
             environments=[{"name": "default", "prefix": self.prefix,
-                           "requirements": ["torch==2.9.*"]}],
+                           "requirements": list(requirements)}],
         )  # fmt: skip
         self.env = {
             "TORCHENV_TORCH_INDEX_URL": sim.torch_index_url,
@@ -90,6 +92,16 @@ def test_driver_upgrade_and_new_gpu_reprovision_with_real_auto(real: Real, knobs
         after = real.build()
         assert after["torch"].endswith("+cu130") and after["env"] != before["env"]
         assert second["fingerprint"] != first["fingerprint"]
+        assert agent.terminate() == 0
+
+
+def test_the_agent_takes_the_newest_release_the_index_holds(tmp_path: Path, sim: IndexSim) -> None:
+    """No version asked: the catalog's newest (2.15) is not on the index; its 2.9 is taken."""
+    real = Real(tmp_path, sim, requirements=("torch",))
+    with real.agent() as agent:
+        state = agent.wait_state("active")
+        assert state["backend"] == "cu128"
+        assert real.build()["torch"] == "2.9.0+cu128"
         assert agent.terminate() == 0
 
 

@@ -48,7 +48,7 @@ def sim_lock(sim: IndexSim) -> PyLock:
         f = sim.site.files[filename]
         name, version = filename.split("-")[:2]
         wheel = LockedWheel(filename, sim.file_url(filename), f.size, f.sha256)
-        packages.append(LockedPackage(name.replace("_", "-"), version, sim.pypi_url, wheel))
+        packages.append(LockedPackage(name.replace("_", "-"), version, sim.pypi_url, (wheel,)))
     table = {"target": toml_safe(HOST.target_facts()), "python": HOST.python.minor}
     return PyLock(packages=tuple(packages), tool_torchenv=table)
 

@@ -13,13 +13,11 @@ from torchenv.agent import venv
 from torchenv.agent.httpcache import CacheEntry, HttpCache
 from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, write_pylock
 
+WHEEL = LockedWheel("torch-2.13.0-py3-none-any.whl", "https://x/t.whl", 1, "0" * 64)
 LOCK = PyLock(
-    packages=(
-        LockedPackage("torch", "2.13.0", "https://x/simple",
-                      LockedWheel("torch-2.13.0-py3-none-any.whl", "https://x/t.whl", 1, "0" * 64)),
-    ),
+    packages=(LockedPackage("torch", "2.13.0", "https://x/simple", (WHEEL,)),),
     tool_torchenv={"fingerprint": HOST.fingerprint()},
-)  # fmt: skip
+)
 
 
 def mode(path: Path) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 import tomli_w
 import tomllib
+from lockfixtures import linux_host, mac_host
 
+from torchenv.agent import pylock
 from torchenv.agent.errors import LockFileError
 from torchenv.agent.pylock import (
     LockedPackage,
@@ -19,6 +22,7 @@ from torchenv.agent.pylock import (
     to_toml_dict,
     write_pylock,
 )
+from torchenv.agent.resolvers.target import Target, target_of
 
 SHA = "ab" * 32
 
@@ -28,11 +32,13 @@ def sample() -> PyLock:
         name="torch",
         version="2.6.0+cu126",
         index="https://download.pytorch.org/whl/cu126",
-        wheel=LockedWheel(
-            name="torch-2.6.0+cu126-cp311-cp311-manylinux_2_28_x86_64.whl",
-            url="https://download.pytorch.org/whl/cu126/torch-2.6.0%2Bcu126-cp311-cp311-manylinux_2_28_x86_64.whl",
-            size=123456,
-            sha256=SHA,
+        wheels=(
+            LockedWheel(
+                name="torch-2.6.0+cu126-cp311-cp311-manylinux_2_28_x86_64.whl",
+                url="https://download.pytorch.org/whl/cu126/torch-2.6.0%2Bcu126-cp311-cp311-manylinux_2_28_x86_64.whl",
+                size=123456,
+                sha256=SHA,
+            ),
         ),
         dependencies=("filelock", "nvidia-cublas-cu12"),
     )
@@ -40,11 +46,13 @@ def sample() -> PyLock:
         name="filelock",
         version="3.16.1",
         index="https://pypi.org/simple",
-        wheel=LockedWheel(
-            "filelock-3.16.1-py3-none-any.whl",
-            "https://files.example/filelock-3.16.1-py3-none-any.whl",
-            16000,
-            "cd" * 32,
+        wheels=(
+            LockedWheel(
+                "filelock-3.16.1-py3-none-any.whl",
+                "https://files.example/filelock-3.16.1-py3-none-any.whl",
+                16000,
+                "cd" * 32,
+            ),
         ),
     )
     return PyLock(
@@ -111,9 +119,9 @@ def _broken(tmp_path: Path, text: str) -> Path:
         (lambda t: t.replace('lock-version = "1.0"\n', ""), "no lock-version"),
         (lambda t: t.replace(f'sha256 = "{SHA}"', 'md5 = "00"'), "no sha256 hash"),
         (lambda t: t.replace(f'sha256 = "{SHA}"', 'sha256 = "xyz"'), "no sha256 hash"),
-        (lambda t: t.replace("size = 123456", 'size = "big"'), "size is missing"),
-        (lambda t: t.split("[[packages]]")[0], "locks no packages"),
-        (lambda t: t.replace('created-by = "torchenv"\n', ""), "created-by is missing"),
+        (lambda t: t.replace("size = 123456", 'size = "big"'), r"expected int.*size"),
+        (lambda t: t.split("[[packages]]")[0], "packages"),
+        (lambda t: t.replace('created-by = "torchenv"\n', ""), "created-by"),
     ],
     ids=[
         "not-toml",
@@ -136,13 +144,147 @@ def test_corrupt_or_incomplete_files_are_refused_with_a_hint(
     assert info.value.hint and "torchenv" in info.value.hint
 
 
-def test_a_package_with_two_wheels_is_refused(tmp_path: Path) -> None:
-    doc = to_toml_dict(sample())
-    doc["packages"][0]["wheels"].append(dict(doc["packages"][0]["wheels"][0], name="other.whl"))
-    with pytest.raises(LockFileError, match="exactly one wheel"):
-        read_pylock(_broken(tmp_path, tomli_w.dumps(doc)))
-
-
 def test_missing_file_is_a_lock_error(tmp_path: Path) -> None:
     with pytest.raises(LockFileError, match="cannot read"):
         read_pylock(tmp_path / "absent.toml")
+
+
+# ---------------------------------------------------------------- any valid PEP 751 lock
+
+# `uv pip compile pyproject.toml -o pylock.toml` (uv 0.13.9) against the test mirror
+UV_LOCK = Path(__file__).parent / "locks" / "uv-cpu-torch" / "pylock.toml"
+
+
+def linux_target(python: str = "3.11") -> Target:
+    return target_of(linux_host(python=python))
+
+
+def test_a_lock_written_by_uv_is_read(tmp_path: Path) -> None:
+    """uv leaves out `index`, `size` and the wheel's `name` (PEP 751 makes them optional)."""
+    lock = read_pylock(UV_LOCK)
+    torch = lock.package("torch")
+    assert torch is not None and torch.index is None and torch.version == "2.13.0+cpu"
+    assert torch.wheel.name == "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
+    assert torch.wheel.url.startswith("http://mirror.example/whl/cpu/torch-2.13.0%2Bcpu-")
+    assert torch.wheel.size is None and len(torch.wheel.sha256) == 64
+    assert lock.tool_torchenv == {} and lock.created_by == "uv"
+    chosen = lock.for_target(linux_target())
+    assert set(chosen.names) == set(lock.names) and "jinja2" in chosen.names
+
+
+def several_wheels() -> str:
+    doc = to_toml_dict(sample())
+    torch = doc["packages"][1]
+    base = "https://download.pytorch.org/whl/cpu/"
+    names = [
+        "torch-2.6.0+cu126-cp311-cp311-win_amd64.whl",
+        "torch-2.6.0+cu126-cp312-cp312-manylinux_2_28_x86_64.whl",
+        "torch-2.6.0+cu126-cp311-cp311-manylinux_2_28_x86_64.whl",
+        "torch-2.6.0+cu126-cp311-cp311-macosx_11_0_arm64.whl",
+    ]
+    torch["wheels"] = [
+        {"name": n, "url": base + n.replace("+", "%2B"), "hashes": {"sha256": f"{i:064x}"}}
+        for i, n in enumerate(names)
+    ]
+    doc["packages"].append(
+        {
+            "name": "pywin32",
+            "version": "311",
+            "marker": "sys_platform == 'win32'",
+            "wheels": [
+                {
+                    "url": "https://files.example/pywin32-311-cp311-cp311-win_amd64.whl",
+                    "hashes": {"sha256": "ef" * 32},
+                }
+            ],
+        }
+    )
+    del doc["environments"], doc["requires-python"]
+    return tomli_w.dumps(doc)
+
+
+def test_several_wheels_per_package_the_target_gets_its_own_by_tags_and_markers(
+    tmp_path: Path,
+) -> None:
+    lock = read_pylock(_broken(tmp_path, several_wheels()))
+    assert len(lock.package("torch").wheels) == 4  # type: ignore[union-attr]
+    linux = lock.for_target(linux_target())
+    assert linux.names == ("filelock", "torch")  # pywin32's marker is false on Linux
+    assert linux.package("torch").wheel.name.endswith("cp311-cp311-manylinux_2_28_x86_64.whl")  # type: ignore[union-attr]
+    mac = lock.for_target(target_of(mac_host()))
+    assert mac.package("torch").wheel.name.endswith("macosx_11_0_arm64.whl")  # type: ignore[union-attr]
+    with pytest.raises(LockFileError, match="No wheel found matching"):
+        lock.for_target(linux_target(python="3.13"))
+
+
+def test_requires_python_and_environments_are_checked_for_the_target(tmp_path: Path) -> None:
+    lock = read_pylock(_broken(tmp_path, dumps(sample())))
+    with pytest.raises(LockFileError, match=re.escape("requirement '==3.11.*'")) as info:
+        lock.for_target(linux_target(python="3.12"))
+    assert "torchenv lock" in info.value.hint
+    doc = to_toml_dict(sample())
+    doc["environments"] = ["sys_platform == 'darwin'"]
+    other = read_pylock(_broken(tmp_path, tomli_w.dumps(doc)))
+    with pytest.raises(LockFileError, match="environments"):
+        other.for_target(linux_target())
+
+
+@pytest.mark.parametrize(
+    "wheel",
+    [
+        {"name": "../../evil-1.0-py3-none-any.whl", "url": "https://x.example/evil.whl"},
+        {"name": "sub/filelock-3.16.1-py3-none-any.whl", "url": "https://x.example/f.whl"},
+        {"name": "..\\filelock-3.16.1-py3-none-any.whl", "url": "https://x.example/f.whl"},
+        {"url": "https://x.example/a/%2E%2E%2Ffilelock-3.16.1-py3-none-any.whl"},
+        {"name": "filelock-3.16.1-py3-none-any.whl", "url": "ftp://x.example/f.whl"},
+        {"name": "filelock-3.16.1-py3-none-any.whl", "url": "javascript:alert(1)"},
+    ],
+    ids=["dotdot", "subdir", "backslash", "encoded-dotdot", "ftp", "javascript"],
+)
+def test_unsafe_wheel_names_and_urls_are_refused(tmp_path: Path, wheel: dict[str, str]) -> None:
+    doc = to_toml_dict(sample())
+    doc["packages"][0]["wheels"] = [{**wheel, "hashes": {"sha256": "cd" * 32}}]
+    with pytest.raises(LockFileError, match=r"not a wheel file name|torchenv fetches only|valid"):
+        read_pylock(_broken(tmp_path, tomli_w.dumps(doc)))
+
+
+def test_a_wheel_path_is_relative_to_the_lock(tmp_path: Path) -> None:
+    doc = to_toml_dict(sample())
+    doc["packages"][0]["wheels"] = [
+        {"path": "wheels/filelock-3.16.1-py3-none-any.whl", "hashes": {"sha256": "cd" * 32}}
+    ]
+    lock = read_pylock(_broken(tmp_path, tomli_w.dumps(doc)))
+    wheel = lock.package("filelock").wheel  # type: ignore[union-attr]
+    assert wheel.url == (tmp_path / "wheels" / wheel.name).resolve().as_uri()
+
+
+def test_a_newer_minor_lock_version_is_read_with_a_note_a_newer_major_is_refused(
+    tmp_path: Path,
+) -> None:
+    text = dumps(sample())
+    newer = read_pylock(_broken(tmp_path, text.replace('"1.0"', '"1.3"', 1)))
+    assert newer.lock_version == "1.3" and "1.3" in newer.notes[0]
+    assert read_pylock(_broken(tmp_path, text)).notes == ()
+    with pytest.raises(LockFileError, match=r"torchenv reads 1\.x"):
+        read_pylock(_broken(tmp_path, text.replace('"1.0"', '"2.0"', 1)))
+
+
+def test_a_file_larger_than_any_lock_is_refused_without_reading_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pylock, "MAX_LOCK_BYTES", 1024)
+    path = _broken(tmp_path, dumps(sample()) + "# " + "x" * 4096 + "\n")
+    with pytest.raises(LockFileError, match="larger than"):
+        read_pylock(path)
+
+
+def test_a_package_whose_target_source_is_an_sdist_cannot_be_installed(tmp_path: Path) -> None:
+    doc = to_toml_dict(sample())
+    del doc["packages"][0]["wheels"]
+    doc["packages"][0]["sdist"] = {
+        "url": "https://files.example/filelock-3.16.1.tar.gz",
+        "hashes": {"sha256": "cd" * 32},
+    }
+    lock = read_pylock(_broken(tmp_path, tomli_w.dumps(doc)))
+    with pytest.raises(LockFileError, match="wheels only"):
+        lock.for_target(linux_target())

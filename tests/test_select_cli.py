@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_json_for_a_recorded_host(env: dict[str, str]) -> None:
     assert code == 0, out
     data = json.loads(out)
     assert (data["torch"], data["backend"], data["channel"]) == ("2.14", "cu126", "stable")
-    assert data["index_url"] == "https://download.pytorch.org/whl/cu126"
+    assert data["index_url"] == os.environ["TORCHENV_TORCH_INDEX_URL"] + "/cu126"
     assert all({"backend", "torch", "ok", "reasons"} <= set(c) for c in data["candidates"])
 
 

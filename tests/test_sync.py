@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomli_w
+import tomllib
 from test_sync_helpers import build_lock, cpu_host, plain_spec, torch_spec
 
 from torchenv.agent import prefixlock, sync, venv
@@ -21,6 +23,7 @@ from torchenv.agent.errors import (
 from torchenv.agent.pipeline import verifier_for
 from torchenv.agent.pylock import read_lock_file
 from torchenv.agent.reporter import RecordingReporter
+from torchenv.agent.resolvers.target import target_of
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +80,33 @@ def test_lock_for_another_target_is_refused_unless_forced(tmp_path: Path) -> Non
         run_sync(lock, prefix, tmp_path / "cache")
     assert not prefix.exists() and not prefix.is_symlink()
     assert run_sync(lock, prefix, tmp_path / "cache", force=True).verify is not None
+
+
+def test_a_lock_without_torchenv_facts_syncs_with_a_note(tmp_path: Path) -> None:
+    """Another tool's lock (no [tool.torchenv], no size, no index): installed for this host's
+    tags and markers; what could not be checked is said; verify takes the build from the label."""
+    made = build_lock(tmp_path, [torch_spec("2.13.0+cpu"), plain_spec("filelock")], host=HOST)
+    doc = tomllib.loads(made.read_text(encoding="utf-8"))
+    del doc["tool"]
+    for package in doc["packages"]:
+        del package["index"]
+        for wheel in package["wheels"]:
+            del wheel["size"], wheel["name"]
+    doc["created-by"] = "uv"
+    made.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    parsed, raw = read_lock_file(made)
+    reporter = RecordingReporter()
+    result = sync.sync(
+        parsed.for_target(target_of(HOST)), raw, tmp_path / ".venv",
+        host_facts=HOST.target_facts(), cache_dir=tmp_path / "cache", reporter=reporter,
+        verifier=verifier_for(HOST, parsed, devices_here=False),
+    )  # fmt: skip
+    assert result.verify is not None and result.verify.ok
+    assert torch_version(tmp_path / ".venv") == "2.13.0+cpu"
+    checks = {c.name: c.status.value for c in result.verify.checks}
+    assert checks["cpu build"] == "passed"  # the backend came from the +cpu label
+    notes = [e[1] for e in reporter.events if e[0] == "warning"]
+    assert any("created by uv" in n and "could not be checked" in n for n in notes), notes
 
 
 def test_hash_mismatch_installs_nothing(tmp_path: Path, locks: tuple[Path, Path]) -> None:

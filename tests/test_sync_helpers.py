@@ -62,11 +62,13 @@ def build_lock(
                 name=spec.project,
                 version=spec.version,
                 index="file://local",
-                wheel=LockedWheel(
-                    name=path.name,
-                    url=url,
-                    size=len(data),
-                    sha256=hashlib.sha256(data).hexdigest(),
+                wheels=(
+                    LockedWheel(
+                        name=path.name,
+                        url=url,
+                        size=len(data),
+                        sha256=hashlib.sha256(data).hexdigest(),
+                    ),
                 ),
             )
         )

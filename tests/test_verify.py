@@ -113,6 +113,44 @@ def test_judge(
     assert verify.judge(out, expect, plan).ok == ("failed" not in want.values()), case
 
 
+@pytest.mark.parametrize(
+    ("found", "cuda", "locked", "backend", "ok", "detail"),
+    [
+        # the real CUDA 13 torch 2.14.1 wheel: version 2.14.1, reports 2.14.1+cu130 at run time
+        ("2.14.1+cu130", "13.0", "2.14.1", "cu130", True, "+cu130 is the build's label"),
+        ("2.14.1+cu130", "13.0", "2.14.1+cu130", "cu130", True, "2.14.1+cu130"),
+        ("2.14.1", "13.0", "2.14.1", "cu130", True, "2.14.1"),
+        ("2.14.1+cu126", "12.6", "2.14.1", "cu130", False, "expected +cu130 for the cu130 build"),
+        ("2.14.1+cpu", None, "2.14.1", "cu130", False, "expected +cu130"),
+        ("2.14.1+cu130", "13.0", "2.14.1+cpu", "cpu", False, "expected +cpu"),
+        ("2.14.0+cu130", "13.0", "2.14.1", "cu130", False, "but the lock has 2.14.1"),
+        ("2.9.0+rocm6.4", None, "2.9.0", "rocm6.4", True, "+rocm6.4 is the build's label"),
+        ("2.14.1+gitabc123", "13.0", "2.14.1", "cu130", True, "the build's label"),
+    ],
+)
+def test_version_compares_public_versions_and_the_label_against_the_locked_backend(  # noqa: PLR0917
+    found: str, cuda: str | None, locked: str, backend: str, ok: bool, detail: str
+) -> None:
+    report = verify.judge(
+        output(version=found, cuda=cuda, hip="6.4.1" if backend.startswith("rocm") else None),
+        Expectation(locked, backend),
+        DevicePlan("none", 0, skip_reason="replayed"),
+    )
+    check = next(c for c in report.checks if c.name == "torch version")
+    assert (check.status is Status.PASSED) == ok, check
+    assert detail in check.detail
+
+
+def test_a_build_that_contradicts_the_lock_says_what_was_expected() -> None:
+    report = verify.judge(
+        output(version="2.14.1+cu126", cuda="12.6"), Expectation("2.14.1", "cu130"), H100
+    )
+    assert not report.ok
+    failed = {c.name: c.detail for c in report.failed()}
+    assert "expected +cu130" in failed["torch version"]
+    assert failed["cu130 build"] == "torch.version.cuda = '12.6', expected '13.0'"
+
+
 def test_import_failure_is_one_failed_check() -> None:
     out = {"python": "3.11.7", "import": step(None, "ImportError: libcudart.so.12")}
     report = verify.judge(out, Expectation("2.9.0", "cu128"), H100)

@@ -45,7 +45,7 @@ from torchenv.agent.daemon.state import (
     load_state,
     save_state,
 )
-from torchenv.agent.errors import ConfigError
+from torchenv.agent.errors import ConfigError, TorchenvError
 from torchenv.probes.report import HostReport
 
 STATE_FILE = "agent-state.json"
@@ -231,7 +231,7 @@ class Agent:
 
     async def _reconcile_one(self, spec: EnvironmentSpec, fingerprint: str, forced: bool) -> None:
         status = self.statuses[spec.name]
-        desired = spec.digest()
+        desired = await self._desired(spec, status.desired)
         prefix_ok = prefix_ready(spec.prefix)
         damage = None
         if prefix_ok and status.state is EnvState.ACTIVE and self._files_due(spec.name):
@@ -259,6 +259,9 @@ class Agent:
             if status.fingerprint is None
             else "the host changed"
             if status.fingerprint != fingerprint
+            else "the published locks changed"
+            if status.desired != desired
+            and (status.desired or "").partition("+")[0] == desired.partition("+")[0]
             else "the desired state changed"
             if status.desired != desired
             else f"files changed since they were installed: {damage}"
@@ -340,6 +343,27 @@ class Agent:
         except TorchenvError as exc:
             self.log.warning(f"{spec.name}: cannot mark the damage: {exc.message}")
         return text
+
+    async def _desired(self, spec: EnvironmentSpec, previous: str | None) -> str:
+        """What the environment was asked to be: its spec, and with a lock source the index
+        published there (a new publication re-runs `auto`, which takes the class's lock)."""
+        base = spec.digest()
+        loop = asyncio.get_running_loop()
+        try:
+            published = await loop.run_in_executor(self._executor, self._published, spec)
+        except TorchenvError as exc:
+            self.log.warning(f"{spec.name}: cannot read its lock source: {exc.message}")
+            kept = previous is not None and previous.partition("+")[0] == base
+            return previous if kept and previous is not None else base
+        return base if published is None else f"{base}+{published}"
+
+    def _published(self, spec: EnvironmentSpec) -> str | None:
+        """The lock-source index digest the child `auto` would see (its settings, its env)."""
+        from torchenv.agent.locksource import index_digest
+        from torchenv.agent.settings import load_settings
+
+        env = child_env(self.config, spec, os.environ)
+        return index_digest(load_settings(env=env, cwd=self.config.state_dir))
 
     async def _wait_for_driver(self, timeout: float) -> None:
         root = self.config.host_root

@@ -39,7 +39,15 @@ AGENT_KEYS = {
     "auto-args",
     "integrity-interval",
 }
-ENV_KEYS = {"name", "requirements", "prefix", "channel", "backend"}
+ENV_KEYS = {
+    "name",
+    "requirements",
+    "prefix",
+    "channel",
+    "backend",
+    "lock-source",
+    "lock-source-missing",
+}
 
 
 @dataclass(frozen=True)
@@ -51,13 +59,17 @@ class EnvironmentSpec:
     requirements: tuple[str, ...] = ("torch",)
     channel: str = "stable"
     backend: str = "auto"
+    lock_source: str | None = None  # this environment's lock-source (docs/fleet.md)
+    lock_source_missing: str | None = None  # "resolve" or "fail"
 
     def digest(self) -> str:
         """A short hash of what was asked for: a change means the environment must be rebuilt."""
-        payload = json.dumps(
-            [self.name, str(self.prefix), list(self.requirements), self.channel, self.backend]
-        )
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+        asked: list[Any] = [
+            self.name, str(self.prefix), list(self.requirements), self.channel, self.backend
+        ]  # fmt: skip
+        if self.lock_source is not None or self.lock_source_missing is not None:
+            asked += [self.lock_source, self.lock_source_missing]  # (older digests unchanged)
+        return hashlib.sha256(json.dumps(asked).encode()).hexdigest()[:16]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +78,8 @@ class EnvironmentSpec:
             "requirements": list(self.requirements),
             "channel": self.channel,
             "backend": self.backend,
+            "lock_source": self.lock_source,
+            "lock_source_missing": self.lock_source_missing,
         }
 
 
@@ -173,13 +187,40 @@ def _environment(raw: Any, index: int, where: str) -> EnvironmentSpec:
             f"backend of environment {name!r} in {where} must be a string",
             hint='write backend = "auto" or e.g. "cu130"',
         )
+    source, missing = _lock_source(raw, name, where)
     return EnvironmentSpec(
         name=name,
         prefix=Path(prefix),
         requirements=tuple(requirements),
         channel=channel,
         backend=backend,
+        lock_source=source,
+        lock_source_missing=missing,
     )
+
+
+def _lock_source(raw: Mapping[str, Any], name: str, where: str) -> tuple[str | None, str | None]:
+    """An environment's own lock-source and lock-source-missing (None: the global settings)."""
+    from torchenv.agent.locksource import parse_source
+
+    source, missing = raw.get("lock-source"), raw.get("lock-source-missing")
+    problem = None
+    if source is not None and not isinstance(source, str):
+        problem = f"lock-source of environment {name!r} in {where} must be a string"
+    elif source is not None:
+        try:
+            parse_source(source)
+        except ValueError as exc:
+            problem = f"lock-source {source!r} of environment {name!r} in {where}: {exc}"
+    if problem is None and missing not in (None, "resolve", "fail"):
+        problem = f"lock-source-missing {missing!r} of environment {name!r} in {where} is unknown"
+    if problem is not None:
+        raise ConfigError(
+            problem,
+            hint='write lock-source = "https://host/locks/" (or a directory) and '
+            'lock-source-missing = "resolve" or "fail" (docs/fleet.md)',
+        )
+    return (source.strip() if isinstance(source, str) else None), missing
 
 
 def _check_label_names(environments: tuple[EnvironmentSpec, ...], where: str) -> None:

@@ -43,7 +43,8 @@ def child_argv(config: AgentConfig, spec: EnvironmentSpec) -> list[str]:
 def child_env(
     config: AgentConfig, spec: EnvironmentSpec, base: Mapping[str, str]
 ) -> dict[str, str]:
-    """The agent's environment plus this environment's channel and backend as settings."""
+    """The agent's environment plus this environment's channel, backend and lock source as
+    settings."""
     env = {
         k: v
         for k, v in base.items()
@@ -55,6 +56,10 @@ def child_env(
         env["TORCHENV_BACKEND"] = spec.backend
     else:
         env.pop("TORCHENV_BACKEND", None)
+    if spec.lock_source is not None:
+        env["TORCHENV_LOCK_SOURCE"] = spec.lock_source
+    if spec.lock_source_missing is not None:
+        env["TORCHENV_LOCK_SOURCE_MISSING"] = spec.lock_source_missing
     return env
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from torchenv.agent.errors import ResolutionError
+from torchenv.agent.reporter import Reporter
 from torchenv.agent.resolvers.base import Pin, Resolution, Resolver, ResolveRequest
 from torchenv.agent.resolvers.pip import PipResolver
 from torchenv.agent.resolvers.target import Target, target_of
@@ -21,14 +22,19 @@ __all__ = [
 ]
 
 ORDER = ("uv", "pip")
+PIP_NOTE = (
+    "pip reads each wheel's metadata through torchenv's loopback proxy (PEP 658 files or HTTP "
+    "range requests), so no wheel is downloaded, but it resolves slower than uv"
+)
 
 
 def _make(name: str) -> Resolver:
     return UvResolver() if name == "uv" else PipResolver()
 
 
-def choose_resolver(name: str = "auto") -> Resolver:
-    """`auto` takes the first available of uv, pip; a named one must be available."""
+def choose_resolver(name: str = "auto", reporter: Reporter | None = None) -> Resolver:
+    """`auto` takes the first available of uv, pip (and says so when it must fall back to
+    pip); a named one must be available."""
     if name not in ("auto", *ORDER):
         raise ResolutionError(f"unknown resolver {name!r}", hint="use auto, uv or pip")
     reasons: list[str] = []
@@ -36,9 +42,13 @@ def choose_resolver(name: str = "auto") -> Resolver:
         resolver = _make(candidate)
         why = resolver.unavailable()
         if why is None:
+            if reasons and reporter is not None:
+                reporter.warning(
+                    f"resolving with {candidate}: " + "; ".join(reasons) + f". {PIP_NOTE}"
+                )
             return resolver
         reasons.append(f"{candidate}: {why}")
     raise ResolutionError(
         "no resolver can run here: " + "; ".join(reasons),
-        hint="install torchenv[uv] (preferred) or pip into torchenv's environment",
+        hint="reinstall torchenv (it depends on uv), or install pip into its environment",
     )

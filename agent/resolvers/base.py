@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from torchenv.agent.errors import (
     EnvironmentBuildError,
@@ -17,9 +17,13 @@ from torchenv.agent.errors import (
 )
 from torchenv.agent.resolvers.target import Target
 
+if TYPE_CHECKING:
+    from torchenv.agent.index import IndexClient
+
 # Variables that would add indexes, find-links or config files behind torchenv's back.
 _TOOL_PREFIXES = ("UV_", "PIP_")
 _KEEP = frozenset({"UV_CACHE_DIR", "PIP_CACHE_DIR"})
+_LOOPBACK = ("127.0.0.1", "localhost")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,8 @@ class ResolveRequest:
     workdir: Path
     cache_dir: Path | None = None
     timeout: float = 600.0
+    # torchenv's index client: pip reads every wheel's metadata through it (metaproxy)
+    client: IndexClient | None = None
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,12 @@ def run_process(
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without uv/pip settings that could change the indexes."""
+    """This process's environment without uv/pip settings that could change the indexes;
+    loopback (torchenv's own proxy) is never sent through an HTTP proxy."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(_TOOL_PREFIXES) or k in _KEEP}
+    for name in ("NO_PROXY", "no_proxy"):
+        given = [h for h in env.get(name, "").split(",") if h]
+        env[name] = ",".join([*given, *(h for h in _LOOPBACK if h not in given)])
     env.update(extra or {})
     return env
 

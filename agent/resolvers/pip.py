@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sys
@@ -132,12 +133,20 @@ class PipResolver:
         return None
 
     def resolve(self, request: ResolveRequest) -> Resolution:
+        """Resolve with pip; given torchenv's index client, pip reads every wheel's metadata
+        through the metadata proxy and downloads no wheel (see metaproxy)."""
+        from torchenv.agent.resolvers.metaproxy import proxied
+
         infile = request.workdir / "requirements.in"
         infile.write_text("\n".join(request.requirements) + "\n", encoding="utf-8")
         launcher = request.workdir / "torchenv_pip.py"
         launcher.write_text(LAUNCHER, encoding="utf-8")
-        argv = pip_argv(self.python, launcher, request, infile)
-        done = self.runner(argv, clean_env(), request.workdir, request.timeout)
+        with proxied(request.client, request.index_url) as index_url:
+            through = dataclasses.replace(request, index_url=index_url)
+            if index_url != request.index_url:  # stand-ins under the proxy's URLs: no cache
+                through = dataclasses.replace(through, cache_dir=None)
+            argv = pip_argv(self.python, launcher, through, infile)
+            done = self.runner(argv, clean_env(), request.workdir, request.timeout)
         if done.returncode != 0:
             raise failed("pip", done, request.index_url)
         try:

@@ -135,14 +135,15 @@ class UvResolver:
 
     def unavailable(self) -> str | None:
         if (self.binary or find_uv()) is None:
-            return "uv is not installed (install torchenv[uv], or put uv on PATH)"
+            return "uv is not installed (torchenv depends on it: reinstall it, or put uv on PATH)"
         return None
 
     def resolve(self, request: ResolveRequest) -> Resolution:
         uv = self.binary or find_uv()
         if uv is None:
             raise ResolutionError(
-                "uv is not installed", hint="install torchenv[uv], or pass --resolver pip"
+                "uv is not installed",
+                hint="reinstall torchenv (it depends on uv), or pass --resolver pip",
             )
         infile = request.workdir / "requirements.in"
         infile.write_text("\n".join(request.requirements) + "\n", encoding="utf-8")

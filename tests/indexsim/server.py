@@ -131,6 +131,7 @@ class IndexSim:
         self._pages = _page_table(site.catalog)
         self._paths = _file_table(site.catalog)
         self.page_dirs = frozenset(d for d, _ in self._pages)
+        self.mounts: dict[str, Path] = {}  # URL path prefix -> directory served as static files
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -178,6 +179,23 @@ class IndexSim:
             if hosted.index == index and (not variant or hosted.variant == variant):
                 return f"{self.url}/{hosted.directory}/{quote(filename)}"
         raise KeyError(filename)
+
+    def serve_directory(self, name: str, directory: Path) -> str:
+        """Serve the files under `directory` at /<name>/ (ETag, 304s, counted like the rest):
+        a published lock directory, say. Returns its URL."""
+        self.mounts[name.strip("/")] = directory
+        return f"{self.url}/{name.strip('/')}/"
+
+    def mounted_file(self, path: str) -> bytes | None:
+        """The bytes of a served directory's file at this URL path (None: not one)."""
+        first, _, rest = path.lstrip("/").partition("/")
+        root = self.mounts.get(first)
+        if root is None or not rest or rest.endswith("/") or ".." in rest.split("/"):
+            return None
+        try:
+            return (root / rest).read_bytes()
+        except OSError:
+            return None
 
     # faults
     def inject(self, fault: Fault) -> None:
@@ -451,6 +469,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, path: str, head: bool, fault: Fault | None) -> None:
         sim = self.sim
+        if path.lstrip("/").partition("/")[0] in sim.mounts:
+            mounted = sim.mounted_file(path)
+            if mounted is None:
+                self._simple(404, b"not found\n")
+            else:
+                kind = "application/json" if path.endswith(".json") else "application/toml"
+                self._page(mounted, kind, head, fault)
+            return
         if path.endswith("/"):
             parts = path.strip("/").split("/")
             body, ctype = None, "text/html"
