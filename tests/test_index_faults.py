@@ -151,6 +151,7 @@ def test_a_failed_download_keeps_the_previous_file(focus_sim: IndexSim, tmp_path
         good = client.download(art, tmp_path).read_bytes()
         (tmp_path / art.filename).write_bytes(b"stale")  # fails the reuse check
         focus_sim.knobs.wrong_hash.add(art.filename)
+    with IndexClient(**FAST) as client:  # a later command reads the page again
         art_wrong = torch_demo(client, focus_sim)
         with pytest.raises(IntegrityError):
             client.download(art_wrong, tmp_path)
