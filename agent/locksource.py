@@ -520,7 +520,7 @@ def keep_copy(path: Path, raw: bytes) -> None:
     from torchenv.agent.fsutil import write_atomic
 
     try:
-        write_atomic(path, raw, fsync=True, make_parents=False)
+        write_atomic(path, raw, fsync=True, make_parents=False, shared=True)  # like write_pylock
     except OSError as exc:
         raise LockFileError(
             f"cannot write {path}: {exc.strerror or exc}",
