@@ -45,6 +45,8 @@ def platform_of(tag: str) -> str | None:
 
 def wheel_facts(artifact: Artifact, page_backend: str) -> list[WheelFacts]:
     """The builds one torch wheel stands for ([] for sdists and foreign files)."""
+    from torchenv.backends.availability import listed_backend
+
     version = artifact.version
     if not artifact.is_wheel or version is None or len(version.release) < 2:
         return []
@@ -54,11 +56,7 @@ def wheel_facts(artifact: Artifact, page_backend: str) -> list[WheelFacts]:
         platform = platform_of(tag.platform)
         if platform is None or not tag.interpreter.startswith("cp"):
             continue
-        backend = local or page_backend
-        if platform == "macos-arm64":
-            backend = "mps"
-        elif platform == "macos-x86_64":
-            backend = "cpu"
+        backend = listed_backend(local or page_backend, platform)
         digits = tag.interpreter[2:]
         python = f"{digits[0]}.{digits[1:]}"
         out.append(
@@ -97,12 +95,12 @@ def summarize(facts: Iterable[WheelFacts]) -> list[dict[str, Any]]:
 
 def backends_to_ask(catalog: Catalog) -> list[str]:
     """Every backend the shipped catalog knows, and the next CUDA and ROCm names after them."""
-    from torchenv.backends.catalog import backend_order
+    from torchenv.backends.vocabulary import Kind, backend_kind, backend_order
 
     known = {b.backend for r in catalog.releases for _, builds in r.platforms for b in builds}
     known.discard("mps")
-    cuda = max((b for b in known if b.startswith("cu")), key=backend_order)
-    rocm = max((b for b in known if b.startswith("rocm")), key=backend_order)
+    cuda = max((b for b in known if backend_kind(b) is Kind.CUDA), key=backend_order)
+    rocm = max((b for b in known if backend_kind(b) is Kind.ROCM), key=backend_order)
     major, minor = backend_order(cuda)[:2]
     r_major, r_minor = backend_order(rocm)[:2]
     successors = [
@@ -117,10 +115,14 @@ def backends_to_ask(catalog: Catalog) -> list[str]:
 
 def refresh(client: IndexClient, torch_index_url: str, backends: Sequence[str]) -> dict[str, Any]:
     """Read /<backend>/torch/ for each backend; a backend the index lacks (404) is skipped."""
+    from torchenv.backends import vocabulary
     from torchenv.backends.catalog import LIVE_SCHEMA
 
     base = torch_index_url.rstrip("/")
-    pages = client.map(lambda b: (b, client.project_page(f"{base}/{b}", "torch")), list(backends))
+    pages = client.map(
+        lambda b: (b, client.project_page(vocabulary.torch_index_url(base, "stable", b), "torch")),
+        list(backends),
+    )
     facts = [f for backend, page in pages for a in page for f in wheel_facts(a, backend)]
     return {
         "schema": LIVE_SCHEMA,

@@ -285,9 +285,10 @@ def run_lock(
 
     from torchenv.agent.cmd_env import make_reporter
     from torchenv.agent.index import IndexClient
-    from torchenv.agent.lock import FAMILY, lock_for
+    from torchenv.agent.lock import lock_for
     from torchenv.agent.resolvers import choose_resolver
     from torchenv.agent.selection import report_selection, run_selection
+    from torchenv.backends.vocabulary import FAMILY
 
     family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
     reporter = make_reporter(as_json)

@@ -100,7 +100,7 @@ def summary_text(result: Selection) -> str:
 
 def explain_text(result: Selection, limit: int = 12) -> str:
     """The chosen build, then one line per backend and reason from the newest release down."""
-    from torchenv.backends.catalog import dotted
+    from torchenv.backends.vocabulary import dotted
 
     chosen = result.candidates[0]
     head = [

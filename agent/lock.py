@@ -25,6 +25,7 @@ from torchenv.agent.reporter import Reporter
 from torchenv.agent.resolvers import Resolver, ResolveRequest, Target, target_of
 from torchenv.agent.resolvers.base import Pin
 from torchenv.agent.resolvers.standin import direct_reference, write_standin
+from torchenv.backends.vocabulary import FAMILY, LABELLED, family_index_url, label_ok, variant_of
 from torchenv.probes.report import HostReport
 
 if TYPE_CHECKING:
@@ -49,28 +50,7 @@ if TYPE_CHECKING:
 #    lock never lacks a sha256. Sizes missing from PEP 503 pages cost one HEAD request.
 Fetch = Callable[["Artifact"], tuple[str, int]]  # download a file: (sha256, size)
 
-# Projects the PyTorch index builds per backend; everything else comes from the default index.
-FAMILY = frozenset(
-    {
-        "torch",
-        "torchvision",
-        "torchaudio",
-        "torchcodec",
-        "torchao",
-        "torchdata",
-        "torchtext",
-        "torchrec",
-        "fbgemm-gpu",
-        "xformers",
-        "pytorch-triton",
-        "pytorch-triton-rocm",
-        "pytorch-triton-xpu",
-    }
-)
-# Family members whose local label names the backend (+cu126, +cpu, ...); triton's is a git hash.
-LABELLED = FAMILY - {"pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu"}
 DEFAULT_REQUIREMENTS = ("torch", "torchvision", "torchaudio")
-VARIANT_PREFIXES = ("cpu", "cu", "rocm", "xpu")
 MAX_FAMILY_ATTEMPTS = 3  # torch versions tried when the rest cannot be resolved with one
 METADATA_BATCH = 4  # candidates whose metadata is read at once when matching a torch build
 
@@ -141,19 +121,6 @@ def parse_requirements(
     return tuple(found)
 
 
-def variant_of(backend: str) -> str:
-    """The PyTorch index directory for a backend; Apple's MPS builds are the cpu index's."""
-    return backend if backend.startswith(VARIANT_PREFIXES) else "cpu"
-
-
-def torch_index_url(base: str, channel: str, variant: str) -> str:
-    parts = [base.rstrip("/")]
-    if channel in ("nightly", "test"):
-        parts.append(channel)
-    parts.append(variant)
-    return "/".join(parts)
-
-
 def _backend(selection: SelectionLike) -> str:
     if not selection.backend:
         raise ResolutionError(
@@ -172,11 +139,13 @@ def family_index(selection: SelectionLike, host: HostReport, settings: Settings)
     given = getattr(selection, "index_url", None)
     if isinstance(given, str) and given:
         return given.rstrip("/")
-    on_pypi = selection.backend == "mps" or host.system.os == "macos"
-    if on_pypi and selection.channel == "stable":
-        return str(settings.get_value("index-url")).rstrip("/")
-    variant = "cpu" if on_pypi else variant_of(_backend(selection))
-    return torch_index_url(settings.get_value("torch-index-url"), selection.channel, variant)
+    return family_index_url(
+        _backend(selection),
+        selection.channel,
+        macos=host.system.os == "macos",
+        torch_index=settings.get_value("torch-index-url"),
+        default_index=str(settings.get_value("index-url")).rstrip("/"),
+    )
 
 
 def lock_inputs(
@@ -222,11 +191,6 @@ def python_ok(requires_python: str | None, target: Target) -> bool:
         return True  # an unreadable Requires-Python does not exclude (pip and uv agree)
 
 
-def label_ok(name: str, version: Version, variant: str) -> bool:
-    """A labelled family member must carry the variant's label, or none (macOS, some aarch64)."""
-    return name not in LABELLED or version.local in (None, variant.replace(".", ""), variant)
-
-
 def candidates(
     name: str,
     artifacts: Iterable[Artifact],
@@ -245,7 +209,7 @@ def candidates(
         rank = best_rank(artifact, ranks)
         if rank is None or not python_ok(artifact.requires_python, target):
             continue
-        if not label_ok(name, version, inputs.variant):
+        if not label_ok(name, version.local, inputs.variant):
             continue
         if not specifier.contains(version, prereleases=prereleases):
             continue

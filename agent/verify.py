@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torchenv.agent.errors import VerifyError
+from torchenv.backends.vocabulary import cuda_of, show
 from torchenv.probes.report import HostReport, NvidiaState
 
 # Runs inside the environment under test, with only the standard library and torch. Each step
@@ -278,7 +279,7 @@ def check_build(torch: Mapping[str, Any], expect: Expectation) -> list[Check]:
     cuda, hip = torch.get("cuda"), torch.get("hip")
     kind, backend = backend_kind(expect.backend), expect.backend or ""
     if kind == "cuda":
-        want = f"{backend[2:-1]}.{backend[-1]}"
+        want = show(cuda_of(backend))
         ok = cuda == want and not hip
         detail = f"torch.version.cuda = {cuda!r}" + ("" if ok else f", expected {want!r}")
     elif kind == "rocm":

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchenv.backends.catalog import dotted
+from torchenv.backends.vocabulary import dotted
 
 
 def version_key(version: str) -> tuple[Any, ...]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import enum
 import json
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from torchenv.backends.vocabulary import Dotted, Kind, backend_kind, cuda_of, dotted, rocm_of
 
 DATA_DIR = Path(__file__).with_name("data")
 PLATFORMS = ("linux-x86_64", "linux-aarch64", "windows-x86_64", "macos-arm64", "macos-x86_64")
@@ -16,58 +16,9 @@ LIVE_SCHEMA = 1
 INFERRED_SHIPPED = "inferred (not read directly; the live index may correct it)"
 INFERRED_LIVE = "inferred from the live index"
 
-Dotted = tuple[int, ...]
-
 
 class CatalogError(ValueError):
     """The shipped or cached catalog data is inconsistent."""
-
-
-class Kind(str, enum.Enum):
-    CPU = "cpu"
-    CUDA = "cuda"
-    ROCM = "rocm"
-    XPU = "xpu"
-    MPS = "mps"
-
-
-def dotted(text: str) -> Dotted:
-    """ "580.65.06" -> (580, 65, 6); raises ValueError on anything else."""
-    return tuple(int(part) for part in text.strip().split("."))
-
-
-def show(version: Dotted) -> str:
-    return ".".join(str(p) for p in version)
-
-
-def backend_kind(backend: str) -> Kind | None:
-    if backend in ("cpu", "xpu", "mps"):
-        return Kind(backend)
-    if re.fullmatch(r"cu\d{2,3}", backend):
-        return Kind.CUDA
-    if re.fullmatch(r"rocm\d+(\.\d+){1,2}", backend):
-        return Kind.ROCM
-    return None
-
-
-def cuda_of(backend: str) -> Dotted:
-    """ "cu130" -> (13, 0), "cu118" -> (11, 8)."""
-    digits = backend[2:]
-    return (int(digits[:-1]), int(digits[-1]))
-
-
-def rocm_of(backend: str) -> Dotted:
-    return dotted(backend[4:])
-
-
-def backend_order(backend: str) -> Dotted:
-    """A key that orders backends of one kind oldest to newest."""
-    kind = backend_kind(backend)
-    if kind is Kind.CUDA:
-        return cuda_of(backend)
-    if kind is Kind.ROCM:
-        return rocm_of(backend)
-    return ()
 
 
 @dataclass(frozen=True)

@@ -14,16 +14,16 @@ from torchenv.backends.availability import (
     listed_backend,
     version_key,
 )
-from torchenv.backends.catalog import (
-    Build,
-    Catalog,
+from torchenv.backends.catalog import Build, Catalog, Release
+from torchenv.backends.vocabulary import (
+    CATALOGUED,
     Dotted,
     Kind,
-    Release,
     backend_kind,
     backend_order,
     cuda_of,
     dotted,
+    family_index_url,
     show,
 )
 from torchenv.probes.report import HostReport, NvidiaState
@@ -31,7 +31,6 @@ from torchenv.probes.report import HostReport, NvidiaState
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
-FAMILY = ("torch", "torchvision", "torchaudio")
 VENDOR_RANK = {Kind.CUDA: 0, Kind.ROCM: 1, Kind.XPU: 2, Kind.MPS: 0, Kind.CPU: 9}
 CHANNELS = ("stable", "test", "nightly")
 BARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -172,7 +171,7 @@ def parse_wants(requirements: Iterable[str], channel: str = "stable") -> Wants:
         except InvalidRequirement as exc:
             raise InvalidRequest(f"{text!r} is not a requirement: {exc}") from exc
         name = re.sub(r"[-_.]+", "-", req.name).lower()
-        if name in FAMILY and str(req.specifier):
+        if name in CATALOGUED and str(req.specifier):
             spec, label = _without_local_label(req.specifier, text)
             if label is not None:
                 labels.setdefault(label, text)
@@ -710,12 +709,13 @@ def _builds(release: Release, platform: str) -> tuple[Build, ...]:
 
 
 def index_url(backend: str, channel: str, request: Request, platform: str | None) -> str:
-    on_pypi = backend == "mps" or (platform or "").startswith("macos")
-    base = request.torch_index_url.rstrip("/")
-    if on_pypi and channel == "stable":
-        return request.default_index_url
-    name = "cpu" if on_pypi else backend
-    return f"{base}/{name}" if channel == "stable" else f"{base}/{channel}/{name}"
+    return family_index_url(
+        backend,
+        channel,
+        macos=(platform or "").startswith("macos"),
+        torch_index=request.torch_index_url,
+        default_index=request.default_index_url,
+    )
 
 
 def _forced_backend(request: Request) -> str | None:
