@@ -276,14 +276,14 @@ def default_locker(
 
 
 def expectation(lock: PyLock) -> Expectation:
-    from torchenv.agent import verify
     from torchenv.agent.verify import Expectation
+    from torchenv.backends.vocabulary import backend_kind
 
     torch = lock.package("torch")
     backend = lock.tool_torchenv.get("backend")
     if not isinstance(backend, str) and torch is not None:  # another tool's lock: the label
         backend = torch.version.partition("+")[2] or None
-        if backend is not None and verify.backend_kind(backend) == "none" and backend != "cpu":
+        if backend is not None and backend_kind(backend) is None:
             backend = None
     return Expectation(
         torch.version if torch else None, backend if isinstance(backend, str) else None

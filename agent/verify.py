@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from torchenv.agent.errors import VerifyError
-from torchenv.backends.vocabulary import cuda_of, show
+from torchenv.backends.vocabulary import Kind, backend_kind, cuda_of, show
 from torchenv.probes.report import HostReport, NvidiaState
 
 # Runs inside the environment under test, with only the standard library and torch. Each step
@@ -148,21 +148,15 @@ class VerifyReport:
 # ---------------------------------------------------------------- planning (pure)
 
 
-def backend_kind(backend: str | None) -> str:
-    if backend is None:
-        return "none"
-    if re.fullmatch(r"cu\d{3}", backend):
-        return "cuda"
-    if backend.startswith("rocm"):
-        return "rocm"
-    if backend in ("xpu", "mps"):
-        return backend
-    return "none"
+def device_kind(backend: str | None) -> str:
+    """The devices a build drives ("cuda", "rocm", "xpu", "mps"), or "none" (CPU, unknown)."""
+    kind = backend_kind(backend) if backend is not None else None
+    return "none" if kind is None or kind is Kind.CPU else kind.value
 
 
 def plan_devices(host: HostReport, backend: str | None, *, devices_here: bool) -> DevicePlan:
     """The GPU checks for this host and build; skipped (with why) when they cannot run."""
-    kind = backend_kind(backend)
+    kind = device_kind(backend)
     counts = {
         "cuda": len(host.nvidia.gpus) if host.nvidia.state is NvidiaState.OK else 0,
         "rocm": len(host.amd.gpus),
@@ -256,7 +250,7 @@ def version_check(found: str, expected: str, backend: str | None) -> Check:
     if label is None or label == want.local:
         return Check(name, Status.PASSED, found)
     wanted = want.local or backend
-    names_a_build = label == "cpu" or backend_kind(label) != "none"
+    names_a_build = backend_kind(label) is not None
     if want.local is None and (not names_a_build or wanted is None or label == wanted):
         return Check(
             name, Status.PASSED, f"{found} (the lock has {expected}; +{label} is the build's label)"
@@ -277,7 +271,7 @@ def check_build(torch: Mapping[str, Any], expect: Expectation) -> list[Check]:
     else:
         checks = [version_check(found, expect.torch_version, expect.backend)]
     cuda, hip = torch.get("cuda"), torch.get("hip")
-    kind, backend = backend_kind(expect.backend), expect.backend or ""
+    kind, backend = device_kind(expect.backend), expect.backend or ""
     if kind == "cuda":
         want = show(cuda_of(backend))
         ok = cuda == want and not hip

@@ -29,7 +29,6 @@ FAMILY = frozenset(
 LABELLED = FAMILY - {"pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu"}
 # Family members whose versions the catalog records for each release (selection judges these).
 CATALOGUED = ("torch", "torchvision", "torchaudio")
-VARIANT_PREFIXES = ("cpu", "cu", "rocm", "xpu")
 
 
 class Kind(str, enum.Enum):
@@ -84,7 +83,7 @@ def backend_order(backend: str) -> Dotted:
 
 def variant_of(backend: str) -> str:
     """The PyTorch index directory for a backend; Apple's MPS builds are the cpu index's."""
-    return backend if backend.startswith(VARIANT_PREFIXES) else "cpu"
+    return "cpu" if backend_kind(backend) is Kind.MPS else backend
 
 
 def label_ok(name: str, local: str | None, variant: str) -> bool:
