@@ -705,7 +705,7 @@ def test_real_binding_without_a_driver_says_library_not_found() -> None:
 
 def test_missing_binding_is_a_value(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
-    snap = nvidia._live_snapshot()
+    snap = nvidia.live_snapshot()
     assert snap["error"] == "BINDING_MISSING"
 
 
