@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-NVIDIA_VENDOR = "0x10de"
 
 
 def _read(path: Path) -> str | None:
@@ -16,18 +13,11 @@ def _read(path: Path) -> str | None:
 
 
 def nvidia_gpu_present(root: Path) -> bool:
-    """A PCI display controller (class 0x03xxxx) from NVIDIA under root/sys/bus/pci/devices."""
-    devices = root / "sys/bus/pci/devices"
-    try:
-        names = os.listdir(devices)
-    except OSError:
-        return False
-    for name in names:
-        vendor = _read(devices / name / "vendor")
-        klass = _read(devices / name / "class") or ""
-        if vendor == NVIDIA_VENDOR and klass.startswith("0x03"):
-            return True
-    return False
+    """An NVIDIA GPU on the PCI bus under `root`, as the NVIDIA probe finds them."""
+    from torchenv.probes.hostio import LiveIO
+    from torchenv.probes.nvidia import pci_gpus
+
+    return bool(pci_gpus(LiveIO(root)))
 
 
 def driver_loaded(root: Path, version_file: str) -> bool:

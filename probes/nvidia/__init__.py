@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torchenv.probes.nvidia.fallbacks import MODINFO_ARGV
+from torchenv.probes.nvidia.fallbacks import MODINFO_ARGV, pci_gpus
 from torchenv.probes.nvidia.nvml import (
     live_snapshot,
     load_pynvml,
@@ -38,6 +38,7 @@ __all__ = [
     "parse_smi_query",
     "parse_smi_versions",
     "parse_tegra_release",
+    "pci_gpus",
     "probe",
     "report_from_snapshot",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from torchenv.probes.hostio import read_optional
+from torchenv.probes.hostio import HostIO, list_optional, read_optional
 from torchenv.probes.nvidia.context import Found, ProbeRun
 from torchenv.probes.nvidia.nvml import NVML_MISSING_ERRORS
 from torchenv.probes.nvidia.parsers import (
@@ -140,7 +140,7 @@ def check_kernel(run: ProbeRun, driver: str | None, kernel: Kernel | None) -> No
 
 def from_kernel(run: ProbeRun, kernel: Kernel | None, nvml_error: str | None) -> Found:
     """The module is loaded but neither NVML nor nvidia-smi answered."""
-    gpus = _procfs_gpus(run) or _pci_gpus(run)
+    gpus = _procfs_gpus(run) or pci_gpus(run.io, run.notes)
     version = kernel.version if kernel else None
     if version is None:
         run.notes.append("the nvidia kernel module is loaded but its version cannot be read")
@@ -181,18 +181,22 @@ def _procfs_gpus(run: ProbeRun) -> list[NvidiaGpu]:
     return gpus
 
 
-def _pci_gpus(run: ProbeRun) -> list[NvidiaGpu]:
-    """NVIDIA display-class devices (vendor 0x10de, class 0x03xxxx) on the PCI bus."""
+def pci_gpus(io: HostIO, notes: list[str] | None = None) -> list[NvidiaGpu]:
+    """NVIDIA display-class devices (vendor 0x10de, class 0x03xxxx) on the PCI bus; why the
+    bus could not be listed goes to `notes`."""
+    addresses, problem = list_optional(io, PCI_DEVICES)
+    if problem and notes is not None:
+        notes.append(problem)
     gpus: list[NvidiaGpu] = []
-    for address in run.listing(PCI_DEVICES):
+    for address in addresses:
         base = f"{PCI_DEVICES}/{address}"
-        vendor, _ = read_optional(run.io, f"{base}/vendor")
+        vendor, _ = read_optional(io, f"{base}/vendor")
         if vendor is None or vendor.strip().lower() != NVIDIA_VENDOR:
             continue
-        klass, _ = read_optional(run.io, f"{base}/class")
+        klass, _ = read_optional(io, f"{base}/class")
         if klass is None or not klass.strip().lower().startswith("0x03"):
             continue
-        device, _ = read_optional(run.io, f"{base}/device")
+        device, _ = read_optional(io, f"{base}/device")
         name = f"NVIDIA PCI device {device.strip().lower()}" if device else None
         gpus.append(
             NvidiaGpu(index=len(gpus), name=name, pci_bus_id=normalise_bus_id(address) or address)
@@ -202,7 +206,7 @@ def _pci_gpus(run: ProbeRun) -> list[NvidiaGpu]:
 
 def from_pci(run: ProbeRun, *, evidence: bool) -> Found:
     """No loaded module: NVIDIA hardware with the driver installed, not installed, or none."""
-    gpus = _pci_gpus(run)
+    gpus = pci_gpus(run.io, run.notes)
     if not gpus:
         if evidence:
             run.notes.append("signs of an NVIDIA driver, but no source could list a GPU")
