@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from selecthosts import make_host
 
 from torchenv.backends.catalog import Build, Catalog, Kind, cuda_of, dotted, load_catalog
-from torchenv.backends.select import Flag, Request, select
+from torchenv.backends.select import Flag, Request, Selection, select
+from torchenv.backends.vocabulary import backend_kind
 
 CATALOG = load_catalog()
 DRIVERS = [
@@ -50,14 +53,39 @@ CCS = [
     "13.0",
 ]
 
+PYTHONS = ["3.9", "3.10", "3.12", "3.14"]
 hosts = st.fixed_dictionaries(
     {
         "driver": st.sampled_from(DRIVERS),
         "gpus": st.lists(st.sampled_from(CCS), min_size=1, max_size=4).map(tuple),
         "os": st.sampled_from(["linux", "windows"]),
-        "python": st.sampled_from(["3.9", "3.10", "3.12", "3.14"]),
+        "python": st.sampled_from(PYTHONS),
     }
 )
+
+# Hosts some CUDA build serves with SASS for every GPU, on a driver that runs it: GPUs of one
+# generation (cu126 carries 5.0-9.0, cu128 and newer 7.5-12.0) and a driver at or above the
+# Linux floor of a build that carries them.
+OLDER_GPUS = ["5.0", "5.2", "6.0", "6.1", "7.0", "7.2", "7.5", "8.0", "8.6", "8.7", "8.9", "9.0"]
+NEWER_GPUS = ["7.5", "8.0", "8.6", "8.7", "8.9", "9.0", "10.0", "10.3", "12.0", "12.1"]
+
+
+def capable(gpus: list[str], lowest_driver: str) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries(
+        {
+            "driver": st.sampled_from(DRIVERS[DRIVERS.index(lowest_driver) :]),
+            "gpus": st.lists(st.sampled_from(gpus), min_size=1, max_size=4).map(tuple),
+            "os": st.sampled_from(["linux", "windows"]),
+            "python": st.sampled_from(PYTHONS),
+        }
+    )
+
+
+cuda_hosts = st.one_of(capable(OLDER_GPUS, "560.35.03"), capable(NEWER_GPUS, "570.133.07"))
+
+
+def is_cuda(backend: str | None) -> bool:
+    return backend is not None and backend_kind(backend) is Kind.CUDA
 
 
 def chosen_build(catalog: Catalog, torch: str, platform: str, backend: str) -> Build:
@@ -73,12 +101,9 @@ def sass_for(build: Build, cc: str) -> bool:
     return any(dotted(s)[0] == major and dotted(s)[1] <= minor for s in build.sass)
 
 
-@settings(max_examples=300, deadline=None)
-@given(hosts)
-def test_never_a_backend_whose_driver_floor_is_above_the_driver(facts: dict) -> None:
-    result = select(make_host(**facts), Request(), CATALOG)
-    if not (result.ok and result.backend and result.backend.startswith("cu")):
-        return
+def assert_driver_runs_it(facts: dict[str, Any], result: Selection) -> None:
+    """The chosen CUDA build's driver floor: native, or minor-version compatibility for SASS."""
+    assert result.backend is not None
     driver, os_name = dotted(facts["driver"]), facts["os"]
     need = cuda_of(result.backend)
     compat = CATALOG.compat_floor(need[0])
@@ -89,13 +114,9 @@ def test_never_a_backend_whose_driver_floor_is_above_the_driver(facts: dict) -> 
         assert driver >= native.for_os(os_name)[0]
 
 
-@settings(max_examples=300, deadline=None)
-@given(hosts)
-def test_never_a_cuda_build_without_code_for_a_visible_gpu(facts: dict) -> None:
-    result = select(make_host(**facts), Request(), CATALOG)
-    if not (result.ok and result.backend and result.backend.startswith("cu")):
-        return
-    assert result.torch is not None and result.platform is not None
+def assert_code_for_every_gpu(facts: dict[str, Any], result: Selection) -> None:
+    """SASS for every GPU, or PTX it can JIT (flagged)."""
+    assert result.torch is not None and result.platform is not None and result.backend
     build = chosen_build(CATALOG, result.torch, result.platform, result.backend)
     for cc in facts["gpus"]:
         if not sass_for(build, cc):
@@ -103,9 +124,50 @@ def test_never_a_cuda_build_without_code_for_a_visible_gpu(facts: dict) -> None:
             assert any(dotted(p) <= dotted(cc) for p in build.ptx)
 
 
+def assert_no_cuda_build_could_run(result: Selection) -> None:
+    """A host that gets no CUDA build has none that runs: every CUDA candidate failed a check
+    (a usable one ranks above any CPU build)."""
+    usable = [c.backend for c in result.candidates if c.ok and is_cuda(c.backend)]
+    assert not usable, f"chose {result.backend} while {usable} run here"
+
+
+@settings(max_examples=300, deadline=None)
+@given(hosts)
+def test_never_a_backend_whose_driver_floor_is_above_the_driver(facts: dict[str, Any]) -> None:
+    result = select(make_host(**facts), Request(), CATALOG)
+    event("CUDA" if is_cuda(result.backend) else "not CUDA")
+    if is_cuda(result.backend):
+        assert_driver_runs_it(facts, result)
+    else:
+        assert_no_cuda_build_could_run(result)
+
+
+@settings(max_examples=300, deadline=None)
+@given(hosts)
+def test_never_a_cuda_build_without_code_for_a_visible_gpu(facts: dict[str, Any]) -> None:
+    result = select(make_host(**facts), Request(), CATALOG)
+    event("CUDA" if is_cuda(result.backend) else "not CUDA")
+    if is_cuda(result.backend):
+        assert_code_for_every_gpu(facts, result)
+    else:
+        assert_no_cuda_build_could_run(result)
+
+
+@settings(max_examples=300, deadline=None)
+@given(cuda_hosts)
+def test_a_host_a_cuda_build_serves_gets_one_with_sass_for_every_gpu(
+    facts: dict[str, Any],
+) -> None:
+    result = select(make_host(**facts), Request(), CATALOG)
+    assert result.ok and is_cuda(result.backend), (result.backend, result.reasons)
+    assert Flag.PTX_ONLY not in result.flags
+    assert_driver_runs_it(facts, result)
+    assert_code_for_every_gpu(facts, result)
+
+
 @settings(max_examples=200, deadline=None)
 @given(hosts, st.randoms(use_true_random=False))
-def test_the_result_does_not_depend_on_gpu_order(facts: dict, rnd: object) -> None:
+def test_the_result_does_not_depend_on_gpu_order(facts: dict[str, Any], rnd: object) -> None:
     first = select(make_host(**facts), Request(), CATALOG)
     shuffled = list(facts["gpus"])
     rnd.shuffle(shuffled)  # type: ignore[attr-defined]
