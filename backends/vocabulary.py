@@ -29,6 +29,8 @@ FAMILY = frozenset(
 LABELLED = FAMILY - {"pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu"}
 # Family members whose versions the catalog records for each release (selection judges these).
 CATALOGUED = ("torch", "torchvision", "torchaudio")
+# Release channels: releases, release candidates (…/whl/test) and nightlies (…/whl/nightly).
+CHANNELS = ("stable", "test", "nightly")
 
 
 class Kind(str, enum.Enum):

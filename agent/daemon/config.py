@@ -17,7 +17,6 @@ SYSTEM_CONFIG = Path("/etc/torchenv/config.toml")
 DEFAULT_STATE_DIR = "/var/lib/torchenv"
 DEFAULT_RUNTIME_DIR = "/run/torchenv"
 DRIVER_VERSION_FILE = "/sys/module/nvidia/version"
-CHANNELS = ("stable", "test", "nightly")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 AGENT_KEYS = {
@@ -175,6 +174,8 @@ def _environment(raw: Any, index: int, where: str) -> EnvironmentSpec:
             f"requirements of environment {name!r} in {where} must be strings",
             hint='write requirements = ["torch", "torchvision"]',
         )
+    from torchenv.backends.vocabulary import CHANNELS
+
     channel = raw.get("channel", "stable")
     if channel not in CHANNELS:
         raise ConfigError(

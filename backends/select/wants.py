@@ -9,13 +9,12 @@ from typing import TYPE_CHECKING
 
 from torchenv.backends.catalog import Release
 from torchenv.backends.select.model import InvalidRequest
-from torchenv.backends.vocabulary import CATALOGUED, backend_kind
+from torchenv.backends.vocabulary import CATALOGUED, CHANNELS, backend_kind
 
 if TYPE_CHECKING:
     from packaging.specifiers import SpecifierSet
 
 
-CHANNELS = ("stable", "test", "nightly")
 BARE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
