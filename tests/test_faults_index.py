@@ -229,7 +229,7 @@ def test_a_knobs_default_serves_ranges() -> None:
 def test_a_link_whose_name_is_a_path_is_no_file_of_the_project(tmp_path: Path) -> None:
     """`..%2F` decodes to a separator: such a link is dropped from the page, and a download
     of one is refused before anything is written."""
-    from torchenv.agent.index.client import make_artifact, parse_html_page
+    from torchenv.agent.index.pages import make_artifact, parse_html_page
 
     sha = "0" * 64
     page = (

@@ -11,7 +11,8 @@ from indexsim.focus import FOCUS_WHEELS
 
 from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.index.client import Artifact, IndexClient
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.index.model import Artifact
 
 FAST: dict[str, Any] = {"backoff": 0.01, "max_backoff": 0.02}
 

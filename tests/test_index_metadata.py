@@ -14,7 +14,10 @@ from packaging.version import Version
 
 from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.reporter import RecordingReporter
-from torchenv.agent.index.client import TAIL_BYTES, Artifact, IndexClient, make_artifact
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.index.model import Artifact
+from torchenv.agent.index.pages import make_artifact
+from torchenv.agent.index.ranges import TAIL_BYTES
 
 pytest_plugins = ("indexsim.fixtures",)
 

@@ -9,13 +9,9 @@ from indexsim import IndexSim
 from packaging.tags import Tag
 from packaging.version import Version
 
-from torchenv.agent.index.client import (
-    Artifact,
-    IndexClient,
-    parse_html_page,
-    parse_json_page,
-    project_url,
-)
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.index.model import Artifact
+from torchenv.agent.index.pages import parse_html_page, parse_json_page, project_url
 
 PAGE = "https://mirror.example/simple/demo/"
 

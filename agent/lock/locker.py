@@ -30,7 +30,8 @@ from torchenv.probes.report import HostReport
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.index.client import Artifact, CoreMetadata, IndexClient
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.index.model import Artifact, CoreMetadata
 
 # How a lock is made (issue 4):
 # 1. The torch family is chosen here, from the selection's index only: torch newest first
