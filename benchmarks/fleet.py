@@ -42,7 +42,7 @@ from torchenv.agent.cli.lock import run_lock
 from torchenv.agent.fleet import locksource
 from torchenv.agent.fleet import publish as fleet
 from torchenv.agent.host.source import HostFlags, load_host
-from torchenv.agent.lock.locker import parse_requirements
+from torchenv.agent.lock.inputs import parse_requirements
 from torchenv.probes.report import HostReport
 
 HOSTS = Path(__file__).resolve().parent.parent / "tests" / "hosts"

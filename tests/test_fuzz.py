@@ -36,7 +36,7 @@ from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.cli.lock import read_requirements_file
 from torchenv.agent.env import sync
 from torchenv.agent.host.source import load_host
-from torchenv.agent.lock.locker import parse_requirements
+from torchenv.agent.lock.inputs import parse_requirements
 from torchenv.agent.lock.pylock import parse_pylock
 
 settings.register_profile(

@@ -9,7 +9,7 @@ import pytest
 from lockfixtures import linux_host, mac_host
 
 from torchenv.agent.base.settings import load_settings
-from torchenv.agent.lock.locker import family_index
+from torchenv.agent.lock.inputs import family_index
 from torchenv.agent.verify import check as verify
 from torchenv.agent.verify.check import DevicePlan, Expectation, Status
 from torchenv.backends import vocabulary

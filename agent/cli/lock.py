@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
     from torchenv.agent.fleet.publish import NamedHost, Publication
     from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.locker import Difference
+    from torchenv.agent.lock.check import Difference
     from torchenv.agent.lock.pylock import PyLock
 
 
@@ -234,7 +234,7 @@ def _count(n: int, thing: str) -> str:
 def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
     """Command-line requirements and -r files; else the project's dependencies; else the default."""
     from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
-    from torchenv.agent.lock.locker import DEFAULT_REQUIREMENTS, parse_requirements
+    from torchenv.agent.lock.inputs import DEFAULT_REQUIREMENTS, parse_requirements
 
     found = list(parse_requirements(given))
     for path in files:
@@ -305,7 +305,7 @@ def run_lock(
 
 
 def _check(output: Path, host: Any, as_json: bool) -> None:
-    from torchenv.agent.lock.locker import check_lock
+    from torchenv.agent.lock.check import check_lock
     from torchenv.agent.lock.pylock import read_pylock
 
     lock = read_pylock(output)

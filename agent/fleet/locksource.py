@@ -485,7 +485,7 @@ def check_published(
     settings: Settings,
 ) -> PyLock:
     """Parse the published lock; refuse it unless it was made for this host and request."""
-    from torchenv.agent.lock.locker import check_lock
+    from torchenv.agent.lock.check import check_lock
     from torchenv.agent.lock.pylock import parse_pylock
     from torchenv.agent.lock.resolvers import target_of
 
