@@ -46,8 +46,8 @@ from lockfixtures import linux_host
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.host.source import HostFlags, load_host
 from torchenv.agent.index.client import IndexClient
+from torchenv.agent.lock.build import lock_for
 from torchenv.agent.lock.inputs import parse_requirements
-from torchenv.agent.lock.locker import lock_for
 from torchenv.agent.lock.resolvers import UvResolver, target_of
 from torchenv.agent.lock.resolvers.uv import find_uv
 

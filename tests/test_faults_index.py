@@ -31,7 +31,7 @@ from torchenv.agent.base.limits import MAX_METADATA, MAX_PAGE, MiB
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.env import sync
 from torchenv.agent.index.client import IndexClient
-from torchenv.agent.lock.locker import lock_for
+from torchenv.agent.lock.build import lock_for
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock, toml_safe
 from torchenv.agent.lock.resolvers import UvResolver
 from torchenv.agent.lock.resolvers.base import Completed, failed

@@ -16,8 +16,9 @@ from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.settings import Settings, load_settings
 from torchenv.agent.env.sync import cache_path
 from torchenv.agent.index.client import IndexClient
+from torchenv.agent.lock.build import lock_for
 from torchenv.agent.lock.check import check_lock
-from torchenv.agent.lock.locker import FAMILY, lock_for
+from torchenv.agent.lock.locker import FAMILY
 from torchenv.agent.lock.pylock import PyLock
 from torchenv.agent.lock.resolvers import PipResolver, UvResolver
 from torchenv.probes.report import HostReport

@@ -285,7 +285,7 @@ def run_lock(
 
     from torchenv.agent.cli.env import make_reporter
     from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.locker import lock_for
+    from torchenv.agent.lock.build import lock_for
     from torchenv.agent.lock.resolvers import choose_resolver
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
     from torchenv.backends.vocabulary import FAMILY

@@ -251,7 +251,7 @@ def default_locker(
 ) -> PyLock:
     """select, then lock_for with the index client and the resolver the settings name."""
     from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.locker import lock_for
+    from torchenv.agent.lock.build import lock_for
     from torchenv.agent.lock.resolvers import choose_resolver
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
 
