@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from indexsim import IndexSim, Knobs, WheelSpec, build_site, small_catalog
 
-from torchenv.agent.env import sync
+from torchenv.agent.env import fetch
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel
 
 PROCESSES = 6  # "eight pods on one node", scaled to this machine
@@ -27,7 +27,7 @@ SPECS = [
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from torchenv.agent.env import sync
+from torchenv.agent.env import fetch
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel
 from torchenv.agent.base.reporter import RecordingReporter
 
@@ -36,7 +36,7 @@ packages = [LockedPackage(p["name"], p["version"], p["index"], (LockedWheel(**p[
             for p in raw]
 while not start.exists():  # every child is up before any downloads
     time.sleep(0.01)
-files, fetched, hits = sync.fetch_all(packages, cache, RecordingReporter())
+files, fetched, hits = fetch.fetch_all(packages, cache, RecordingReporter())
 print(json.dumps({"fetched": fetched, "files": {k: str(v) for k, v in files.items()}}))
 """
 
@@ -108,7 +108,7 @@ def test_processes_sharing_a_cache_download_each_wheel_once(
 
 
 def _part_of(cache: Path, package: LockedPackage, pid: int) -> Path:
-    dest = sync.cache_path(cache, package)
+    dest = fetch.cache_path(cache, package)
     dest.parent.mkdir(parents=True, exist_ok=True)
     return dest.with_name(f".{dest.name}.{pid}.1.part")
 
@@ -130,13 +130,13 @@ def test_a_download_in_progress_survives_a_cleaner_that_cannot_see_its_pid(
     package = packages[0]
     part = _part_of(cache, package, _unused_pid())
     part.write_bytes(b"half a wheel")
-    lock = part.parent / sync.ENTRY_LOCK
+    lock = part.parent / fetch.ENTRY_LOCK
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # the writer holds its entry's lock while it writes
-        sync.clean_parts(cache)
+        fetch.clean_parts(cache)
         assert part.read_bytes() == b"half a wheel"
     finally:
         os.close(fd)  # the writer died: its lock went with it
-    sync.clean_parts(cache)
+    fetch.clean_parts(cache)
     assert not part.exists()

@@ -29,7 +29,7 @@ from torchenv.agent.base.errors import (
 )
 from torchenv.agent.base.limits import MAX_METADATA, MAX_PAGE, MiB
 from torchenv.agent.base.reporter import RecordingReporter
-from torchenv.agent.env import sync
+from torchenv.agent.env import install, sync
 from torchenv.agent.index.client import IndexClient
 from torchenv.agent.lock.build import lock_for
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock, toml_safe
@@ -215,7 +215,7 @@ def test_installer_errors_keep_the_output_whole_and_name_a_full_disk() -> None:
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)  # fmt: skip
     with pytest.raises(EnvironmentBuildError) as caught:
-        sync._finish(process, "installing the wheels")
+        install._finish(process, "installing the wheels")
     message = caught.value.message
     assert "no space left on the device" in message and "caused by: y" in message
     assert message.rstrip().endswith("^")

@@ -34,7 +34,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 from torchenv.agent.base.errors import TorchenvError, UnexpectedError
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.cli.lock import read_requirements_file
-from torchenv.agent.env import sync
+from torchenv.agent.env import fetch, sync
 from torchenv.agent.host.source import load_host
 from torchenv.agent.lock.inputs import parse_requirements
 from torchenv.agent.lock.pylock import parse_pylock
@@ -164,7 +164,7 @@ def test_any_lock_document_is_installed_or_refused_and_writes_only_the_cache(
         def install(document: bytes = document) -> None:
             lock = parse_pylock(document)
             sync.check_lock(lock, cache, HOST.target_facts(), force=True, reporter=Reporter())
-            sync.fetch_all(lock.packages, cache, Reporter())
+            fetch.fetch_all(lock.packages, cache, Reporter())
 
         bounded(install)
     assert [p for p in before.added() if not p.startswith("cache")] == []

@@ -14,7 +14,7 @@ from lockfixtures import linux_host, mac_host, need_uv
 
 from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.settings import Settings, load_settings
-from torchenv.agent.env.sync import cache_path
+from torchenv.agent.env.fetch import cache_path
 from torchenv.agent.index.client import IndexClient
 from torchenv.agent.lock.build import lock_for
 from torchenv.agent.lock.check import check_lock

@@ -20,7 +20,7 @@ from torchenv.agent.base.errors import (
     VerifyError,
 )
 from torchenv.agent.base.reporter import RecordingReporter
-from torchenv.agent.env import prefixlock, sync, venv
+from torchenv.agent.env import prefixlock, sync, targetcheck, venv
 from torchenv.agent.lock.pylock import read_lock_file
 from torchenv.agent.lock.resolvers.target import target_of
 from torchenv.agent.pipeline.core import verifier_for
@@ -146,9 +146,9 @@ def test_target_differences_reads_the_toml_form() -> None:
     facts = HOST.target_facts()
     from torchenv.agent.lock.pylock import toml_safe
 
-    assert sync.target_differences(toml_safe(facts), facts) == []
+    assert targetcheck.target_differences(toml_safe(facts), facts) == []
     changed = {**toml_safe(facts), "os": "windows"}
-    assert sync.target_differences(changed, facts) == ["os: lock 'windows' != host 'linux'"]
+    assert targetcheck.target_differences(changed, facts) == ["os: lock 'windows' != host 'linux'"]
 
 
 # ---------------------------------------------------------------- the CLI, killed and failing

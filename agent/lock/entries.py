@@ -80,8 +80,8 @@ def _fetcher(
     """Download a wheel to hash it, and leave it where sync looks for it (by its sha256)."""
 
     def fetch(artifact: Artifact) -> tuple[str, int]:
-        from torchenv.agent.env.sync import cached_wheel
         from torchenv.agent.index.client import sha256_of
+        from torchenv.agent.index.wheelstore import cached_wheel
 
         reporter.info(f"{artifact.filename}: the index publishes no hash; downloading to hash it")
         directory.mkdir(parents=True, exist_ok=True)
