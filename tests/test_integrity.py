@@ -17,7 +17,7 @@ from test_sync_helpers import build_lock, plain_spec, torch_spec
 
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
-from torchenv.agent.env import integrity, sync, venv
+from torchenv.agent.env import integrity, switch, sync, venv
 from torchenv.agent.lock.pylock import read_lock_file
 from torchenv.agent.pipeline import core as pipeline
 
@@ -68,7 +68,7 @@ def test_environments_share_no_files_so_the_previous_one_stays_a_way_back(
     pristine = previous.read_bytes()
     damage_in_place(active)
     assert previous.read_bytes() == pristine
-    venv.rollback(venv.Layout.for_prefix(prefix))
+    switch.rollback(venv.Layout.for_prefix(prefix))
     assert module_file(prefix, "filelock").read_bytes() == pristine
 
 

@@ -20,7 +20,7 @@ from torchenv.agent.base.errors import (
     VerifyError,
 )
 from torchenv.agent.base.reporter import RecordingReporter
-from torchenv.agent.env import prefixlock, sync, targetcheck, venv
+from torchenv.agent.env import prefixlock, switch, sync, targetcheck, venv
 from torchenv.agent.lock.pylock import read_lock_file
 from torchenv.agent.lock.resolvers.target import target_of
 from torchenv.agent.pipeline.core import verifier_for
@@ -64,7 +64,7 @@ def test_sync_switches_keeps_previous_and_rolls_back(tmp_path: Path, locks: tupl
     assert torch_version(prefix) == "2.14.0+cpu"
     assert second.previous == first.env_id
     layout = venv.Layout.for_prefix(prefix)
-    assert venv.rollback(layout) == (first.env_id, second.env_id)
+    assert switch.rollback(layout) == (first.env_id, second.env_id)
     assert torch_version(prefix) == "2.13.0+cpu"
     third = run_sync(locks[1], prefix, cache)
     assert third.cached == 2 and third.downloaded_bytes == 0

@@ -299,7 +299,7 @@ def verify(
 def _check_files(env: Path, as_json: bool) -> None:
     """Every installed file against its wheel's RECORD hash; damage is remembered for auto."""
     from torchenv.agent.base.errors import VerifyError
-    from torchenv.agent.env import integrity, prefixlock, venv
+    from torchenv.agent.env import integrity, prefixlock, switch, venv
 
     damage = integrity.full_check(env)
     if not damage:
@@ -309,7 +309,7 @@ def _check_files(env: Path, as_json: bool) -> None:
     layout = venv.Layout.for_prefix(env)
     if venv.active_env(layout) is not None:
         with prefixlock.hold(layout.lock_file, reporter=Reporter()):
-            venv.mark_damaged(layout, {d.dist for d in damage})
+            switch.mark_damaged(layout, {d.dist for d in damage})
     raise VerifyError(
         f"{env}: installed files differ from their wheels' RECORD hashes: "
         + integrity.describe(damage),
@@ -326,14 +326,14 @@ def rollback(
     """Switch back to the environment that was active before the last sync."""
 
     def body() -> None:
-        from torchenv.agent.env import prefixlock, venv
+        from torchenv.agent.env import prefixlock, switch, venv
 
         settings = _settings(prefix=prefix)
         layout = venv.Layout.for_prefix(str(settings.get_value("prefix")))
         reporter = make_reporter(as_json)
         venv.ensure_home(layout)
         with prefixlock.hold(layout.lock_file, reporter=reporter):
-            active, previous = venv.rollback(layout)
+            active, previous = switch.rollback(layout)
         if as_json:
             emit_json({"prefix": str(layout.prefix), "active": active, "previous": previous})
         else:

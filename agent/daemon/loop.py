@@ -328,7 +328,7 @@ class Agent:
         damaged distributions from the installer's cache.
         """
         from torchenv.agent.base.errors import TorchenvError
-        from torchenv.agent.env import integrity, prefixlock, venv
+        from torchenv.agent.env import integrity, prefixlock, switch, venv
 
         self._files_checked[spec.name] = time.time()
         damage = integrity.full_check(spec.prefix)
@@ -339,7 +339,7 @@ class Agent:
         try:
             layout = venv.Layout.for_prefix(spec.prefix)
             with prefixlock.hold(layout.lock_file, reporter=self.log, timeout=60):
-                venv.mark_damaged(layout, {d.dist for d in damage})
+                switch.mark_damaged(layout, {d.dist for d in damage})
         except TorchenvError as exc:
             self.log.warning(f"{spec.name}: cannot mark the damage: {exc.message}")
         return text

@@ -19,7 +19,7 @@ from torchenv.agent.base.errors import (
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.limits import MAX_WHEEL, size_text
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.env import integrity, prefixlock, venv
+from torchenv.agent.env import create, integrity, prefixlock, switch, venv
 from torchenv.agent.env.fetch import cache_path, drop_damaged, fetch_all, local_source
 from torchenv.agent.env.install import _finish, _install, _run, _start, link_mode
 from torchenv.agent.env.targetcheck import check_target, lock_python
@@ -192,11 +192,11 @@ def _build_and_switch(
     env_id = venv.new_env_id()
     env_dir = layout.env_dir(env_id)
     old = venv.active_env(layout)
-    uv = venv.find_uv()
+    uv = create.find_uv()
     creating: subprocess.Popen[str] | None = None
     try:
-        python = venv.find_interpreter(lock_python(lock))
-        creating = _start(venv.create_venv(env_dir, python, uv))  # runs while we download
+        python = create.find_interpreter(lock_python(lock))
+        creating = _start(create.create_venv(env_dir, python, uv))  # runs while we download
         start = time.perf_counter()
         files, fetched, hits = fetch_all(lock.packages, cache_dir, reporter)
         seconds["download"] = time.perf_counter() - start
@@ -243,7 +243,7 @@ def _build_and_switch(
             "site": integrity.site_stamp(env_dir),
             "verified": report is not None and report.ok,
         }
-        old, adopted = venv.commit_switch(layout, env_id, verified)
+        old, adopted = switch.commit_switch(layout, env_id, verified)
     except BaseException as exc:
         _stop(creating)
         if venv.active_env(layout) != env_id:  # never the environment now active
