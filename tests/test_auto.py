@@ -14,6 +14,7 @@ from torchenv.agent.base.settings import Settings, load_settings
 from torchenv.agent.env import venv
 from torchenv.agent.lock.pylock import PyLock, read_pylock
 from torchenv.agent.pipeline import core as pipeline
+from torchenv.agent.pipeline import decisions
 from torchenv.probes.report import HostReport
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +115,7 @@ def test_changes_that_undo_the_no_op(tmp_path: Path, host_file: Path) -> None:
     ],
 )
 def test_lock_mismatches(table: dict[str, object], want: list[str]) -> None:
-    got = pipeline.lock_mismatches(
+    got = decisions.lock_mismatches(
         table, fingerprint="f", requirements=["torch"],
         settings={"backend": "auto", "index-url": "https://m/simple"},
     )  # fmt: skip
@@ -122,11 +123,11 @@ def test_lock_mismatches(table: dict[str, object], want: list[str]) -> None:
 
 
 def test_with_torch_and_request_key() -> None:
-    assert pipeline.with_torch(["numpy"]) == ["torch", "numpy"]
-    assert pipeline.with_torch(["torch[opt]>=2.6", "numpy"]) == ["torch[opt]>=2.6", "numpy"]
+    assert decisions.with_torch(["numpy"]) == ["torch", "numpy"]
+    assert decisions.with_torch(["torch[opt]>=2.6", "numpy"]) == ["torch[opt]>=2.6", "numpy"]
     base = {"backend": "auto"}
-    assert pipeline.request_key(["a", "b"], base) == pipeline.request_key(["b", "a"], base)
-    assert pipeline.request_key(["a"], base) != pipeline.request_key(["a"], {"backend": "cpu"})
+    assert decisions.request_key(["a", "b"], base) == decisions.request_key(["b", "a"], base)
+    assert decisions.request_key(["a"], base) != decisions.request_key(["a"], {"backend": "cpu"})
 
 
 def test_summary_names_host_choice_install_verify_and_time(tmp_path: Path, host_file: Path):  # type: ignore[no-untyped-def]

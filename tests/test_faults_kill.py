@@ -23,7 +23,7 @@ from test_sync_helpers import PY
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.env import sync, venv
 from torchenv.agent.lock.pylock import read_lock_file
-from torchenv.agent.pipeline.core import verifier_for
+from torchenv.agent.pipeline.stages import verifier_for
 
 pytestmark = pytest.mark.e2e
 

@@ -23,7 +23,7 @@ from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.env import prefixlock, switch, sync, targetcheck, venv
 from torchenv.agent.lock.pylock import read_lock_file
 from torchenv.agent.lock.resolvers.target import target_of
-from torchenv.agent.pipeline.core import verifier_for
+from torchenv.agent.pipeline.stages import verifier_for
 
 pytestmark = pytest.mark.e2e
 

@@ -216,7 +216,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     def body() -> None:
         from torchenv.agent.env import sync as syncmod
         from torchenv.agent.lock.pylock import read_lock_file
-        from torchenv.agent.pipeline import core as pipeline
+        from torchenv.agent.pipeline import stages
 
         settings = _settings(prefix=prefix)
         options = hostopts.HostOptions.from_cli(
@@ -231,7 +231,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
             host_facts=host.target_facts(),
             cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
-            verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
+            verifier=stages.verifier_for(host, parsed, devices_here=source.devices_here),
             force=force, stamp={"fingerprint": host.fingerprint()},
             link_mode=settings.get_value("link-mode"),
         )  # fmt: skip
@@ -261,7 +261,7 @@ def verify(
         from torchenv.agent.env.sync import LOCK_COPY
         from torchenv.agent.host.source import load_host, probe_settings
         from torchenv.agent.lock.pylock import read_pylock
-        from torchenv.agent.pipeline import core as pipeline
+        from torchenv.agent.pipeline import stages
         from torchenv.agent.verify import check as verifymod
 
         settings = _settings(prefix=prefix)
@@ -275,7 +275,7 @@ def verify(
         host = load_host(**probe_settings(settings))
         copy = env / LOCK_COPY
         expect = (
-            pipeline.expectation(read_pylock(copy))
+            stages.expectation(read_pylock(copy))
             if copy.is_file()
             else verifymod.Expectation(None, None)
         )
