@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from torchenv.agent.base.errors import ConfigError
-from torchenv.agent.daemon.loop import bind_socket
+from torchenv.agent.daemon.server import bind_socket
 
 NOBODY = 65534
 CONNECT = (
