@@ -19,7 +19,7 @@ from torchenv.agent.daemon.drift import DriftChecks
 from torchenv.agent.daemon.driverwait import should_wait
 from torchenv.agent.daemon.log import JournalReporter
 from torchenv.agent.daemon.notify import Notifier
-from torchenv.agent.daemon.outputs import NFD, STATE, TEXTFILE, OutputStatus, OutputWriter
+from torchenv.agent.daemon.outputs import NFD, STATE, TEXTFILE, OutputStatus
 from torchenv.agent.daemon.provision import Provision, child_argv, child_env
 from torchenv.agent.daemon.server import StatusServer
 from torchenv.agent.daemon.state import (
@@ -33,6 +33,7 @@ from torchenv.agent.daemon.state import (
     decide,
     load_state,
 )
+from torchenv.agent.daemon.writer import OutputWriter
 from torchenv.probes.report import HostReport
 
 STATE_FILE = "agent-state.json"
