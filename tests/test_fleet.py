@@ -18,9 +18,11 @@ from test_sync_helpers import PY, build_lock, plain_spec, torch_spec
 from torchenv.agent.base.errors import IntegrityError, LockFileError, SelectionError
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
-from torchenv.agent.fleet import locksource
+from torchenv.agent.fleet import classes as fleet_classes
+from torchenv.agent.fleet import lockindex, locksource, readers
 from torchenv.agent.fleet import publish as fleet
-from torchenv.agent.fleet.publish import ClassLock, HostClass, LockSourceError, NamedHost
+from torchenv.agent.fleet.classes import ClassLock, HostClass, NamedHost
+from torchenv.agent.fleet.lockindex import LockSourceError
 from torchenv.agent.host.source import HostFlags, load_host
 from torchenv.agent.lock.pylock import PyLock, read_pylock
 from torchenv.probes.report import HostReport
@@ -69,7 +71,7 @@ def test_hosts_differing_only_outside_the_target_are_one_class(tmp_path: Path) -
     hosts = [NamedHost(f"h{i}", r) for i, r in enumerate(reports)]
     hosts.insert(1, named(HOSTS / "cpu-cloud-vm"))
     hosts.append(named(HOSTS / "this-dev-box"))  # another recording of a CPU-only VM
-    classes = fleet.classes_of(hosts)
+    classes = fleet_classes.classes_of(hosts)
     assert [c.hosts for c in classes] == [
         ("h0", "h1", "h2"),
         (str(HOSTS / "cpu-cloud-vm"), str(HOSTS / "this-dev-box")),
@@ -81,10 +83,10 @@ def test_each_class_is_locked_once_and_a_failure_loses_no_other(tmp_path: Path) 
     hosts = [named(HOSTS / h) for h in ("cpu-cloud-vm", "h100-driver580", "this-dev-box")]
     hosts.append(named(sibling_host("h100-driver580", tmp_path, 1)))
     hosts.append(named(HOSTS / "gtx1080ti-driver580"))
-    classes = fleet.classes_of(hosts)
+    classes = fleet_classes.classes_of(hosts)
     gtx = classes[2].fingerprint
     locker = FakeLocker(tmp_path / "wheels", fail={gtx})
-    results = fleet.lock_each(classes, locker, RecordingReporter())
+    results = fleet_classes.lock_each(classes, locker, RecordingReporter())
     assert locker.calls == [c.fingerprint for c in classes]  # 3 resolutions for 5 hosts
     assert [r.error is None for r in results] == [True, True, False]
     assert results[2].error is not None and gtx in results[2].error.message
@@ -100,7 +102,7 @@ def _publish(directory: Path, results: list[ClassLock]) -> fleet.Publication:
 @pytest.fixture
 def two_classes(tmp_path: Path) -> tuple[list[HostClass], FakeLocker]:
     hosts = [named(HOSTS / h) for h in ("cpu-cloud-vm", "h100-driver580", "this-dev-box")]
-    return list(fleet.classes_of(hosts)), FakeLocker(tmp_path / "wheels")
+    return list(fleet_classes.classes_of(hosts)), FakeLocker(tmp_path / "wheels")
 
 
 def test_publish_writes_a_lock_per_class_and_the_index_last(
@@ -108,7 +110,7 @@ def test_publish_writes_a_lock_per_class_and_the_index_last(
 ) -> None:
     classes, locker = two_classes
     out = tmp_path / "locks"
-    done = _publish(out, fleet.lock_each(classes, locker, RecordingReporter()))
+    done = _publish(out, fleet_classes.lock_each(classes, locker, RecordingReporter()))
     index = json.loads((out / "index.json").read_text())
     assert index["format"] == "torchenv-lock-index" and index["requirements"] == ["torch"]
     assert set(index["classes"]) == {c.fingerprint for c in classes}
@@ -130,7 +132,7 @@ def test_publish_writes_a_lock_per_class_and_the_index_last(
 
     # the same again: nothing is rewritten, every byte (and so every ETag) stays
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    again = _publish(out, fleet.lock_each(classes, locker, RecordingReporter()))
+    again = _publish(out, fleet_classes.lock_each(classes, locker, RecordingReporter()))
     assert again.written == () and again.removed == ()
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
@@ -141,14 +143,14 @@ def test_republishing_leaves_no_stale_entry_and_keeps_a_failed_class(
     classes, locker = two_classes
     cpu, gpu = classes
     out = tmp_path / "locks"
-    first = _publish(out, fleet.lock_each(classes, locker, RecordingReporter()))
+    first = _publish(out, fleet_classes.lock_each(classes, locker, RecordingReporter()))
     (out / "README").write_text("not torchenv's\n")
     (out / gpu.fingerprint / ".pylock.x.toml.123.tmp").write_text("killed mid-write")
     (out / ".index.json.abc.tmp").write_text("killed mid-write")
 
     # the GPU class fails this time: its earlier lock stays published, marked as kept
     failing = FakeLocker(tmp_path / "wheels2", fail={gpu.fingerprint})
-    second = _publish(out, fleet.lock_each(classes, failing, RecordingReporter()))
+    second = _publish(out, fleet_classes.lock_each(classes, failing, RecordingReporter()))
     kept = second.index.classes[gpu.fingerprint]
     assert kept.sha256 == first.index.classes[gpu.fingerprint].sha256
     assert kept.kept is not None and "nothing fits" in kept.kept
@@ -163,7 +165,7 @@ def test_republishing_leaves_no_stale_entry_and_keeps_a_failed_class(
     )
 
     # only the CPU hosts now: the GPU class leaves the index, and its directory goes
-    third = _publish(out, fleet.lock_each([cpu], locker, RecordingReporter()))
+    third = _publish(out, fleet_classes.lock_each([cpu], locker, RecordingReporter()))
     assert set(third.index.classes) == {cpu.fingerprint}
     assert not (out / gpu.fingerprint).exists() and f"{gpu.fingerprint}/" in third.removed
 
@@ -175,19 +177,19 @@ def test_a_publisher_that_dies_before_the_index_leaves_the_old_one_whole(
 ) -> None:
     classes, locker = two_classes
     out = tmp_path / "locks"
-    first = _publish(out, fleet.lock_each(classes, locker, RecordingReporter()))
+    first = _publish(out, fleet_classes.lock_each(classes, locker, RecordingReporter()))
     index = (out / "index.json").read_bytes()
     newer = FakeLocker(tmp_path / "newer", torch="2.14.0+cpu")
     monkeypatch.setenv("TORCHENV_FAULT", "publish-index:enospc")
     with pytest.raises(OSError):
-        _publish(out, fleet.lock_each(classes, newer, RecordingReporter()))
+        _publish(out, fleet_classes.lock_each(classes, newer, RecordingReporter()))
     monkeypatch.delenv("TORCHENV_FAULT")
     # readers still see the old publication, whole: its index and every lock it names
     assert (out / "index.json").read_bytes() == index
     for entry in first.index.classes.values():
         assert hashlib.sha256((out / entry.lock).read_bytes()).hexdigest() == entry.sha256
     assert len(list(out.glob("*/pylock.*.toml"))) == 4  # the dead run's locks, unnamed
-    again = _publish(out, fleet.lock_each(classes, newer, RecordingReporter()))
+    again = _publish(out, fleet_classes.lock_each(classes, newer, RecordingReporter()))
     assert len(list(out.glob("*/pylock.*.toml"))) == 2 and len(again.removed) == 2
 
 
@@ -215,10 +217,12 @@ def test_a_malformed_index_is_refused_saying_why(change: Any, problem: str) -> N
         "hosts": ["n1"],
     }
     doc = {"format": "torchenv-lock-index", "version": 1, "classes": {"0123456789abcdef": entry}}
-    assert fleet.parse_index(json.dumps(doc).encode(), "i").classes["0123456789abcdef"].size == 10
+    assert (
+        lockindex.parse_index(json.dumps(doc).encode(), "i").classes["0123456789abcdef"].size == 10
+    )
     change(doc)
     with pytest.raises(LockSourceError, match=problem):
-        fleet.parse_index(json.dumps(doc).encode(), "the index")
+        lockindex.parse_index(json.dumps(doc).encode(), "the index")
 
 
 # ---------------------------------------------------------------- a node's lookup
@@ -234,8 +238,8 @@ def _settings(tmp_path: Path, **values: str) -> Any:
 
 def _published(tmp_path: Path) -> tuple[Path, fleet.Publication, list[HostClass]]:
     hosts = [named(HOSTS / h) for h in ("cpu-cloud-vm", "h100-driver580")]
-    classes = list(fleet.classes_of(hosts))
-    results = fleet.lock_each(classes, FakeLocker(tmp_path / "wheels"), RecordingReporter())
+    classes = list(fleet_classes.classes_of(hosts))
+    results = fleet_classes.lock_each(classes, FakeLocker(tmp_path / "wheels"), RecordingReporter())
     out = tmp_path / "locks"
     return out, _publish(out, results), classes
 
@@ -368,8 +372,10 @@ def test_auto_syncs_the_published_lock_and_follows_a_new_publication(tmp_path: P
     source = pipeline.HostSource(replay=node, flags=HostFlags(python=PY))
     host = replayed(node)
     out = tmp_path / "locks"
-    classes = list(fleet.classes_of([NamedHost("n1", host)]))
-    _publish(out, fleet.lock_each(classes, FakeLocker(tmp_path / "v1"), RecordingReporter()))
+    classes = list(fleet_classes.classes_of([NamedHost("n1", host)]))
+    _publish(
+        out, fleet_classes.lock_each(classes, FakeLocker(tmp_path / "v1"), RecordingReporter())
+    )
     settings = _settings(tmp_path, **{"lock-source": str(out), "prefix": str(tmp_path / "env")})
 
     def auto(*requirements: str) -> pipeline.AutoResult:
@@ -385,7 +391,7 @@ def test_auto_syncs_the_published_lock_and_follows_a_new_publication(tmp_path: P
     assert auto().action == "unchanged"
 
     v2 = FakeLocker(tmp_path / "v2", torch="2.14.0+cpu")
-    _publish(out, fleet.lock_each(classes, v2, RecordingReporter()))
+    _publish(out, fleet_classes.lock_each(classes, v2, RecordingReporter()))
     second = auto()
     assert second.action == "synced" and second.torch == "2.14.0+cpu"
     assert second.env_id != first.env_id and second.published is not None
@@ -418,8 +424,10 @@ def test_the_index_is_kept_and_asked_again_only_when_it_must_be(
 
     # a class the kept index lacks: asked again before saying there is none
     gtx = NamedHost("gtx", replayed(HOSTS / "gtx1080ti-driver580"))
-    classes = list(fleet.classes_of([NamedHost("cpu", cpu), gtx]))
-    _publish(out, fleet.lock_each(classes, FakeLocker(tmp_path / "wheels"), RecordingReporter()))
+    classes = list(fleet_classes.classes_of([NamedHost("cpu", cpu), gtx]))
+    _publish(
+        out, fleet_classes.lock_each(classes, FakeLocker(tmp_path / "wheels"), RecordingReporter())
+    )
     found = _lookup(tmp_path, url, gtx.report, **hour).found
     assert found is not None and found.entry.fingerprint == gtx.report.fingerprint()
     assert [r.status for r in sim.requests("/locks/index.json")] == [200]
@@ -433,8 +441,10 @@ def test_a_lock_gone_since_the_kept_index_is_found_through_a_fresh_one(
     first = _lookup(tmp_path, url, cpu, **{"lock-source-max-age": "3600"}).found
     assert first is not None
     shutil.rmtree(tmp_path / "cache" / "lock-source" / "locks")  # another pod's cache, say
-    classes = list(fleet.classes_of([NamedHost("cpu", cpu)]))
-    _publish(out, fleet.lock_each(classes, FakeLocker(tmp_path / "v2"), RecordingReporter()))
+    classes = list(fleet_classes.classes_of([NamedHost("cpu", cpu)]))
+    _publish(
+        out, fleet_classes.lock_each(classes, FakeLocker(tmp_path / "v2"), RecordingReporter())
+    )
     sim.reset_counters()
     second = _lookup(tmp_path, url, cpu, **{"lock-source-max-age": "3600"}).found
     assert second is not None and second.entry.sha256 != first.entry.sha256
@@ -463,7 +473,7 @@ def test_an_oversized_index_is_not_read_past_its_bound(
     tmp_path: Path, served: tuple[IndexSim, Path, str]
 ) -> None:
     _, out, url = served
-    (out / "index.json").write_bytes(b" " * (locksource.MAX_INDEX + 1))
+    (out / "index.json").write_bytes(b" " * (readers.MAX_INDEX + 1))
     cpu = replayed(HOSTS / "cpu-cloud-vm")
     for source in (url, str(out)):
         with pytest.raises(LockSourceError, match="larger than 16 MiB"):

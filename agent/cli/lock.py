@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.fleet.publish import NamedHost, Publication
+    from torchenv.agent.fleet.classes import NamedHost
+    from torchenv.agent.fleet.publish import Publication
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.check import Difference
     from torchenv.agent.lock.pylock import PyLock
@@ -145,7 +146,7 @@ def fleet_hosts(
 ) -> list[NamedHost]:
     """Every host given: recordings, report files, and every `*.json` in a report directory."""
     from torchenv.agent.base.errors import HostError
-    from torchenv.agent.fleet.publish import NamedHost
+    from torchenv.agent.fleet.classes import NamedHost
 
     files = []
     for path in reports:
@@ -175,14 +176,15 @@ def publish_classes(
 ) -> None:
     """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
     from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.fleet import classes as fleet_classes
     from torchenv.agent.fleet import publish as fleet
     from torchenv.agent.index.client import IndexClient
 
     reporter = make_reporter(as_json)
-    classes = fleet.classes_of(hosts)
+    classes = fleet_classes.classes_of(hosts)
     cache = Path(settings.get_value("cache-dir"))
     with IndexClient(cache_dir=cache, reporter=reporter) as client:  # one page read per class
-        results = fleet.lock_each(
+        results = fleet_classes.lock_each(
             classes,
             lambda report: run_lock(reqs, report, settings, as_json, client=client),
             reporter,
