@@ -15,6 +15,7 @@ from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import HOSTS
 from test_sync_helpers import PY, build_lock, plain_spec, torch_spec
 
+from torchenv.agent.base import locksetting
 from torchenv.agent.base.errors import IntegrityError, LockFileError, SelectionError
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
@@ -346,7 +347,7 @@ def test_a_published_lock_must_give_what_the_node_asks_for(
     ],
 )
 def test_lock_source_values(text: str, where: tuple[str | None, Path | None] | None) -> None:
-    source = locksource.parse_source(text, cwd=Path("/work"))
+    source = locksetting.parse_source(text, cwd=Path("/work"))
     assert ((source.index_url, source.index_path) if source else None) == where
 
 

@@ -40,7 +40,7 @@ def _non_negative_float(raw: str) -> float:
 
 
 def _lock_source(raw: str) -> str:
-    from torchenv.agent.fleet.locksource import parse_source
+    from torchenv.agent.base.locksetting import parse_source
 
     parse_source(raw)  # ValueError says why it is not a directory or an http(s) URL
     return raw.strip()

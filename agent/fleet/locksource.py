@@ -15,10 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin
 
 from torchenv.agent.base.errors import IntegrityError, LockFileError
-from torchenv.agent.base.locksetting import INDEX_NAME
 from torchenv.agent.fleet.lockindex import Entry, LockSourceError
 
 if TYPE_CHECKING:
@@ -26,45 +25,10 @@ if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.probes.report import HostReport
+from torchenv.agent.base.locksetting import LockSource, parse_source
 from torchenv.agent.fleet.readers import HttpReader, IndexRead, Reader, open_reader
 
 # ---------------------------------------------------------------- the setting (pure)
-
-
-@dataclass(frozen=True)
-class LockSource:
-    """Where the published locks are: an index URL, or an index file in a directory."""
-
-    text: str  # as configured
-    index_url: str | None = None
-    index_path: Path | None = None
-
-    def describe(self) -> str:
-        return self.index_url or str(self.index_path)
-
-
-def parse_source(text: str, *, cwd: Path | None = None) -> LockSource | None:
-    """The configured value as a source (None when empty); ValueError when it is not one.
-
-    A URL or path that ends in `.json` names the index itself; otherwise it is the directory
-    (or URL prefix) that holds `index.json`.
-    """
-    text = text.strip()
-    if not text:
-        return None
-    if text.startswith(("http://", "https://")):
-        parts = urlsplit(text)
-        if not parts.hostname:
-            raise ValueError("names no host")
-        url = text if parts.path.endswith(".json") else text.rstrip("/") + "/" + INDEX_NAME
-        return LockSource(text, index_url=url)
-    if "://" in text and not text.startswith("file://"):
-        raise ValueError("must be a directory, or an http://, https:// or file:// URL")
-    path = Path(unquote(urlsplit(text).path)) if text.startswith("file://") else Path(text)
-    path = path.expanduser()
-    if not path.is_absolute():
-        path = (cwd or Path.cwd()) / path
-    return LockSource(text, index_path=path if path.suffix == ".json" else path / INDEX_NAME)
 
 
 # ---------------------------------------------------------------- checks (pure)

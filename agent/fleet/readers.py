@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
     from torchenv.agent.base.settings import Settings
 
-from torchenv.agent.fleet.locksource import LockSource, _mismatch
+from torchenv.agent.base.locksetting import LockSource
+from torchenv.agent.fleet.locksource import _mismatch
 
 MAX_INDEX = MAX_LOCK_INDEX  # bytes of an index read (agent/limits.py)
 

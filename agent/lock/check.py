@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchenv.agent.base.errors import LockFileError
 from torchenv.agent.lock.pylock import PyLock, target_changes
 from torchenv.probes.report import HostReport
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

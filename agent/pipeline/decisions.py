@@ -5,11 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    pass
-
+from typing import Any
 
 REQUEST_KEYS = ("backend", "channel", "torch-index-url", "index-url", "resolver")
 
