@@ -20,8 +20,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from test_sync_helpers import PY
 
+from torchenv.agent.base.indexconfig import read_pip_config
 from torchenv.agent.env import venv
-from torchenv.agent.index.config import read_pip_config
 from torchenv.agent.lock.pylock import read_pylock
 
 pytestmark = pytest.mark.e2e

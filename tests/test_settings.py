@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from torchenv.agent.base.errors import ConfigError
+from torchenv.agent.base.indexconfig import default_index_from_tools, read_pip_config
 from torchenv.agent.base.settings import PYTORCH_INDEX, load_settings
-from torchenv.agent.index.config import default_index_from_tools, read_pip_config
 
 
 @pytest.fixture

@@ -103,7 +103,7 @@ class Sourced:
 
 
 def _default_index_url(env: Mapping[str, str]) -> Sourced:
-    from torchenv.agent.index.config import default_index_from_tools
+    from torchenv.agent.base.indexconfig import default_index_from_tools
 
     found = default_index_from_tools(env)
     return Sourced(*found) if found else Sourced(PYPI_INDEX, "default")

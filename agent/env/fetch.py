@@ -15,12 +15,13 @@ from urllib.parse import unquote, urlparse
 from torchenv.agent.base.errors import (
     IntegrityError,
     LockFileError,
+    os_error,
 )
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.fsutil import Escapes
 from torchenv.agent.base.limits import MAX_WHEEL
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.env import prefixlock, venv
+from torchenv.agent.env import prefixlock
 from torchenv.agent.index.wheelstore import cached_wheel
 from torchenv.agent.lock.pylock import LockedPackage
 
@@ -232,7 +233,7 @@ def fetch_all(
                 zip((p.name for p in packages), pool.map(fetcher.fetch, packages), strict=True)
             )
     except OSError as exc:
-        raise venv.os_error("download into", cache_dir, exc) from exc
+        raise os_error("download into", cache_dir, exc) from exc
     finally:
         fetcher.close()
     return files, fetcher.fetched, hits

@@ -7,14 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.base.errors import EnvironmentBuildError
+from torchenv.agent.base.errors import EnvironmentBuildError, os_error
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.env.venv import (
     Layout,
     PrefixKind,
     active_env,
     inspect_prefix,
-    os_error,
     python_in,
     read_state,
     remove_debris,

@@ -15,6 +15,7 @@ from torchenv.agent.base.errors import (
     EnvironmentBuildError,
     LockFileError,
     VerifyError,
+    os_error,
 )
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.limits import MAX_WHEEL, size_text
@@ -249,7 +250,7 @@ def _build_and_switch(
         if venv.active_env(layout) != env_id:  # never the environment now active
             venv.discard(env_dir)
         if isinstance(exc, OSError):
-            raise venv.os_error("build", env_dir, exc) from exc
+            raise os_error("build", env_dir, exc) from exc
         raise
     venv.clean_stale(layout)  # keep the active environment and the previous one
     return SyncResult(

@@ -18,7 +18,6 @@ made at `P` is never deleted: torchenv refuses it, or with --force moves it to
 from __future__ import annotations
 
 import enum
-import errno
 import json
 import os
 import secrets
@@ -29,27 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.base.errors import EnvironmentBuildError
+from torchenv.agent.base.errors import EnvironmentBuildError, os_error
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.fsutil import NAME_MAX, PATH_MAX, remove_stale_tmp, write_atomic
 
 STATE_SCHEMA = 1
-
-
-def os_error(action: str, path: Path | str, exc: OSError) -> EnvironmentBuildError:
-    """An OSError as an EnvironmentBuildError whose hint fits the errno."""
-    hints = {
-        errno.ENOSPC: "free disk space (the old environment is untouched) and run again",
-        errno.EDQUOT: "free disk space within your quota and run again",
-        errno.EACCES: "choose a prefix you may write (--prefix DIR) or fix the permissions",
-        errno.EPERM: "choose a prefix you may write (--prefix DIR) or fix the permissions",
-        errno.EROFS: "the file system is read-only; choose another --prefix",
-    }
-    return EnvironmentBuildError(
-        f"cannot {action} {path}: {exc.strerror or exc}",
-        hint=hints.get(exc.errno or 0, "check the path and run again"),
-        details={"path": str(path), "errno": exc.errno},
-    )
 
 
 class PrefixKind(str, enum.Enum):

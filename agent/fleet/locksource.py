@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from torchenv.agent.base.errors import IntegrityError, LockFileError
+from torchenv.agent.base.errors import LockFileError
 from torchenv.agent.fleet.lockindex import Entry, LockSourceError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.probes.report import HostReport
 from torchenv.agent.base.locksetting import LockSource, parse_source
-from torchenv.agent.fleet.readers import HttpReader, IndexRead, Reader, open_reader
+from torchenv.agent.fleet.readers import HttpReader, IndexRead, Reader, _mismatch, open_reader
 
 # ---------------------------------------------------------------- the setting (pure)
 
@@ -68,16 +68,6 @@ def request_problems(
 
 
 # ---------------------------------------------------------------- reading a source (the edge)
-
-
-def _mismatch(entry: Entry, where: str, what: str) -> IntegrityError:
-    return IntegrityError(
-        f"the lock published for class {entry.fingerprint} at {where} does not match the "
-        f"index ({what}; the index says sha256 {entry.sha256[:16]}…, {entry.size} bytes)",
-        hint="the file was changed or damaged after it was published; publish the locks "
-        "again (`torchenv lock ... --publish DIR`). Nothing was installed",
-        details={"fingerprint": entry.fingerprint, "lock": where, "sha256": entry.sha256},
-    )
 
 
 # ---------------------------------------------------------------- what a node takes

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 from urllib.parse import urljoin
 
+from torchenv.agent.base.errors import IntegrityError
 from torchenv.agent.base.limits import MAX_LOCK_FILE, MAX_LOCK_INDEX
 from torchenv.agent.fleet.lockindex import Entry, LockIndex, LockSourceError, parse_index
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
 
 from torchenv.agent.base.locksetting import LockSource
-from torchenv.agent.fleet.locksource import _mismatch
 
 MAX_INDEX = MAX_LOCK_INDEX  # bytes of an index read (agent/limits.py)
 
@@ -253,3 +253,13 @@ def open_reader(source: LockSource, settings: Settings) -> Iterator[Reader]:
         yield reader
     finally:
         reader.close()
+
+
+def _mismatch(entry: Entry, where: str, what: str) -> IntegrityError:
+    return IntegrityError(
+        f"the lock published for class {entry.fingerprint} at {where} does not match the "
+        f"index ({what}; the index says sha256 {entry.sha256[:16]}…, {entry.size} bytes)",
+        hint="the file was changed or damaged after it was published; publish the locks "
+        "again (`torchenv lock ... --publish DIR`). Nothing was installed",
+        details={"fingerprint": entry.fingerprint, "lock": where, "sha256": entry.sha256},
+    )

@@ -141,7 +141,7 @@ def load_host(
         try:
             recorder.save()
         except OSError as exc:
-            from torchenv.agent.env.venv import os_error
+            from torchenv.agent.base.errors import os_error
 
             raise HostError(
                 f"cannot record into {record}: {exc.strerror or exc}",
