@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,10 +215,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file the user wrote (at most MAX_CONFIG_FILE); ConfigError names what is wrong."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from torchenv.agent.base import toml as tomllib
     from torchenv.agent.base.fsutil import read_bounded
     from torchenv.agent.base.limits import MAX_CONFIG_FILE, TooLarge
 

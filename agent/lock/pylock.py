@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -212,10 +211,8 @@ def parse_pylock(raw: bytes, *, source: str = "the lock", base: Path | None = No
             f"{source} is larger than {MAX_LOCK_BYTES >> 20} MiB, which no lock file is",
             hint=f"pass the pylock.toml itself, or {_REGENERATE}",
         )
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from torchenv.agent.base import toml as tomllib
+
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -124,12 +124,9 @@ def verifier_for(
 
 
 def _toml(raw: bytes) -> dict[str, Any]:
-    import sys
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from torchenv.agent.base import toml as tomllib
+
     doc: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
     return doc
 

@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from torchenv.agent.base import toml as tomllib
 from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.lock.resolvers.base import (
     Pin,
@@ -24,11 +25,6 @@ from torchenv.agent.lock.resolvers.base import (
     run_process,
 )
 from torchenv.agent.lock.resolvers.target import Target
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 
 def find_uv() -> str | None:
