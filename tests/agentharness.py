@@ -1,6 +1,6 @@
 """The agent's request handling in process: bytes in, the HTTP answer out (no socket, no loop).
 
-`answer(payload)` feeds the bytes to the real `serve_connection` and the real `Agent.handle`,
+`answer(payload)` feeds the bytes to the real `serve_connection` and the real `Daemon.handle`,
 exactly as the agent's server does for one connection, and returns what it wrote back.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from torchenv.agent.daemon.config import parse_config
 from torchenv.agent.daemon.http import MAX_HEAD, serve_connection
 from torchenv.agent.daemon.log import JournalReporter
-from torchenv.agent.daemon.loop import Agent
+from torchenv.agent.daemon.loop import Daemon
 
 
 class _Writer:
@@ -46,7 +46,7 @@ class Harness:
             env={},
         )
         self.log = io.StringIO()
-        self.agent = Agent(config, reporter=JournalReporter(self.log, journal=False))
+        self.agent = Daemon(config, reporter=JournalReporter(self.log, journal=False))
         self.errors: list[str] = []
 
     def answer(self, payload: bytes) -> bytes:

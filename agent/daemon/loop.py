@@ -72,7 +72,7 @@ def sentinel(config: AgentConfig) -> tuple[Any, ...]:
     return tuple(facts)
 
 
-class Agent(DriftChecks, OutputWriter, StatusServer):
+class Daemon(DriftChecks, OutputWriter, StatusServer):
     """One agent process: the loop, its status, the socket, and the talk with systemd."""
 
     def __init__(
@@ -370,7 +370,7 @@ def run_agent(
     mark_done: Path | None = None,
 ) -> int:
     """The `torchenv agent` body: run the loop; TorchenvError leaves for the CLI to render."""
-    code = asyncio.run(Agent(config).run(once=once, wait_driver=wait_driver))
+    code = asyncio.run(Daemon(config).run(once=once, wait_driver=wait_driver))
     if once and code == 0 and mark_done is not None:
         atomic_write(mark_done, f"{time.time():.0f}\n")
     return code
