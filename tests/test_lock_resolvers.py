@@ -198,3 +198,33 @@ def test_target_markers_for_a_mac_from_linux() -> None:
     assert markers["platform_machine"] == "arm64"
     assert markers["python_version"] == "3.12"
     assert target_of(mac_host()).uv_platform() == "aarch64-apple-darwin"
+
+
+def test_torchenv_uv_steers_the_lock_as_it_steers_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TORCHENV_UV names the uv the resolver runs; empty, it switches uv off (pip resolves)."""
+    from torchenv.agent.lock.resolvers import choose_resolver
+
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str], env: object, cwd: object, timeout: object) -> object:
+        calls.append(list(argv))
+        raise RuntimeError("stop after the command line")
+
+    fake = tmp_path / "my-uv"
+    monkeypatch.setenv("TORCHENV_UV", str(fake))
+    request = ResolveRequest(
+        requirements=("numpy",),
+        target=target_of(linux_host(python="3.12")),
+        index_url="http://127.0.0.1:9/simple",
+        workdir=tmp_path,
+    )
+    with pytest.raises(RuntimeError, match="stop after"):
+        UvResolver(runner=runner).resolve(request)  # type: ignore[arg-type]
+    assert calls[0][0] == str(fake)
+
+    monkeypatch.setenv("TORCHENV_UV", "")
+    assert "TORCHENV_UV" in (UvResolver().unavailable() or "")
+    with pytest.raises(ResolutionError, match="uv: TORCHENV_UV"):
+        choose_resolver("uv")

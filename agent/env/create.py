@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from torchenv.agent.base.errors import EnvironmentBuildError
-
-
-def find_uv() -> str | None:
-    """The uv binary: TORCHENV_UV, then the one beside this interpreter, then PATH."""
-    explicit = os.environ.get("TORCHENV_UV")
-    if explicit is not None:
-        return explicit or None  # TORCHENV_UV="" forces pip
-    beside = Path(sys.executable).parent / "uv"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("uv")
+from torchenv.agent.base.uvbin import find_uv
 
 
 def interpreter_version(python: str) -> str | None:

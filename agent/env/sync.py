@@ -20,6 +20,7 @@ from torchenv.agent.base.errors import (
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.limits import MAX_WHEEL, size_text
 from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.base.uvbin import find_uv
 from torchenv.agent.env import create, integrity, prefixlock, switch, venv
 from torchenv.agent.env.fetch import cache_path, drop_damaged, fetch_all, local_source
 from torchenv.agent.env.install import _finish, _install, _run, _start, link_mode
@@ -193,7 +194,7 @@ def _build_and_switch(
     env_id = venv.new_env_id()
     env_dir = layout.env_dir(env_id)
     old = venv.active_env(layout)
-    uv = create.find_uv()
+    uv = find_uv()
     creating: subprocess.Popen[str] | None = None
     try:
         python = create.find_interpreter(lock_python(lock))
