@@ -175,7 +175,7 @@ def publish_classes(
     as_json: bool,
 ) -> None:
     """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
-    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.cli.console import make_reporter
     from torchenv.agent.fleet import classes as fleet_classes
     from torchenv.agent.fleet import publish as fleet
     from torchenv.agent.index.client import IndexClient
@@ -285,7 +285,7 @@ def run_lock(
 ) -> PyLock:
     from packaging.utils import canonicalize_name
 
-    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.cli.console import make_reporter
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.build import lock_for
     from torchenv.agent.lock.resolvers import choose_resolver
