@@ -117,3 +117,30 @@ def test_check_without_a_lock_says_so(env: Path) -> None:
     code, out = invoke("lock", "--check", "--replay", H100)
     assert code == 1
     assert "cannot read" in out
+
+
+def test_lock_takes_autos_path_and_selects_with_every_requirement(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`lock` and `auto` lock through one core function, and selection sees all requirements
+    (before, `lock` assembled its own path and handed selection the torch family only)."""
+    from torchenv.agent.pipeline import select_with_index, stages
+
+    seen: list[tuple[str, ...]] = []
+    real = select_with_index.run_selection
+
+    def spy(host, requirements, settings, **kw):  # type: ignore[no-untyped-def]
+        seen.append(tuple(requirements))
+        return real(host, requirements, settings, **kw)
+
+    monkeypatch.setattr(select_with_index, "run_selection", spy)
+    paths: list[str] = []
+    core = stages.lock_selected
+    monkeypatch.setattr(
+        stages, "lock_selected", lambda *a, **kw: paths.append("core") or core(*a, **kw)
+    )
+    code, out = invoke("lock", "torch==2.9.0", "numpy", "--replay", H100, "--backend", "cu126")
+    assert code == 0, out
+    assert paths == ["core"]
+    assert seen == [("torch==2.9.0", "numpy")]
+    assert read_pylock(env / "pylock.toml").package("numpy") is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -283,27 +282,11 @@ def run_lock(
     *,
     client: IndexClient | None = None,
 ) -> PyLock:
-    from packaging.utils import canonicalize_name
-
+    """The core's lock path (the one `auto` takes), reporting as this command does."""
     from torchenv.agent.cli.console import make_reporter
-    from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.build import lock_for
-    from torchenv.agent.lock.resolvers import choose_resolver
-    from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
-    from torchenv.backends.vocabulary import FAMILY
+    from torchenv.agent.pipeline import stages
 
-    family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
-    reporter = make_reporter(as_json)
-    cache = Path(settings.get_value("cache-dir"))
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(IndexClient(cache_dir=cache, reporter=reporter))
-        selection = run_selection(host, family, settings, client=client)
-        report_selection(selection, reporter)
-        return lock_for(
-            reqs, host, selection, settings, resolver=choose_resolver(
-                settings.get_value("resolver"), reporter), client=client, reporter=reporter,
-        )  # fmt: skip
+    return stages.lock_selected(host, reqs, settings, make_reporter(as_json), client=client)
 
 
 def _check(output: Path, host: Any, as_json: bool) -> None:

@@ -9,14 +9,16 @@ from typing import TYPE_CHECKING, Any
 
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.env import venv
+from torchenv.agent.pipeline.decisions import with_torch
 
 if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
     from torchenv.agent.base.settings import Settings
+    from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.agent.verify.check import Expectation, VerifyReport
     from torchenv.probes.report import HostReport
-
-from torchenv.agent.pipeline.decisions import with_torch
 
 
 @dataclass(frozen=True)
@@ -73,16 +75,35 @@ class _Chosen:
 def default_locker(
     host: HostReport, requirements: Sequence[str], settings: Settings, reporter: Reporter
 ) -> PyLock:
-    """select, then lock_for with the index client and the resolver the settings name."""
+    """`auto`'s locker: lock_selected with an index client of its own."""
+    return lock_selected(host, requirements, settings, reporter)
+
+
+def lock_selected(
+    host: HostReport,
+    requirements: Sequence[Requirement | str],
+    settings: Settings,
+    reporter: Reporter,
+    *,
+    client: IndexClient | None = None,
+) -> PyLock:
+    """select with every requirement, then lock_for with the resolver the settings name: the
+    one path of `torchenv lock` and `torchenv auto`. A client given is shared (a fleet's
+    classes read each page once); otherwise one is opened and closed here."""
+    import contextlib
+
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.build import lock_for
     from torchenv.agent.lock.resolvers import choose_resolver
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
 
     cache = Path(settings.get_value("cache-dir"))
-    with IndexClient(cache_dir=cache, reporter=reporter) as client:
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(IndexClient(cache_dir=cache, reporter=reporter))
         with reporter.stage("select"):
-            selection = run_selection(host, tuple(requirements), settings, client=client)
+            wanted = tuple(str(r) for r in requirements)
+            selection = run_selection(host, wanted, settings, client=client)
         assert selection.backend is not None  # run_selection raises when nothing fits
         report_selection(selection, reporter)
         chosen = _Chosen(
