@@ -39,9 +39,9 @@ from _common import fmt_ms, ratio, use_test_helpers
 
 use_test_helpers()
 
+from helpers.hosts import linux_host
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 from indexsim.catalog import Catalog
-from lockfixtures import linux_host
 
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.base.uvbin import find_uv
