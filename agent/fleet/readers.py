@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 from torchenv.agent.base.locksetting import LockSource
 
-MAX_INDEX = MAX_LOCK_INDEX  # bytes of an index read (agent/limits.py)
+MAX_INDEX = MAX_LOCK_INDEX  # bytes of an index read (agent/base/limits.py)
 
 
 MAX_LOCK = MAX_LOCK_FILE  # bytes of a published lock

@@ -22,7 +22,7 @@ CREATED_BY = "torchenv"
 DEFAULT_NAME = "pylock.toml"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REGENERATE = "regenerate it with `torchenv lock`"
-MAX_LOCK_BYTES = MAX_LOCK_FILE  # the most of a lock file read (agent/limits.py)
+MAX_LOCK_BYTES = MAX_LOCK_FILE  # the most of a lock file read (agent/base/limits.py)
 URL_SCHEMES = ("https", "http", "file")
 _UNSAFE = frozenset("/\\:\0")  # a wheel name is one file name, on every OS
 
