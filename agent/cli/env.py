@@ -13,7 +13,7 @@ from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.pipeline.core import AutoResult, HostSource
+    from torchenv.agent.pipeline.core import AutoResult
     from torchenv.agent.verify.check import VerifyReport
 from torchenv.agent.cli.console import make_reporter
 
@@ -76,16 +76,6 @@ def auto_lines(result: AutoResult) -> list[str]:
 # ---------------------------------------------------------------- helpers
 
 
-def _source(options: hostopts.HostOptions) -> HostSource:
-    from torchenv.agent.pipeline.core import HostSource
-
-    flags = options.flags
-    return HostSource(
-        replay=options.replay, host_report=options.host_report,
-        flags=flags if flags.any() else None,
-    )  # fmt: skip
-
-
 def _settings(**cli: Any) -> Settings:
     from torchenv.agent.base.settings import load_settings
 
@@ -137,10 +127,10 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
         )  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
-            source=_source(hostopts.HostOptions.from_cli(
+            source=hostopts.host_source(
                 replay=replay, host_report=host_report, os=os, arch=arch, python=python,
                 driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-            )),
+            ),
             lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:
@@ -168,11 +158,8 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         from torchenv.agent.pipeline import stages
 
         settings = _settings(prefix=prefix)
-        options = hostopts.HostOptions.from_cli(
-            replay=replay, host_report=host_report, python=python
-        )
-        source = _source(options)
-        host = options.load(settings)
+        source = hostopts.host_source(replay=replay, host_report=host_report, python=python)
+        host = source.load(settings)
         from torchenv.agent.lock.resolvers.target import target_of
 
         parsed, raw = read_lock_file(lock)

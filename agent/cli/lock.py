@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
     from torchenv.agent.fleet.classes import NamedHost
     from torchenv.agent.fleet.publish import Publication
+    from torchenv.agent.host.source import HostSource
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.check import Difference
     from torchenv.agent.lock.pylock import PyLock
@@ -79,8 +80,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     with --publish, one lock per hardware class of the hosts given."""
     replays, reports = list(replay or ()), list(host_report or ())
 
-    def options(**source: Path | None) -> opts.HostOptions:
-        return opts.HostOptions.from_cli(
+    def options(**source: Path | None) -> HostSource:
+        return opts.host_source(
             **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
             rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
         )  # fmt: skip
@@ -140,7 +141,7 @@ def _refuse_with_publish(publish: Path | None, output: Path | None, check: bool)
 def fleet_hosts(
     replays: list[Path],
     reports: list[Path],
-    options: Callable[..., opts.HostOptions],
+    options: Callable[..., HostSource],
     settings: Settings,
 ) -> list[NamedHost]:
     """Every host given: recordings, report files, and every `*.json` in a report directory."""

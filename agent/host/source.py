@@ -71,6 +71,28 @@ class HostFlags:
         )
 
 
+@dataclass(frozen=True)
+class HostSource:
+    """Which host a command works for: a recording (--replay), a report file (--host-report)
+    or this machine, with the facts given on the command line on top."""
+
+    replay: Path | None = None
+    host_report: Path | None = None
+    flags: HostFlags = HostFlags()
+
+    @property
+    def devices_here(self) -> bool:
+        """Only a live probe of this machine has its devices here to exercise."""
+        return self.replay is None and self.host_report is None and not self.flags.any()
+
+    def load(self, settings: Settings) -> HostReport:
+        """The HostReport this source describes (this machine when nothing is given)."""
+        return load_host(
+            replay=self.replay, host_report=self.host_report, flags=self.flags,
+            **probe_settings(settings),
+        )  # fmt: skip
+
+
 def load_host(
     *,
     replay: Path | None = None,

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.env import venv
+from torchenv.agent.host.source import HostSource
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
     from torchenv.agent.env.sync import SyncResult
     from torchenv.agent.fleet.locksource import Lookup, SourceLock
-    from torchenv.agent.host.source import HostFlags
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.agent.verify.check import VerifyReport
     from torchenv.probes.report import HostReport
@@ -33,22 +33,7 @@ from torchenv.agent.pipeline.stages import (
 Locker = Callable[["HostReport", Sequence[str], "Settings", Reporter], "PyLock"]
 
 
-@dataclass(frozen=True)
-class HostSource:
-    """Where the host comes from (the --replay / --host-report / flag options)."""
-
-    replay: Path | None = None
-    host_report: Path | None = None
-    flags: HostFlags | None = None
-
-    @property
-    def devices_here(self) -> bool:
-        """Only a live probe of this machine has its devices here to exercise."""
-        return (
-            self.replay is None
-            and self.host_report is None
-            and not (self.flags is not None and self.flags.any())
-        )
+THIS_MACHINE = HostSource()  # no recording, no report file, no facts given
 
 
 @dataclass(frozen=True)
@@ -128,7 +113,7 @@ def auto(
     requirements: Sequence[str] = (),
     *,
     settings: Settings,
-    source: HostSource = HostSource(),
+    source: HostSource = THIS_MACHINE,
     reporter: Reporter | None = None,
     cwd: Path | None = None,
     lock_path: Path | None = None,
