@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.cli import hostopts
 from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
 
@@ -153,23 +152,13 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
 
     def body() -> None:
-        from torchenv.agent.env import sync as syncmod
-        from torchenv.agent.lock.pylock import read_lock_file
-        from torchenv.agent.pipeline import stages
+        from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
         source = hostopts.host_source(replay=replay, host_report=host_report, python=python)
-        host = source.load(settings)
-        from torchenv.agent.lock.resolvers.target import target_of
-
-        parsed, raw = read_lock_file(lock)
-        result = syncmod.sync(
-            parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
-            host_facts=host.target_facts(),
-            cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
-            verifier=stages.verifier_for(host, parsed, devices_here=source.devices_here),
-            force=force, stamp={"fingerprint": host.fingerprint()},
-            link_mode=settings.get_value("link-mode"),
+        result = commands.sync_lock(
+            lock, commands.Place.from_settings(settings), source.load(settings),
+            devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
@@ -192,67 +181,23 @@ def verify(
     """Run the environment's interpreter: import torch, check the build, exercise each device."""
 
     def body() -> None:
-        from torchenv.agent.base.errors import EnvironmentBuildError, VerifyError
-        from torchenv.agent.env import venv
-        from torchenv.agent.env.sync import LOCK_COPY
-        from torchenv.agent.host.source import load_host, probe_settings
-        from torchenv.agent.lock.pylock import read_pylock
-        from torchenv.agent.pipeline import stages
-        from torchenv.agent.verify import check as verifymod
+        from torchenv.agent.host.source import HostSource
+        from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
         env = Path(str(settings.get_value("prefix")))
-        python = venv.python_in(env)
-        if not python.exists():
-            raise EnvironmentBuildError(
-                f"there is no environment at {env}",
-                hint="build one with `torchenv auto` or `torchenv sync LOCK`",
-            )
-        host = load_host(**probe_settings(settings))
-        copy = env / LOCK_COPY
-        expect = (
-            stages.expectation(read_pylock(copy))
-            if copy.is_file()
-            else verifymod.Expectation(None, None)
-        )
-        plan = verifymod.plan_devices(host, expect.backend, devices_here=True)
-        report = verifymod.verify_env(python, expect, plan)
+        report = commands.verify_prefix(env, HostSource().load(settings))
         if not as_json:
             typer.echo("\n".join(verify_lines(report)))
-        _check_files(env, as_json)
+        commands.check_files(env)
+        if not as_json:
+            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
         if not report.ok:
-            raise VerifyError(
-                f"{env} failed verification: " + ", ".join(c.name for c in report.failed()),
-                hint="run `torchenv auto` to rebuild it, or `torchenv rollback`",
-                details={"prefix": str(env), **report.to_json()},
-            )
+            raise commands.verify_failed(env, report)
         if as_json:
             emit_json({"prefix": str(env), **report.to_json()})
 
     guarded(as_json, body)
-
-
-def _check_files(env: Path, as_json: bool) -> None:
-    """Every installed file against its wheel's RECORD hash; damage is remembered for auto."""
-    from torchenv.agent.base.errors import VerifyError
-    from torchenv.agent.env import integrity, prefixlock, switch, venv
-
-    damage = integrity.full_check(env)
-    if not damage:
-        if not as_json:
-            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
-        return
-    layout = venv.Layout.for_prefix(env)
-    if venv.active_env(layout) is not None:
-        with prefixlock.hold(layout.lock_file, reporter=Reporter()):
-            switch.mark_damaged(layout, {d.dist for d in damage})
-    raise VerifyError(
-        f"{env}: installed files differ from their wheels' RECORD hashes: "
-        + integrity.describe(damage),
-        hint="run `torchenv auto` to rebuild it from the locked wheels (the damaged "
-        "distributions are dropped from the installer's cache first), or `torchenv rollback`",
-        details={"prefix": str(env), "damaged": {d.dist: list(d.paths) for d in damage}},
-    )
 
 
 def rollback(
@@ -262,17 +207,13 @@ def rollback(
     """Switch back to the environment that was active before the last sync."""
 
     def body() -> None:
-        from torchenv.agent.env import prefixlock, switch, venv
+        from torchenv.agent.pipeline import commands
 
-        settings = _settings(prefix=prefix)
-        layout = venv.Layout.for_prefix(str(settings.get_value("prefix")))
-        reporter = make_reporter(as_json)
-        venv.ensure_home(layout)
-        with prefixlock.hold(layout.lock_file, reporter=reporter):
-            active, previous = switch.rollback(layout)
+        env = Path(str(_settings(prefix=prefix).get_value("prefix")))
+        where, active, previous = commands.rollback_prefix(env, make_reporter(as_json))
         if as_json:
-            emit_json({"prefix": str(layout.prefix), "active": active, "previous": previous})
+            emit_json({"prefix": str(where), "active": active, "previous": previous})
         else:
-            typer.echo(f"{layout.prefix} -> {active} (was {previous})")
+            typer.echo(f"{where} -> {active} (was {previous})")
 
     guarded(as_json, body)
