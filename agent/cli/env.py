@@ -117,6 +117,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
 
     def body() -> None:
+        from torchenv.agent.base.options import AutoOptions
         from torchenv.agent.pipeline import core as pipeline
 
         settings = _settings(
@@ -125,7 +126,8 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             lock_source_missing=lock_source_missing,
         )  # fmt: skip
         result = pipeline.auto(
-            tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
+            tuple(requirements or ()), options=AutoOptions.from_settings(settings),
+            reporter=make_reporter(as_json),
             source=hostopts.host_source(
                 replay=replay, host_report=host_report, os=os, arch=arch, python=python,
                 driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
@@ -152,12 +154,14 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
 
     def body() -> None:
+        from torchenv.agent.base.options import ProbeOptions
         from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
         source = hostopts.host_source(replay=replay, host_report=host_report, python=python)
         result = commands.sync_lock(
-            lock, commands.Place.from_settings(settings), source.load(settings),
+            lock, commands.Place.from_settings(settings),
+            source.load(ProbeOptions.from_settings(settings)),
             devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
         )  # fmt: skip
         if as_json:
@@ -181,12 +185,15 @@ def verify(
     """Run the environment's interpreter: import torch, check the build, exercise each device."""
 
     def body() -> None:
+        from torchenv.agent.base.options import ProbeOptions
         from torchenv.agent.host.source import HostSource
         from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
         env = Path(str(settings.get_value("prefix")))
-        report = commands.verify_prefix(env, HostSource().load(settings))
+        report = commands.verify_prefix(
+            env, HostSource().load(ProbeOptions.from_settings(settings))
+        )
         if not as_json:
             typer.echo("\n".join(verify_lines(report)))
         commands.check_files(env)

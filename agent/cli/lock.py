@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from packaging.requirements import Requirement
 
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import LockOptions, ProbeOptions
     from torchenv.agent.fleet.classes import NamedHost
     from torchenv.agent.fleet.publish import Publication
     from torchenv.agent.host.source import HostSource
@@ -87,26 +87,29 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         )  # fmt: skip
 
     def body() -> None:
+        from torchenv.agent.base.options import LockOptions, ProbeOptions
         from torchenv.agent.base.settings import load_settings
 
         settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver})
+        lock_options = LockOptions.from_settings(settings)
+        probe = ProbeOptions.from_settings(settings)
         if publish is not None or len(replays) + len(reports) > 1:
             _refuse_with_publish(publish, output, check)
             assert publish is not None
             reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
-            hosts = fleet_hosts(replays, reports, options, settings)
-            publish_classes(publish, reqs, hosts, settings, as_json)
+            hosts = fleet_hosts(replays, reports, options, probe)
+            publish_classes(publish, reqs, hosts, lock_options, as_json)
             return
         host_options = options(
             replay=replays[0] if replays else None, host_report=reports[0] if reports else None
         )
-        host = host_options.load(settings)
+        host = host_options.load(probe)
         target = output or Path(DEFAULT_OUTPUT)
         if check:
             _check(target, host, as_json)
             return
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
-        lock = run_lock(reqs, host, settings, as_json)
+        lock = run_lock(reqs, host, lock_options, as_json)
         from torchenv.agent.lock.pylock import write_pylock
 
         write_pylock(target, lock)
@@ -142,7 +145,7 @@ def fleet_hosts(
     replays: list[Path],
     reports: list[Path],
     options: Callable[..., HostSource],
-    settings: Settings,
+    probe: ProbeOptions,
 ) -> list[NamedHost]:
     """Every host given: recordings, report files, and every `*.json` in a report directory."""
     from torchenv.agent.base.errors import HostError
@@ -163,15 +166,15 @@ def fleet_hosts(
             hint="give each node's report (--host-report FILE or DIR, from `torchenv probe "
             "--json`) or recording (--replay DIR), as often as there are nodes",
         )
-    hosts = [NamedHost(str(p), options(replay=p).load(settings)) for p in replays]
-    return hosts + [NamedHost(str(p), options(host_report=p).load(settings)) for p in files]
+    hosts = [NamedHost(str(p), options(replay=p).load(probe)) for p in replays]
+    return hosts + [NamedHost(str(p), options(host_report=p).load(probe)) for p in files]
 
 
 def publish_classes(
     directory: Path,
     reqs: tuple[Requirement, ...],
     hosts: list[NamedHost],
-    settings: Settings,
+    lock_options: LockOptions,
     as_json: bool,
 ) -> None:
     """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
@@ -182,11 +185,11 @@ def publish_classes(
 
     reporter = make_reporter(as_json)
     classes = fleet_classes.classes_of(hosts)
-    cache = Path(settings.get_value("cache-dir"))
+    cache = lock_options.index.cache_dir
     with IndexClient(cache_dir=cache, reporter=reporter) as client:  # one page read per class
         results = fleet_classes.lock_each(
             classes,
-            lambda report: run_lock(reqs, report, settings, as_json, client=client),
+            lambda report: run_lock(reqs, report, lock_options, as_json, client=client),
             reporter,
         )
     done = fleet.publish(directory, results, requirements=[str(r) for r in reqs], reporter=reporter)
@@ -278,7 +281,7 @@ def read_requirements_file(path: Path) -> list[str]:
 def run_lock(
     reqs: tuple[Requirement, ...],
     host: Any,
-    settings: Settings,
+    options: LockOptions,
     as_json: bool,
     *,
     client: IndexClient | None = None,
@@ -287,7 +290,7 @@ def run_lock(
     from torchenv.agent.cli.console import make_reporter
     from torchenv.agent.pipeline import stages
 
-    return stages.lock_selected(host, reqs, settings, make_reporter(as_json), client=client)
+    return stages.lock_selected(host, reqs, options, make_reporter(as_json), client=client)
 
 
 def _check(output: Path, host: Any, as_json: bool) -> None:

@@ -32,15 +32,16 @@ def probe(
     """Read this host: GPUs, drivers, CPU, Python, OS. Changes nothing."""
 
     def body() -> None:
+        from torchenv.agent.base.options import ProbeOptions
         from torchenv.agent.base.settings import load_settings
-        from torchenv.agent.host.source import load_host, probe_settings
+        from torchenv.agent.host.source import load_host
 
         settings = load_settings()
         report = load_host(
             replay=replay,
             record=record,
             disk_path=disk_path or str(settings.get_value("prefix")),
-            **probe_settings(settings),
+            **ProbeOptions.from_settings(settings).as_kwargs(),
         )
         if as_json:
             emit_json(report.to_json())

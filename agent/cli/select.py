@@ -65,6 +65,7 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
 
     def body() -> None:
+        from torchenv.agent.base.options import ProbeOptions, SelectionOptions
         from torchenv.agent.base.settings import load_settings
         from torchenv.agent.cli.hostopts import host_source
 
@@ -72,10 +73,15 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         host = host_source(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-        ).load(settings)  # fmt: skip
+        ).load(ProbeOptions.from_settings(settings))  # fmt: skip
         from torchenv.agent.pipeline.select_with_index import run_selection
 
-        result = run_selection(host, tuple(requirements or ("torch",)), settings, offline=offline)
+        result = run_selection(
+            host,
+            tuple(requirements or ("torch",)),
+            SelectionOptions.from_settings(settings),
+            offline=offline,
+        )
         if as_json:
             emit_json(result.to_json())
         elif explain:
@@ -196,18 +202,17 @@ def catalog_refresh_command(
     """Read the live PyTorch index and store which torch builds exist beside the shipped data."""
 
     def body() -> None:
+        from torchenv.agent.base.options import IndexConfig
         from torchenv.agent.base.settings import load_settings
         from torchenv.agent.index import catalog_refresh
         from torchenv.agent.index.client import IndexClient
         from torchenv.backends.catalog import load_catalog
 
-        settings = load_settings()
-        cache_dir = Path(str(settings.get_value("cache-dir")))
+        index = IndexConfig.from_settings(load_settings())
+        cache_dir = index.cache_dir
         names = list(backend or catalog_refresh.backends_to_ask(load_catalog()))
         with IndexClient(cache_dir=cache_dir) as client:
-            live = catalog_refresh.refresh(
-                client, str(settings.get_value("torch-index-url")), names
-            )
+            live = catalog_refresh.refresh(client, index.torch_index_url, names)
         path = catalog_refresh.save(live, cache_dir)
         merged = catalog_refresh.load(cache_dir)
         if as_json:

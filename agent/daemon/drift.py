@@ -50,8 +50,10 @@ class DriftChecks:
 
     def _published(self, spec: EnvironmentSpec) -> str | None:
         """The lock-source index digest the child `auto` would see (its settings, its env)."""
+        from torchenv.agent.base.options import LockSourceConfig
         from torchenv.agent.base.settings import load_settings
         from torchenv.agent.fleet.locksource import index_digest
 
         env = child_env(self.config, spec, os.environ)
-        return index_digest(load_settings(env=env, cwd=self.config.state_dir))
+        settings = load_settings(env=env, cwd=self.config.state_dir)
+        return index_digest(LockSourceConfig.from_settings(settings))

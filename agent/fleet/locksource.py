@@ -21,8 +21,8 @@ from torchenv.agent.base.errors import LockFileError
 from torchenv.agent.fleet.lockindex import Entry, LockSourceError
 
 if TYPE_CHECKING:
+    from torchenv.agent.base.options import LockSourceConfig, SelectionOptions
     from torchenv.agent.base.reporter import Reporter
-    from torchenv.agent.base.settings import Settings
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.probes.report import HostReport
 from torchenv.agent.base.locksetting import LockSource, parse_source
@@ -158,27 +158,30 @@ def _location(index_where: str, entry: Entry) -> str:
 
 
 def for_host(
-    settings: Settings,
+    config: LockSourceConfig,
     host: HostReport,
     *,
     requirements: Sequence[str],
+    wanted: SelectionOptions,
     local: bytes | None,
     reporter: Reporter,
 ) -> Lookup:
-    """The published lock `auto` syncs for this host, checked; Lookup(None) to lock as before."""
-    source = parse_source(str(settings.get_value("lock-source") or ""))
+    """The published lock `auto` syncs for this host, checked; Lookup(None) to lock as before.
+    `wanted` is what this node asks of the selection (the lock must give its backend, channel)."""
+    source = parse_source(config.source)
     if source is None:
         return Lookup(None)
     fingerprint = host.fingerprint()
-    with reporter.stage("lock-source", source.describe()), open_reader(source, settings) as reader:
+    with reporter.stage("lock-source", source.describe()), open_reader(source, config) as reader:
         found = locate_lock(reader, fingerprint, local)
         if found is not None and found.fetched and isinstance(reader, HttpReader):
             reader.keep_lock(found.raw)
     if found is None:
-        return _missing(source, fingerprint, settings)
+        return _missing(source, fingerprint, config)
     lock = check_published(
-        found.raw, found.where, found.entry, host, requirements=requirements, settings=settings
-    )
+        found.raw, found.where, found.entry, host, requirements=requirements,
+        backend=wanted.backend, channel=wanted.channel,
+    )  # fmt: skip
     notes = [found.read.note] if found.read.note else []
     notes.append(
         f"the lock published for this host's class {fingerprint} ({found.where}, sha256 "
@@ -188,9 +191,9 @@ def for_host(
     return Lookup(published, tuple(notes))
 
 
-def _missing(source: LockSource, fingerprint: str, settings: Settings) -> Lookup:
+def _missing(source: LockSource, fingerprint: str, config: LockSourceConfig) -> Lookup:
     what = f"{source.describe()} has no lock for this host's class {fingerprint}"
-    if settings.get_value("lock-source-missing") == "fail":
+    if config.missing == "fail":
         raise LockSourceError(
             what,
             hint="publish one for this host (`torchenv probe --json > host.json` here, then "
@@ -208,7 +211,8 @@ def check_published(
     host: HostReport,
     *,
     requirements: Sequence[str],
-    settings: Settings,
+    backend: str | None,
+    channel: str | None,
 ) -> PyLock:
     """Parse the published lock; refuse it unless it was made for this host and request."""
     from torchenv.agent.lock.check import check_lock
@@ -227,8 +231,7 @@ def check_published(
             details={"fingerprint": entry.fingerprint, "lock": where},
         )
     problems = request_problems(
-        lock, requirements, backend=settings.get_value("backend"),
-        channel=settings.get_value("channel"), markers=target_of(host).markers(),
+        lock, requirements, backend=backend, channel=channel, markers=target_of(host).markers(),
     )  # fmt: skip
     if problems:
         locked = lock.tool_torchenv.get("requirements") or []
@@ -254,11 +257,11 @@ def keep_copy(path: Path, raw: bytes) -> None:
         ) from exc
 
 
-def index_digest(settings: Settings) -> str | None:
+def index_digest(config: LockSourceConfig) -> str | None:
     """A short hash of the published index in force (None: no lock-source); the agent re-runs
     `auto` when it changes. Read through the same cache as `auto`, so no request is doubled."""
-    source = parse_source(str(settings.get_value("lock-source") or ""))
+    source = parse_source(config.source)
     if source is None:
         return None
-    with open_reader(source, settings) as reader:
+    with open_reader(source, config) as reader:
         return hashlib.sha256(reader.index().raw).hexdigest()[:16]

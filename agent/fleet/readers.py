@@ -18,7 +18,7 @@ from torchenv.agent.fleet.lockindex import Entry, LockIndex, LockSourceError, pa
 if TYPE_CHECKING:
     import httpx
 
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import LockSourceConfig
 
 from torchenv.agent.base.locksetting import LockSource
 
@@ -240,15 +240,11 @@ class HttpReader:
 
 
 @contextmanager
-def open_reader(source: LockSource, settings: Settings) -> Iterator[Reader]:
+def open_reader(source: LockSource, config: LockSourceConfig) -> Iterator[Reader]:
     if source.index_url is None:
         yield DirectoryReader(source)
         return
-    reader = HttpReader(
-        source,
-        cache_dir=Path(settings.get_value("cache-dir")),
-        max_age=float(settings.get_value("lock-source-max-age")),
-    )
+    reader = HttpReader(source, cache_dir=config.cache_dir, max_age=config.max_age)
     try:
         yield reader
     finally:

@@ -9,7 +9,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from torchenv.agent.base.errors import HostError
 from torchenv.probes.report import (
@@ -25,7 +25,7 @@ from torchenv.probes.report import (
 )
 
 if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import ProbeOptions
 from torchenv.agent.host.python import target_python
 
 ARCH_ALIASES = {
@@ -85,11 +85,11 @@ class HostSource:
         """Only a live probe of this machine has its devices here to exercise."""
         return self.replay is None and self.host_report is None and not self.flags.any()
 
-    def load(self, settings: Settings) -> HostReport:
+    def load(self, probe: ProbeOptions) -> HostReport:
         """The HostReport this source describes (this machine when nothing is given)."""
         return load_host(
             replay=self.replay, host_report=self.host_report, flags=self.flags,
-            **probe_settings(settings),
+            **probe.as_kwargs(),
         )  # fmt: skip
 
 
@@ -180,14 +180,6 @@ def load_host(
     if flags is not None and flags.any():
         report = describe(report, flags)
     return report
-
-
-def probe_settings(settings: Settings) -> dict[str, Any]:
-    """The load_host arguments that come from settings: the command timeout and the cache."""
-    return {
-        "command_timeout": float(settings.get_value("probe-timeout")),
-        "cache_dir": str(settings.get_value("cache-dir")),
-    }
 
 
 def _blank_host(flags: HostFlags) -> HostReport:

@@ -20,7 +20,7 @@ from torchenv.backends.vocabulary import FAMILY
 from torchenv.probes.report import HostReport
 
 if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import IndexConfig
     from torchenv.agent.index.client import IndexClient
 
 from torchenv.agent.lock.entries import environment_marker, locked_wheel, tool_table
@@ -37,7 +37,7 @@ def lock_for(
     requirements: Sequence[Requirement | str],
     host: HostReport,
     selection: SelectionLike,
-    settings: Settings,
+    index: IndexConfig,
     *,
     resolver: Resolver,
     client: IndexClient,
@@ -48,8 +48,8 @@ def lock_for(
     reqs = tuple(
         r if isinstance(r, Requirement) else parse_requirements([r])[0] for r in requirements
     )
-    inputs = lock_inputs(reqs, host, selection, settings)
-    cache = Path(settings.get_value("cache-dir"))
+    inputs = lock_inputs(reqs, host, selection, index)
+    cache = index.cache_dir
     with (
         tempfile.TemporaryDirectory(prefix="torchenv-lock-") as scratch,
         reporter.stage("lock", inputs.target.describe()),

@@ -15,7 +15,7 @@ from torchenv.backends.vocabulary import family_index_url, variant_of
 from torchenv.probes.report import HostReport
 
 if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import IndexConfig
     from torchenv.agent.index.model import Artifact, CoreMetadata
 
 
@@ -48,7 +48,7 @@ class FamilyChoice:
 
 @dataclass(frozen=True)
 class LockInputs:
-    """Everything a lock depends on, resolved from settings and the selection."""
+    """Everything a lock depends on, resolved from the index configuration and the selection."""
 
     requirements: tuple[Requirement, ...]
     target: Target
@@ -94,7 +94,7 @@ def _backend(selection: SelectionLike) -> str:
     return selection.backend
 
 
-def family_index(selection: SelectionLike, host: HostReport, settings: Settings) -> str:
+def family_index(selection: SelectionLike, host: HostReport, index: IndexConfig) -> str:
     """Where the torch family comes from: the selection's index, else the same rule as select's.
 
     Apple's builds (MPS, and CPU on macOS) are PyPI's unlabelled wheels: stable ones come from
@@ -107,8 +107,8 @@ def family_index(selection: SelectionLike, host: HostReport, settings: Settings)
         _backend(selection),
         selection.channel,
         macos=host.system.os == "macos",
-        torch_index=settings.get_value("torch-index-url"),
-        default_index=str(settings.get_value("index-url")).rstrip("/"),
+        torch_index=index.torch_index_url,
+        default_index=index.default_index,
     )
 
 
@@ -116,7 +116,7 @@ def lock_inputs(
     requirements: Sequence[Requirement],
     host: HostReport,
     selection: SelectionLike,
-    settings: Settings,
+    index: IndexConfig,
 ) -> LockInputs:
     variant = variant_of(_backend(selection))
     channel = selection.channel
@@ -128,6 +128,6 @@ def lock_inputs(
         variant=variant,
         channel=channel,
         torch_release=str(release) if release else None,
-        torch_index=family_index(selection, host, settings),
-        default_index=str(settings.get_value("index-url")).rstrip("/"),
+        torch_index=family_index(selection, host, index),
+        default_index=index.default_index,
     )

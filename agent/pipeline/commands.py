@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from torchenv.agent.base.options import Place
+
 if TYPE_CHECKING:
     from torchenv.agent.base.reporter import Reporter
-    from torchenv.agent.base.settings import Settings
     from torchenv.agent.env.sync import SyncResult
     from torchenv.agent.verify.check import VerifyReport
     from torchenv.probes.report import HostReport
 
 
-@dataclass(frozen=True)
-class Place:
-    """Where an environment lives and what it shares: the settings read once, at the edge."""
-
-    prefix: Path
-    cache_dir: Path
-    link_mode: str = "auto"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Place:
-        return cls(
-            prefix=Path(str(settings.get_value("prefix"))),
-            cache_dir=Path(str(settings.get_value("cache-dir"))),
-            link_mode=str(settings.get_value("link-mode")),
-        )
+__all__ = ["Place", "check_files", "rollback_prefix", "sync_lock", "verify_failed", "verify_prefix"]
 
 
 def sync_lock(

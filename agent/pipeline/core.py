@@ -13,13 +13,13 @@ from torchenv.agent.env import venv
 from torchenv.agent.host.source import HostSource
 
 if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import AutoOptions, LockOptions
     from torchenv.agent.env.sync import SyncResult
     from torchenv.agent.fleet.locksource import Lookup, SourceLock
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.agent.verify.check import VerifyReport
     from torchenv.probes.report import HostReport
-from torchenv.agent.pipeline.decisions import REQUEST_KEYS, lock_mismatches, request_key, unchanged
+from torchenv.agent.pipeline.decisions import lock_mismatches, request_key, unchanged
 from torchenv.agent.pipeline.stages import (
     Where,
     _read_bytes,
@@ -29,8 +29,8 @@ from torchenv.agent.pipeline.stages import (
     verifier_for,
 )
 
-# (host, requirements, settings, reporter) -> the lock; the seam between auto and lock_for.
-Locker = Callable[["HostReport", Sequence[str], "Settings", Reporter], "PyLock"]
+# (host, requirements, lock options, reporter) -> the lock; the seam between auto and lock_for.
+Locker = Callable[["HostReport", Sequence[str], "LockOptions", Reporter], "PyLock"]
 
 
 THIS_MACHINE = HostSource()  # no recording, no report file, no facts given
@@ -112,7 +112,7 @@ class _Timed(Reporter):
 def auto(
     requirements: Sequence[str] = (),
     *,
-    settings: Settings,
+    options: AutoOptions,
     source: HostSource = THIS_MACHINE,
     reporter: Reporter | None = None,
     cwd: Path | None = None,
@@ -125,27 +125,21 @@ def auto(
     Does no network and no install when the host, the request and the lock are what the last
     verified sync recorded and the environment's files have not changed since.
     """
-    from torchenv.agent.host.source import load_host, probe_settings
-
     started = time.perf_counter()
     timed = _Timed(reporter or Reporter())
-    where = locate(requirements, settings, cwd=cwd or Path.cwd(), lock_path=lock_path)
+    where = locate(requirements, options.place, cwd=cwd or Path.cwd(), lock_path=lock_path)
     with timed.stage("probe"):
-        host = load_host(
-            replay=source.replay,
-            host_report=source.host_report,
-            flags=source.flags,
-            **probe_settings(settings),
-        )
-    values = {k: settings.get_value(k) for k in REQUEST_KEYS}
+        host = source.load(options.probe)
+    values = options.lock.request_values()
     request = request_key(where.requirements, values)
     layout = venv.Layout.for_prefix(where.prefix)
     from torchenv.agent.fleet import locksource
 
     published = locksource.for_host(
-        settings,
+        options.lock_source,
         host,
         requirements=where.requirements,
+        wanted=options.lock.selection,
         local=_read_bytes(where.lock_path),
         reporter=timed,
     )  # the lock published for this host's class, when lock-source names a source
@@ -154,7 +148,7 @@ def auto(
     if done is not None:
         return done
     return _run(
-        where=where, host=host, settings=settings, values=values, request=request,
+        where=where, host=host, options=options, values=values, request=request,
         timed=timed, started=started, force=force, locker=locker or default_locker,
         devices_here=source.devices_here, published=published,
     )  # fmt: skip
@@ -231,7 +225,7 @@ def _run(
     *,
     where: Where,
     host: HostReport,
-    settings: Settings,
+    options: AutoOptions,
     values: Mapping[str, Any],
     request: str,
     timed: _Timed,
@@ -256,7 +250,7 @@ def _run(
 
         remove_stale_tmp(where.lock_path.parent, where.lock_path.name)
         return _relock_and_sync(
-            where=where, layout=layout, host=host, settings=settings, values=values,
+            where=where, layout=layout, host=host, options=options, values=values,
             request=request, timed=timed, started=started, force=force, locker=locker,
             devices_here=devices_here, published=published,
         )  # fmt: skip
@@ -267,7 +261,7 @@ def _relock_and_sync(
     where: Where,
     layout: venv.Layout,
     host: HostReport,
-    settings: Settings,
+    options: AutoOptions,
     values: Mapping[str, Any],
     request: str,
     timed: _Timed,
@@ -317,17 +311,17 @@ def _relock_and_sync(
             lock = None
     relocked = lock is None
     if lock is None:
-        lock = locker(host, where.requirements, settings, timed)
+        lock = locker(host, where.requirements, options.lock, timed)
         raw = write_pylock(where.lock_path, lock)
     assert raw is not None  # read with the lock, or written with it
     from torchenv.agent.lock.resolvers.target import target_of
 
     result = sync.sync_held(
         lock.for_target(target_of(host)), raw, layout, host_facts=host.target_facts(),
-        cache_dir=Path(settings.get_value("cache-dir")), reporter=timed,
+        cache_dir=options.place.cache_dir, reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},
-        link_mode=settings.get_value("link-mode"), refresh=refresh,
+        link_mode=options.place.link_mode, refresh=refresh,
     )  # fmt: skip
     for stage in ("download", "install", "verify"):
         if stage in result.seconds:

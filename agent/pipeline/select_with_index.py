@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from torchenv.agent.base.options import SelectionOptions
     from torchenv.agent.base.reporter import Reporter
-    from torchenv.agent.base.settings import Settings
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.index.model import Artifact
     from torchenv.backends.availability import Availability, IndexListing
@@ -189,22 +189,22 @@ def choose(
     return result, availability
 
 
-def make_request(requirements: tuple[str, ...], settings: Settings) -> Request:
+def make_request(requirements: tuple[str, ...], options: SelectionOptions) -> Request:
     from torchenv.backends.select import Request
 
     return Request(
         requirements=requirements,
-        channel=str(settings.get_value("channel")),
-        backend=str(settings.get_value("backend")),
-        torch_index_url=str(settings.get_value("torch-index-url")),
-        default_index_url=str(settings.get_value("index-url")),
+        channel=options.channel,
+        backend=options.backend,
+        torch_index_url=options.index.torch_index_url,
+        default_index_url=options.index.index_url,
     )
 
 
 def run_selection(
     host: HostReport,
     requirements: tuple[str, ...],
-    settings: Settings,
+    options: SelectionOptions,
     *,
     client: IndexClient | None = None,
     offline: bool = False,
@@ -217,8 +217,8 @@ def run_selection(
     from torchenv.agent.index.client import IndexClient
     from torchenv.backends.select import InvalidRequest
 
-    request = make_request(requirements, settings)
-    cache = settings.get_value("cache-dir")
+    request = make_request(requirements, options)
+    cache = options.index.cache_dir
     catalog = catalog_refresh.load(cache)
     own = client is None
     reader = IndexReader(

@@ -14,7 +14,7 @@ from torchenv.agent.pipeline.decisions import with_torch
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.base.options import LockOptions, Place
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.pylock import PyLock
     from torchenv.agent.verify.check import Expectation, VerifyReport
@@ -33,7 +33,7 @@ class Where:
 
 def locate(
     requirements: Sequence[str],
-    settings: Settings,
+    place: Place,
     *,
     cwd: Path,
     lock_path: Path | None = None,
@@ -44,15 +44,13 @@ def locate(
 
     pyproject = find_pyproject(cwd)
     project = pyproject.parent if pyproject is not None else None
-    prefix_value = settings["prefix"]
-    base = project if project is not None and prefix_value.source == "default" else cwd
-    prefix = Path(prefix_value.value)
-    prefix = prefix if prefix.is_absolute() else base / prefix
+    base = project if project is not None and place.prefix_is_default else cwd
+    prefix = place.prefix if place.prefix.is_absolute() else base / place.prefix
     reqs = list(requirements)
     if not reqs and pyproject is not None:
         reqs = project_dependencies(pyproject, read_toml(pyproject))
     if lock_path is None:
-        in_project = project is not None and prefix_value.source == "default"
+        in_project = project is not None and place.prefix_is_default
         lock_path = (
             project / "pylock.toml"
             if in_project and project is not None
@@ -73,21 +71,21 @@ class _Chosen:
 
 
 def default_locker(
-    host: HostReport, requirements: Sequence[str], settings: Settings, reporter: Reporter
+    host: HostReport, requirements: Sequence[str], options: LockOptions, reporter: Reporter
 ) -> PyLock:
     """`auto`'s locker: lock_selected with an index client of its own."""
-    return lock_selected(host, requirements, settings, reporter)
+    return lock_selected(host, requirements, options, reporter)
 
 
 def lock_selected(
     host: HostReport,
     requirements: Sequence[Requirement | str],
-    settings: Settings,
+    options: LockOptions,
     reporter: Reporter,
     *,
     client: IndexClient | None = None,
 ) -> PyLock:
-    """select with every requirement, then lock_for with the resolver the settings name: the
+    """select with every requirement, then lock_for with the resolver the options name: the
     one path of `torchenv lock` and `torchenv auto`. A client given is shared (a fleet's
     classes read each page once); otherwise one is opened and closed here."""
     import contextlib
@@ -97,13 +95,14 @@ def lock_selected(
     from torchenv.agent.lock.resolvers import choose_resolver
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
 
-    cache = Path(settings.get_value("cache-dir"))
     with contextlib.ExitStack() as stack:
         if client is None:
-            client = stack.enter_context(IndexClient(cache_dir=cache, reporter=reporter))
+            client = stack.enter_context(
+                IndexClient(cache_dir=options.index.cache_dir, reporter=reporter)
+            )
         with reporter.stage("select"):
             wanted = tuple(str(r) for r in requirements)
-            selection = run_selection(host, wanted, settings, client=client)
+            selection = run_selection(host, wanted, options.selection, client=client)
         assert selection.backend is not None  # run_selection raises when nothing fits
         report_selection(selection, reporter)
         chosen = _Chosen(
@@ -114,8 +113,8 @@ def lock_selected(
             selection.skipped,
         )
         return lock_for(
-            requirements, host, chosen, settings,
-            resolver=choose_resolver(settings.get_value("resolver"), reporter), client=client,
+            requirements, host, chosen, options.index,
+            resolver=choose_resolver(options.resolver, reporter), client=client,
             reporter=reporter,
         )  # fmt: skip
 

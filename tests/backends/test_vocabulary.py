@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers.hosts import linux_host, mac_host
 
+from torchenv.agent.base.options import IndexConfig
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.lock.inputs import family_index
 from torchenv.agent.verify import check as verify
@@ -132,4 +133,4 @@ def test_select_and_lock_share_the_index_url_rule(
         system_config=tmp_path / "none.toml",
     )
     host = mac_host() if mac else linux_host()
-    assert family_index(Chosen(backend, channel), host, settings) == url
+    assert family_index(Chosen(backend, channel), host, IndexConfig.from_settings(settings)) == url

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers.faults import HOST
 from helpers.hosts import linux_host, need_uv
-from helpers.lockkit import Chosen, settings_for
+from helpers.lockkit import Chosen, index_for
 from indexsim import Fault, IndexSim, Knobs
 
 from torchenv.agent.base.errors import (
@@ -149,11 +149,11 @@ def test_a_short_page_kept_by_the_cache_is_read_again_before_saying_no_wheel(
 ) -> None:
     """Half the page with a matching length (and the full page's ETag), then 304s."""
     indexsim.inject(Fault("short", "/whl/cu126/torch/", times=1))
-    settings = settings_for(indexsim, tmp_path)
+    index = index_for(indexsim, tmp_path)
     versions = []
     for _ in range(2):
         with IndexClient(cache_dir=tmp_path / "cache", backoff=0.01) as client:
-            lock = lock_for(("torch",), linux_host(), Chosen("cu126"), settings,
+            lock = lock_for(("torch",), linux_host(), Chosen("cu126"), index,
                             resolver=UvResolver(binary=need_uv()), client=client)  # fmt: skip
         torch = lock.package("torch")
         versions.append(torch.version if torch else None)

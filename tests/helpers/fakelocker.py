@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from helpers.locks import build_lock, plain_spec, torch_spec
+from torchenv.agent.base.options import LockOptions
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.base.settings import Settings
 from torchenv.agent.lock.pylock import PyLock, read_pylock
 from torchenv.probes.report import HostReport
 
@@ -20,7 +20,7 @@ class FakeLocker:
         self.calls: list[tuple[str, ...]] = []
 
     def __call__(
-        self, host: HostReport, requirements: Sequence[str], settings: Settings, _: Reporter
+        self, host: HostReport, requirements: Sequence[str], options: LockOptions, _: Reporter
     ) -> PyLock:
         self.calls.append(tuple(requirements))
         version = "2.14.0+cpu" if any("2.14" in r for r in requirements) else "2.13.0+cpu"

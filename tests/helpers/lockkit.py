@@ -7,7 +7,8 @@ from pathlib import Path
 
 from indexsim import IndexSim
 
-from torchenv.agent.base.settings import Settings, load_settings
+from torchenv.agent.base.options import IndexConfig
+from torchenv.agent.base.settings import load_settings
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,9 @@ class Chosen:
     reasons: tuple[str, ...] = ("chosen by the test",)
 
 
-def settings_for(sim: IndexSim, tmp_path: Path) -> Settings:
-    return load_settings(
+def index_for(sim: IndexSim, tmp_path: Path) -> IndexConfig:
+    """The index configuration a lock reads: the simulator's indexes, a cache of its own."""
+    settings = load_settings(
         {
             "torch-index-url": sim.torch_index_url,
             "index-url": sim.pypi_url,
@@ -30,3 +32,4 @@ def settings_for(sim: IndexSim, tmp_path: Path) -> Settings:
         user_config=tmp_path / "none.toml",
         system_config=tmp_path / "none.toml",
     )
+    return IndexConfig.from_settings(settings)

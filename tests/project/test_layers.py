@@ -100,6 +100,37 @@ def later_stage_imports(edges: Edges) -> list[str]:
     return wrong
 
 
+# Settings are read once, at the edge, into typed values (agent/base/options.py): only these
+# rooms touch the string-keyed bag. The core may still use settings.py's file readers (a
+# project's pyproject.toml) and BY_KEY for a setting's default where nothing is given
+# (host/source.py: the probe cache off Linux when load_host is called without one).
+SETTINGS_ROOMS = ("base", "daemon", "cli")
+SETTINGS_HELPERS = frozenset({"find_pyproject", "project_dependencies", "read_toml", "BY_KEY"})
+
+
+def settings_in_core(found: dict[str, Path]) -> list[str]:
+    """Where a core room reads the Settings bag: a get_value call or an import of Settings."""
+    wrong = []
+    for name, path in found.items():
+        parts = name.split(".")
+        if parts[:2] != ["torchenv", "agent"] or len(parts) < 3 or parts[2] in SETTINGS_ROOMS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "get_value":
+                wrong.append(f"{name}:{node.lineno} reads a setting by name (get_value)")
+            elif isinstance(node, ast.ImportFrom) and node.module == "torchenv.agent.base.settings":
+                names = [a.name for a in node.names if a.name not in SETTINGS_HELPERS]
+                wrong += [f"{name}:{node.lineno} imports settings.{n}" for n in names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "torchenv.agent.base":
+                if any(a.name == "settings" for a in node.names):
+                    wrong.append(f"{name}:{node.lineno} imports the settings module")
+            elif isinstance(node, ast.Import) and any(
+                a.name == "torchenv.agent.base.settings" for a in node.names
+            ):
+                wrong.append(f"{name}:{node.lineno} imports the settings module")
+    return wrong
+
+
 FOUND = modules()
 EDGES = graph(FOUND)
 
@@ -133,6 +164,10 @@ def test_there_is_no_import_cycle() -> None:
 
 def test_no_stage_imports_a_later_one() -> None:
     assert later_stage_imports(EDGES) == []
+
+
+def test_only_the_edges_read_the_settings_bag() -> None:
+    assert settings_in_core(FOUND) == []
 
 
 # ---------------------------------------------------------------- the rules catch what they say
@@ -175,3 +210,22 @@ def test_the_rules_fail_on_a_tree_that_breaks_them(
     tmp_path: Path, files: dict[str, str], rule: Callable[[Edges], list[Any]]
 ) -> None:
     assert rule(graph(modules(_tree(tmp_path, files)))) != []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"""x"""\ndef f(settings):\n    return settings.get_value("cache-dir")\n',
+        '"""x"""\nfrom torchenv.agent.base.settings import Settings\n',
+        '"""x"""\nfrom torchenv.agent.base.settings import load_settings, read_toml\n',
+        '"""x"""\nfrom torchenv.agent.base import settings\n',
+        '"""x"""\nimport torchenv.agent.base.settings\n',
+    ],
+)
+def test_the_settings_rule_fails_on_a_core_module_that_reads_the_bag(
+    tmp_path: Path, text: str
+) -> None:
+    core = modules(_tree(tmp_path, {"agent/lock/x.py": text}))
+    assert settings_in_core(core) != []
+    edge = modules(_tree(tmp_path / "edge", {"agent/cli/x.py": text}))
+    assert settings_in_core(edge) == []

@@ -15,6 +15,7 @@ from helpers.fakelocker import FakeLocker
 from helpers.faults import HOST, expect_clean_failure, real_lock, run
 from helpers.locks import build_lock, plain_spec, torch_spec
 
+from torchenv.agent.base.options import AutoOptions
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.env import integrity, switch, sync, venv
@@ -82,7 +83,8 @@ def auto(tmp_path: Path, locker: FakeLocker, **cli: str) -> pipeline.AutoResult:
         user_config=tmp_path / "none.toml", system_config=tmp_path / "none.toml",
     )  # fmt: skip
     return pipeline.auto(
-        ("torch", "filelock"), settings=settings, source=pipeline.HostSource(host_report=host_file),
+        ("torch", "filelock"), options=AutoOptions.from_settings(settings),
+        source=pipeline.HostSource(host_report=host_file),
         reporter=RecordingReporter(), cwd=tmp_path, locker=locker,
     )  # fmt: skip
 

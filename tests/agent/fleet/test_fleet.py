@@ -16,6 +16,7 @@ from indexsim import IndexSim
 
 from torchenv.agent.base import locksetting
 from torchenv.agent.base.errors import IntegrityError, LockFileError, SelectionError
+from torchenv.agent.base.options import AutoOptions, LockSourceConfig, SelectionOptions
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.fleet import classes as fleet_classes
@@ -247,8 +248,9 @@ def _published(tmp_path: Path) -> tuple[Path, fleet.Publication, list[HostClass]
 def _lookup(tmp_path: Path, source: Path | str, host: HostReport, **values: str) -> Any:
     settings = _settings(tmp_path, **{"lock-source": str(source), **values})
     return locksource.for_host(
-        settings, host, requirements=["torch"], local=None, reporter=RecordingReporter()
-    )
+        LockSourceConfig.from_settings(settings), host, requirements=["torch"],
+        wanted=SelectionOptions.from_settings(settings), local=None, reporter=RecordingReporter(),
+    )  # fmt: skip
 
 
 def test_a_node_takes_its_class_lock_from_a_directory(tmp_path: Path) -> None:
@@ -380,7 +382,8 @@ def test_auto_syncs_the_published_lock_and_follows_a_new_publication(tmp_path: P
 
     def auto(*requirements: str) -> pipeline.AutoResult:
         return pipeline.auto(
-            requirements, settings=settings, source=source, reporter=RecordingReporter(),
+            requirements, options=AutoOptions.from_settings(settings), source=source,
+            reporter=RecordingReporter(),
             cwd=tmp_path, locker=_never,
         )  # fmt: skip
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from helpers.hosts import linux_host, mac_host, need_uv
-from helpers.lockkit import Chosen, settings_for
+from helpers.lockkit import Chosen, index_for
 from indexsim import Fault, IndexSim
 from indexsim.catalog import BINARY_PYPI, PURE_PYPI, PYTORCH_TRITON
 
@@ -34,7 +34,7 @@ def run_lock(
     backend = UvResolver(binary=need_uv()) if resolver == "uv" else PipResolver()
     with IndexClient(backoff=0.01) as client:
         return lock_for(
-            requirements, host, chosen, settings_for(sim, tmp_path), resolver=backend,
+            requirements, host, chosen, index_for(sim, tmp_path), resolver=backend,
             client=client,
         )  # fmt: skip
 

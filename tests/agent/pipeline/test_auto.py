@@ -9,6 +9,7 @@ import pytest
 from helpers.fakelocker import FakeLocker
 from helpers.locks import cpu_host
 
+from torchenv.agent.base.options import AutoOptions
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.env import venv
@@ -29,7 +30,8 @@ def run(tmp_path: Path, cwd: Path, host_file: Path, locker: FakeLocker, *reqs: s
     env = {"TORCHENV_CACHE_DIR": str(tmp_path / "cache")}
     settings = load_settings(cli, env=env, cwd=cwd, user_config=tmp_path / "none.toml")
     return pipeline.auto(
-        reqs, settings=settings, source=pipeline.HostSource(host_report=host_file),
+        reqs, options=AutoOptions.from_settings(settings),
+        source=pipeline.HostSource(host_report=host_file),
         reporter=RecordingReporter(), cwd=cwd, locker=locker,
     )  # fmt: skip
 
