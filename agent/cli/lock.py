@@ -1,4 +1,4 @@
-"""`torchenv lock`: write a pylock.toml for exactly one target, or --check an existing one."""
+"""`torchenv lock`: parse, call pipeline/locking (lock, --check, --publish), render the answer."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ if TYPE_CHECKING:
 
     from packaging.requirements import Requirement
 
-    from torchenv.agent.base.options import LockOptions, ProbeOptions
+    from torchenv.agent.base.options import ProbeOptions
     from torchenv.agent.fleet.classes import NamedHost
     from torchenv.agent.fleet.publish import Publication
     from torchenv.agent.host.source import HostSource
-    from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.check import Difference
     from torchenv.agent.lock.pylock import PyLock
+    from torchenv.agent.pipeline.locking import LockCheck
 
 
 DEFAULT_OUTPUT = "pylock.toml"
@@ -93,12 +93,18 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver})
         lock_options = LockOptions.from_settings(settings)
         probe = ProbeOptions.from_settings(settings)
+        from torchenv.agent.cli.console import make_reporter
+        from torchenv.agent.pipeline import locking
+
         if publish is not None or len(replays) + len(reports) > 1:
             _refuse_with_publish(publish, output, check)
             assert publish is not None
             reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
             hosts = fleet_hosts(replays, reports, options, probe)
-            publish_classes(publish, reqs, hosts, lock_options, as_json)
+            done = locking.publish_locks(
+                publish, reqs, hosts, lock_options, reporter=make_reporter(as_json)
+            )
+            render_publication(done, as_json)
             return
         host_options = options(
             replay=replays[0] if replays else None, host_report=reports[0] if reports else None
@@ -106,13 +112,10 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         host = host_options.load(probe)
         target = output or Path(DEFAULT_OUTPUT)
         if check:
-            _check(target, host, as_json)
+            render_check(locking.check_lock_file(target, host), as_json)
             return
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
-        lock = run_lock(reqs, host, lock_options, as_json)
-        from torchenv.agent.lock.pylock import write_pylock
-
-        write_pylock(target, lock)
+        lock = locking.lock_file(reqs, host, lock_options, target, reporter=make_reporter(as_json))
         if as_json:
             emit_json(lock_summary(lock, target))
         else:
@@ -170,29 +173,10 @@ def fleet_hosts(
     return hosts + [NamedHost(str(p), options(host_report=p).load(probe)) for p in files]
 
 
-def publish_classes(
-    directory: Path,
-    reqs: tuple[Requirement, ...],
-    hosts: list[NamedHost],
-    lock_options: LockOptions,
-    as_json: bool,
-) -> None:
-    """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
-    from torchenv.agent.cli.console import make_reporter
-    from torchenv.agent.fleet import classes as fleet_classes
+def render_publication(done: Publication, as_json: bool) -> None:
+    """The publication as text or JSON; exit 1 when a class failed."""
     from torchenv.agent.fleet import publish as fleet
-    from torchenv.agent.index.client import IndexClient
 
-    reporter = make_reporter(as_json)
-    classes = fleet_classes.classes_of(hosts)
-    cache = lock_options.index.cache_dir
-    with IndexClient(cache_dir=cache, reporter=reporter) as client:  # one page read per class
-        results = fleet_classes.lock_each(
-            classes,
-            lambda report: run_lock(reqs, report, lock_options, as_json, client=client),
-            reporter,
-        )
-    done = fleet.publish(directory, results, requirements=[str(r) for r in reqs], reporter=reporter)
     if as_json:
         emit_json(done.to_json())
     else:
@@ -278,27 +262,9 @@ def read_requirements_file(path: Path) -> list[str]:
         ) from exc
 
 
-def run_lock(
-    reqs: tuple[Requirement, ...],
-    host: Any,
-    options: LockOptions,
-    as_json: bool,
-    *,
-    client: IndexClient | None = None,
-) -> PyLock:
-    """The core's lock path (the one `auto` takes), reporting as this command does."""
-    from torchenv.agent.cli.console import make_reporter
-    from torchenv.agent.pipeline import stages
-
-    return stages.lock_selected(host, reqs, options, make_reporter(as_json), client=client)
-
-
-def _check(output: Path, host: Any, as_json: bool) -> None:
-    from torchenv.agent.lock.check import check_lock
-    from torchenv.agent.lock.pylock import read_pylock
-
-    lock = read_pylock(output)
-    diffs = check_lock(lock, host)
+def render_check(checked: LockCheck, as_json: bool) -> None:
+    """`lock --check`'s answer as text or JSON; exit 1 when the lock does not fit."""
+    output, lock, diffs = checked.path, checked.lock, checked.differences
     if as_json:
         emit_json(
             {

@@ -205,16 +205,10 @@ def catalog_refresh_command(
         from torchenv.agent.base.options import IndexConfig
         from torchenv.agent.base.settings import load_settings
         from torchenv.agent.index import catalog_refresh
-        from torchenv.agent.index.client import IndexClient
-        from torchenv.backends.catalog import load_catalog
+        from torchenv.agent.pipeline.locking import refresh_catalog
 
-        index = IndexConfig.from_settings(load_settings())
-        cache_dir = index.cache_dir
-        names = list(backend or catalog_refresh.backends_to_ask(load_catalog()))
-        with IndexClient(cache_dir=cache_dir) as client:
-            live = catalog_refresh.refresh(client, index.torch_index_url, names)
-        path = catalog_refresh.save(live, cache_dir)
-        merged = catalog_refresh.load(cache_dir)
+        done = refresh_catalog(IndexConfig.from_settings(load_settings()), backend or ())
+        path, live, merged, names = done.path, done.live, done.catalog, done.backends_asked
         if as_json:
             emit_json(
                 {

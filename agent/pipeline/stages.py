@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from torchenv.agent.base.options import LockOptions, Place
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.pylock import PyLock
+    from torchenv.agent.lock.resolvers import Resolver
     from torchenv.agent.verify.check import Expectation, VerifyReport
     from torchenv.probes.report import HostReport
 
@@ -84,10 +85,11 @@ def lock_selected(
     reporter: Reporter,
     *,
     client: IndexClient | None = None,
+    resolver: Resolver | None = None,
 ) -> PyLock:
-    """select with every requirement, then lock_for with the resolver the options name: the
-    one path of `torchenv lock` and `torchenv auto`. A client given is shared (a fleet's
-    classes read each page once); otherwise one is opened and closed here."""
+    """select with every requirement, then lock_for with the resolver given or the one the
+    options name: the one path of `torchenv lock` and `torchenv auto`. A client given is
+    shared (a fleet's classes read each page once); otherwise one is opened and closed here."""
     import contextlib
 
     from torchenv.agent.index.client import IndexClient
@@ -114,7 +116,7 @@ def lock_selected(
         )
         return lock_for(
             requirements, host, chosen, options.index,
-            resolver=choose_resolver(options.resolver, reporter), client=client,
+            resolver=resolver or choose_resolver(options.resolver, reporter), client=client,
             reporter=reporter,
         )  # fmt: skip
 
