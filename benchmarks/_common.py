@@ -10,8 +10,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from helpers import ROOT
-
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: benchmarks/ and tests/ side by side
 TESTS = ROOT / "tests"
 
 

@@ -36,14 +36,15 @@ use_test_helpers()
 
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 
+from torchenv.agent.base.options import LockOptions, LockSourceConfig, SelectionOptions
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.base.settings import Settings, load_settings
-from torchenv.agent.cli.lock import run_lock
 from torchenv.agent.fleet import classes as fleet_classes
 from torchenv.agent.fleet import locksource
 from torchenv.agent.fleet import publish as fleet
 from torchenv.agent.host.source import HostFlags, load_host
 from torchenv.agent.lock.inputs import parse_requirements
+from torchenv.agent.pipeline.stages import lock_selected
 from torchenv.probes.report import HostReport
 
 HOSTS = Path(__file__).resolve().parent.parent / "tests" / "hosts"
@@ -90,6 +91,14 @@ def settings_for(sim: IndexSim, cache: Path, **extra: str) -> Settings:
                          system_config=cache / "none")  # fmt: skip
 
 
+def lookup(node: Settings, host: HostReport) -> locksource.Lookup:
+    """A node's lookup of its class's lock, with the settings it has."""
+    return locksource.for_host(
+        LockSourceConfig.from_settings(node), host, requirements=["torch"],
+        wanted=SelectionOptions.from_settings(node), local=None, reporter=Reporter(),
+    )  # fmt: skip
+
+
 def counted(sim: IndexSim, fn: Callable[[], int]) -> Figures:
     sim.reset_counters()
     start = time.perf_counter()
@@ -107,11 +116,11 @@ def counted(sim: IndexSim, fn: Callable[[], int]) -> Figures:
 def per_class(sim: IndexSim, work: Path, reports: list[HostReport]) -> int:
     """Publish one lock per class, then every node takes its own (cold caches throughout)."""
     reqs = parse_requirements(REQUIREMENTS)
-    publisher = settings_for(sim, work / "publisher" / "cache")
+    publisher = LockOptions.from_settings(settings_for(sim, work / "publisher" / "cache"))
     hosts = [fleet_classes.NamedHost(f"node-{i:03d}", r) for i, r in enumerate(reports)]
     classes = fleet_classes.classes_of(hosts)
     results = fleet_classes.lock_each(
-        classes, lambda host: run_lock(reqs, host, publisher, True), Reporter()
+        classes, lambda host: lock_selected(host, reqs, publisher, Reporter()), Reporter()
     )
     done = fleet.publish(work / "locks", results, requirements=list(REQUIREMENTS),
                          reporter=Reporter())  # fmt: skip
@@ -119,9 +128,7 @@ def per_class(sim: IndexSim, work: Path, reports: list[HostReport]) -> int:
     url = sim.serve_directory("locks", work / "locks")
     for i, host in enumerate(reports):
         node = settings_for(sim, work / f"node-{i:03d}" / "cache", **{"lock-source": url})
-        found = locksource.for_host(
-            node, host, requirements=["torch"], local=None, reporter=Reporter()
-        ).found
+        found = lookup(node, host).found
         assert found is not None
     return len(classes)
 
@@ -129,7 +136,8 @@ def per_class(sim: IndexSim, work: Path, reports: list[HostReport]) -> int:
 def per_node(sim: IndexSim, work: Path, reports: list[HostReport]) -> int:
     reqs = parse_requirements(REQUIREMENTS)
     for i, host in enumerate(reports):
-        run_lock(reqs, host, settings_for(sim, work / f"naive-{i:03d}" / "cache"), True)
+        options = LockOptions.from_settings(settings_for(sim, work / f"naive-{i:03d}" / "cache"))
+        lock_selected(host, reqs, options, Reporter())
     return len(reports)
 
 
@@ -141,8 +149,7 @@ def no_ops(sim: IndexSim, work: Path, reports: list[HostReport], max_age: str) -
         for i, host in enumerate(reports):
             node = settings_for(sim, work / f"node-{i:03d}" / "cache",
                                 **{"lock-source": url, "lock-source-max-age": max_age})  # fmt: skip
-            locksource.for_host(node, host, requirements=["torch"], local=None,
-                                reporter=Reporter())  # fmt: skip
+            lookup(node, host)
         return 0
 
     return counted(sim, again)

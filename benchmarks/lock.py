@@ -43,6 +43,8 @@ from helpers.hosts import linux_host
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 from indexsim.catalog import Catalog
 
+from torchenv.agent.base.options import IndexConfig, LockOptions
+from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.base.settings import load_settings
 from torchenv.agent.base.uvbin import find_uv
 from torchenv.agent.host.source import HostFlags, load_host
@@ -100,7 +102,8 @@ def torchenv_run(sim: IndexSim, cache: Path) -> None:
         env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
     )  # fmt: skip
     with IndexClient(cache_dir=cache) as client:
-        lock_for(FAMILY, linux_host(), Chosen(), settings, resolver=UvResolver(), client=client)
+        lock_for(FAMILY, linux_host(), Chosen(), IndexConfig.from_settings(settings),
+                 resolver=UvResolver(), client=client)  # fmt: skip
 
 
 def uv_run(sim: IndexSim, uv: str, project: Path, cache: Path) -> None:
@@ -289,14 +292,16 @@ def real_runs(
     sizes: list[int] = []
 
     def torchenv_real(cache: Path, resolver: str) -> None:
-        from torchenv.agent.cli.lock import run_lock
+        from torchenv.agent.pipeline.stages import lock_selected
 
         settings = load_settings(
             {"torch-index-url": mirror.torch_index_url, "index-url": mirror.index_url,
              "cache-dir": str(cache), "resolver": resolver},
             env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
         )  # fmt: skip
-        lock = run_lock(parse_requirements(REAL_FAMILY), host, settings, as_json=True)
+        lock = lock_selected(
+            host, parse_requirements(REAL_FAMILY), LockOptions.from_settings(settings), Reporter()
+        )
         sizes.append(sum(p.wheel.size or 0 for p in lock.packages))
 
     def ours(resolver: str) -> Callable[[int], tuple[Figure, Figure]]:
