@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from torchenv.agent.errors import TorchenvError, UnexpectedError
+from torchenv.agent.errors import EXIT_INTERRUPTED, TorchenvError, UnexpectedError
 
 T = TypeVar("T")
 
@@ -31,14 +31,14 @@ def fail(error: TorchenvError, as_json: bool) -> NoReturn:
 
 
 def guarded(as_json: bool, body: Callable[[], T]) -> T:
-    """Run a command body; expected errors exit 1 with a paragraph, others exit 2."""
+    """Run a command body; expected errors exit 1 with a paragraph, others exit 3 (errors.py)."""
     try:
         return body()
     except TorchenvError as exc:
         fail(exc, as_json)
     except KeyboardInterrupt:
         typer.echo("torchenv: interrupted; nothing was switched.", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort, BrokenPipeError):
         raise  # a closed stdout is the reader's choice: cli.main ends quietly
     except Exception as exc:

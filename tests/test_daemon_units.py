@@ -240,8 +240,8 @@ def test_judge_success_failure_signal_and_interrupt() -> None:
         "h",
         "selection",
     )
-    crashed = judge(2, b"", b"Traceback\nValueError: bad\n", interrupted=False)
-    assert crashed.message == "ValueError: bad" and crashed.exit_code == 2
+    crashed = judge(3, b"", b"Traceback\nValueError: bad\n", interrupted=False)
+    assert crashed.message == "ValueError: bad" and crashed.exit_code == 3
     killed = judge(-9, b"", b"", interrupted=False)
     assert "signal 9 SIGKILL" in (killed.message or "")
     stopped = judge(-15, b"", b"", interrupted=True)
