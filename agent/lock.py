@@ -20,6 +20,7 @@ from packaging.version import Version
 
 from torchenv.agent import __version__
 from torchenv.agent.errors import LockFileError, ResolutionError
+from torchenv.agent.locktarget import named
 from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, target_changes, toml_safe
 from torchenv.agent.reporter import Reporter
 from torchenv.agent.resolvers import Resolver, ResolveRequest, Target, target_of
@@ -588,7 +589,7 @@ def tool_table(
     return {
         "torchenv-version": __version__,
         "fingerprint": host.fingerprint(),
-        "target": toml_safe(host.target_facts()),
+        "target": toml_safe(named(host.target_facts())),
         "backend": selection.backend,
         "torch": str(release) if release else "",
         "channel": inputs.channel,
