@@ -9,20 +9,21 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from torchenv.agent import cmd_hostopts as hostopts
-from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded, with_verbosity
 from torchenv.agent.reporter import Reporter
 
 if TYPE_CHECKING:
+    from torchenv.agent.dryrun import Plan
     from torchenv.agent.pipeline import AutoResult, HostSource
     from torchenv.agent.settings import Settings
     from torchenv.agent.verify import VerifyReport
 
 
 def register(app: typer.Typer) -> None:
-    app.command("auto")(auto)
-    app.command("sync")(sync)
-    app.command("verify")(verify)
-    app.command("rollback")(rollback)
+    app.command("auto")(with_verbosity(auto))
+    app.command("sync")(with_verbosity(sync))
+    app.command("verify")(with_verbosity(verify))
+    app.command("rollback")(with_verbosity(rollback))
 
 
 PREFIX_OPTION = typer.Option(
@@ -31,29 +32,48 @@ PREFIX_OPTION = typer.Option(
 FORCE_OPTION = typer.Option(
     False, "--force", help="Install a lock made for another target; replace an unmanaged prefix."
 )
+DRY_RUN_OPTION = typer.Option(
+    False,
+    "--dry-run",
+    help="Say what would be locked, installed and switched; change no environment, write no lock.",
+)
 
 
 # ---------------------------------------------------------------- rendering
 
 
 class ConsoleReporter(Reporter):
-    """Stage lines and a download bar on stderr (rich), for people at a terminal."""
+    """Stage lines on stderr (rich), with a download bar and a spinner for the install and
+    verify steps when stderr is a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bars: bool = True) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
+        self.bars = bars
         self._bar: Any = None
         self._task: Any = None
 
     def stage_started(self, stage: str, detail: str = "") -> None:
+        self._close_bar()
         self.console.print(f"[bold]{stage}[/bold] {detail}".rstrip())
+        if self.bars and stage in SPINNER_STAGES:  # no byte counts to show: time passing
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=self.console, transient=True,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task(f"{stage} {detail}".rstrip(), total=None)
 
     def stage_finished(self, stage: str, seconds: float, detail: str = "") -> None:
         self._close_bar()
         self.console.print(f"  {stage} done in {seconds:.2f} s {detail}".rstrip())
 
     def progress(self, task: str, done: int, total: int | None) -> None:
+        if not self.bars:
+            return
         from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
         if self._bar is None:
@@ -80,11 +100,20 @@ class ConsoleReporter(Reporter):
         self.console.print(f"[yellow]warning:[/yellow] {message}")
 
 
+SPINNER_STAGES = ("install", "verify")
+
+
 def make_reporter(as_json: bool) -> Reporter:
-    """Rich on a terminal; quiet with --json or when stderr is not a TTY."""
-    if as_json or not sys.stderr.isatty():
+    """Rich on a terminal; quiet with --json or -q, or when stderr is not a TTY (unless -v:
+    then stage lines without bars)."""
+    from torchenv.agent import cmdutil
+
+    if as_json or cmdutil.verbosity < 0:
         return Reporter()
-    return ConsoleReporter()
+    terminal = sys.stderr.isatty()
+    if terminal or cmdutil.verbosity > 0:
+        return ConsoleReporter(bars=terminal)
+    return Reporter()
 
 
 def verify_lines(report: VerifyReport) -> list[str]:
@@ -143,6 +172,13 @@ def _settings(**cli: Any) -> Settings:
     return load_settings({k.replace("_", "-"): v for k, v in cli.items()})
 
 
+def _show_plan(plan: Plan, as_json: bool) -> None:
+    if as_json:
+        emit_json(plan.to_json())
+    else:
+        typer.echo("\n".join(plan.lines()))
+
+
 # ---------------------------------------------------------------- commands
 
 
@@ -152,8 +188,8 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     lock: Path | None = typer.Option(None, "--lock", metavar="FILE", help="Where the lock lives."),
     backend: str | None = hostopts.BACKEND,
     channel: str | None = hostopts.CHANNEL,
-    torch_index_url: str | None = typer.Option(None, "--torch-index-url"),
-    index_url: str | None = typer.Option(None, "--index-url"),
+    torch_index_url: str | None = hostopts.TORCH_INDEX_URL,
+    index_url: str | None = hostopts.INDEX_URL,
     lock_source: str | None = typer.Option(
         None,
         "--lock-source",
@@ -168,12 +204,15 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     os: str | None = hostopts.OS,
     arch: str | None = hostopts.ARCH,
     python: str | None = hostopts.PYTHON,
+    python_version: str | None = hostopts.PYTHON_VERSION,
+    python_platform: str | None = hostopts.PYTHON_PLATFORM,
     driver: str | None = hostopts.DRIVER,
     gpu: list[str] | None = hostopts.GPU,
     rocm_gfx: list[str] | None = hostopts.ROCM_GFX,
     xpu: bool = hostopts.XPU,
     macos: str | None = hostopts.MACOS,
     force: bool = FORCE_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
@@ -186,13 +225,22 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
             lock_source_missing=lock_source_missing,
         )  # fmt: skip
+        source = _source(hostopts.HostOptions.from_cli(
+            replay=replay, host_report=host_report, os=os, arch=arch, python=python,
+            driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+            python_version=python_version, python_platform=python_platform,
+        ))  # fmt: skip
+        if dry_run:
+            from torchenv.agent.dryrun import plan_auto
+
+            _show_plan(plan_auto(
+                tuple(requirements or ()), settings=settings, source=source,
+                reporter=make_reporter(as_json), lock_path=lock, force=force,
+            ), as_json)  # fmt: skip
+            return
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
-            source=_source(hostopts.HostOptions.from_cli(
-                replay=replay, host_report=host_report, os=os, arch=arch, python=python,
-                driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-            )),
-            lock_path=lock, force=force,
+            source=source, lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
@@ -208,7 +256,9 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     replay: Path | None = hostopts.REPLAY,
     host_report: Path | None = hostopts.HOST_REPORT,
     python: str | None = hostopts.PYTHON,
+    python_version: str | None = hostopts.PYTHON_VERSION,
     force: bool = FORCE_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
@@ -220,13 +270,22 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
 
         settings = _settings(prefix=prefix)
         options = hostopts.HostOptions.from_cli(
-            replay=replay, host_report=host_report, python=python
+            replay=replay, host_report=host_report, python=python, python_version=python_version
         )
         source = _source(options)
         host = options.load(settings)
         from torchenv.agent.resolvers.target import target_of
 
         parsed, raw = read_lock_file(lock)
+        if dry_run:
+            from torchenv.agent.dryrun import plan_sync
+
+            _show_plan(plan_sync(
+                parsed.for_target(target_of(host)), lock, Path(settings.get_value("prefix")),
+                host_facts=host.target_facts(), cache_dir=Path(settings.get_value("cache-dir")),
+                force=force, reporter=make_reporter(as_json),
+            ), as_json)  # fmt: skip
+            return
         result = syncmod.sync(
             parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
             host_facts=host.target_facts(),
@@ -261,7 +320,6 @@ def verify(
         from torchenv.agent.errors import EnvironmentBuildError, VerifyError
         from torchenv.agent.host import load_host, probe_settings
         from torchenv.agent.pylock import read_pylock
-        from torchenv.agent.sync import LOCK_COPY
 
         settings = _settings(prefix=prefix)
         env = Path(str(settings.get_value("prefix")))
@@ -272,7 +330,7 @@ def verify(
                 hint="build one with `torchenv auto` or `torchenv sync LOCK`",
             )
         host = load_host(**probe_settings(settings))
-        copy = env / LOCK_COPY
+        copy = venv.lock_copy(env)
         expect = (
             pipeline.expectation(read_pylock(copy))
             if copy.is_file()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from torchenv.agent import cmd_hostopts as opts
-from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded, with_verbosity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,7 +35,7 @@ HOST_REPORTS = typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("lock")(lock_command)
+    app.command("lock")(with_verbosity(lock_command))
 
 
 def lock_command(  # noqa: PLR0917 - typer maps parameters to options
@@ -46,7 +46,11 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         None, "-r", "--requirement", metavar="FILE", help="Read requirements from FILE."
     ),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="The lock to write (default pylock.toml)."
+        None,
+        "-o",
+        "--output",
+        help="The lock to write: pylock.toml or pylock.NAME.toml, as PEP 751 names locks "
+        "(default pylock.toml).",
     ),
     publish: Path | None = typer.Option(
         None,
@@ -67,6 +71,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     os_name: str | None = opts.OS,
     arch: str | None = opts.ARCH,
     python: str | None = opts.PYTHON,
+    python_version: str | None = opts.PYTHON_VERSION,
+    python_platform: str | None = opts.PYTHON_PLATFORM,
     driver: str | None = opts.DRIVER,
     gpu: list[str] | None = opts.GPU,
     rocm_gfx: list[str] | None = opts.ROCM_GFX,
@@ -74,6 +80,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     macos: str | None = opts.MACOS,
     channel: str | None = opts.CHANNEL,
     backend: str | None = opts.BACKEND,
+    index_url: str | None = opts.INDEX_URL,
+    torch_index_url: str | None = opts.TORCH_INDEX_URL,
 ) -> None:
     """Lock the torch family and the rest for exactly this host (or the one described);
     with --publish, one lock per hardware class of the hosts given."""
@@ -82,13 +90,17 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     def options(**source: Path | None) -> opts.HostOptions:
         return opts.HostOptions.from_cli(
             **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
-            rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+            rocm_gfx=rocm_gfx, xpu=xpu, macos=macos, python_version=python_version,
+            python_platform=python_platform,
         )  # fmt: skip
 
     def body() -> None:
         from torchenv.agent.settings import load_settings
 
-        settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver})
+        settings = load_settings({
+            "channel": channel, "backend": backend, "resolver": resolver,
+            "index-url": index_url, "torch-index-url": torch_index_url,
+        })  # fmt: skip
         if publish is not None or len(replays) + len(reports) > 1:
             _refuse_with_publish(publish, output, check)
             assert publish is not None
@@ -104,6 +116,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         if check:
             _check(target, host, as_json)
             return
+        check_lock_name(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         lock = run_lock(reqs, host, settings, as_json)
         from torchenv.agent.pylock import write_pylock
@@ -115,6 +128,21 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
             typer.echo(summary_text(lock, target))
 
     guarded(as_json, body)
+
+
+def check_lock_name(path: Path) -> None:
+    """PEP 751's names, as uv insists: pylock.toml or pylock.NAME.toml (NAME without dots)."""
+    import re
+
+    from torchenv.agent.errors import UsageError
+
+    if path.name == DEFAULT_OUTPUT or re.fullmatch(r"pylock\.[^.]+\.toml", path.name):
+        return
+    raise UsageError(
+        f"-o {path}: a PEP 751 lock is named pylock.toml or pylock.NAME.toml, not {path.name!r}",
+        hint=f"write it as {path.with_name(DEFAULT_OUTPUT)} or e.g. "
+        f"{path.with_name('pylock.gpu.toml')}; installers find locks by that name",
+    )
 
 
 # ---------------------------------------------------------------- several hosts (--publish)

@@ -69,7 +69,7 @@ def config(as_json: bool = JSON_OPTION) -> None:
             typer.echo(f"{key:<{width}}  {value.value}")
             typer.echo(
                 f"{'':<{width}}    from {value.source}; {BY_KEY[key].help}; "
-                f"env {BY_KEY[key].env_var}"
+                f"env {', '.join(BY_KEY[key].env_vars)}"
             )
 
     guarded(as_json, body)

@@ -65,6 +65,13 @@ class ConfigError(TorchenvError):
     kind = "config"
 
 
+class UsageError(TorchenvError):
+    """The command line is wrong in a way click cannot see (options that exclude each other)."""
+
+    exit_code = EXIT_USAGE
+    kind = "usage"
+
+
 class HostError(TorchenvError):
     """The host (or a recorded host) cannot be read or described as asked."""
 

@@ -275,6 +275,8 @@ def test_child_command_and_environment() -> None:
     assert "TORCHENV_BACKEND" not in child_env(
         default, default.environments[0], {"TORCHENV_BACKEND": "cpu"}
     )
+    leaked = {"UV_TORCH_BACKEND": "cu126", "TORCHENV_TORCH_BACKEND": "cpu"}
+    assert not set(leaked) & set(child_env(default, default.environments[0], leaked))
 
 
 def test_metrics_and_nfd() -> None:
