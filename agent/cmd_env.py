@@ -184,6 +184,9 @@ def _show_plan(plan: Plan, as_json: bool) -> None:
 
 def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     requirements: list[str] = typer.Argument(None, help="Requirements (default: the project's)."),
+    requirement_file: list[Path] | None = typer.Option(
+        None, "-r", "--requirement", metavar="FILE", help="Read requirements from FILE."
+    ),
     prefix: str | None = PREFIX_OPTION,
     lock: Path | None = typer.Option(None, "--lock", metavar="FILE", help="Where the lock lives."),
     backend: str | None = hostopts.BACKEND,
@@ -219,7 +222,9 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
 
     def body() -> None:
         from torchenv.agent import pipeline
+        from torchenv.agent.cmd_lock import requirement_file_lines
 
+        reqs = (*(requirements or ()), *requirement_file_lines(requirement_file or ()))
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
@@ -234,12 +239,12 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             from torchenv.agent.dryrun import plan_auto
 
             _show_plan(plan_auto(
-                tuple(requirements or ()), settings=settings, source=source,
+                reqs, settings=settings, source=source,
                 reporter=make_reporter(as_json), lock_path=lock, force=force,
             ), as_json)  # fmt: skip
             return
         result = pipeline.auto(
-            tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
+            reqs, settings=settings, reporter=make_reporter(as_json),
             source=source, lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:

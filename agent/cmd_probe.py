@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded, with_verbosity
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe")(probe)
-    app.command("config")(config)
+    app.command("probe")(with_verbosity(probe))
+    app.command("config")(with_verbosity(config))
 
 
 def probe(

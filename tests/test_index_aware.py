@@ -150,8 +150,9 @@ def test_auto_and_entrypoint_without_a_version_get_the_release_the_index_has(
     assert (result["torch"], result["backend"]) == ("2.9.0+cpu", "cpu") and result["verify"]["ok"]
     assert any("2.15 is not on" in s for s in result["skipped"])
     code = "import torch; print(torch.__version__)"
+    (tmp_path / "requirements.txt").write_text("torch\n")
     entry = subprocess.run(
-        [*TORCHENV, "entrypoint", "--prefix", str(tmp_path / "entry"), "-r", "torch",
+        [*TORCHENV, "entrypoint", "--prefix", str(tmp_path / "entry"), "-r", "requirements.txt",
          "--auto-args", f"--replay {CPU_VM} --python {PY}", "--", "python", "-c", code],
         env=env, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
