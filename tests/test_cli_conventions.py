@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -306,3 +307,50 @@ def test_dry_run_changes_nothing_then_auto_does(tmp_path: Path, sim: IndexSim) -
     assert "would build a new environment" in sync.out and "install  torch" in sync.out
     assert not prefix.exists() and not Path(f"{prefix}.torchenv").exists()
     assert snapshot(project) == after_auto
+
+
+# ---------------------------------------------------------------- progress
+
+
+def test_progress_is_quiet_with_json_q_or_no_terminal_and_v_shows_stages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from torchenv.agent import cmdutil
+    from torchenv.agent.cmd_env import ConsoleReporter, make_reporter
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    table = [(0, False, "Reporter"), (1, False, "ConsoleReporter"), (1, True, "Reporter"),
+             (-1, False, "Reporter")]  # fmt: skip
+    for verbosity, as_json, kind in table:
+        monkeypatch.setattr(cmdutil, "verbosity", verbosity)
+        reporter = make_reporter(as_json)
+        assert type(reporter).__name__ == kind, (verbosity, as_json)
+        if isinstance(reporter, ConsoleReporter):
+            assert not reporter.bars  # -v without a terminal: lines, no bars
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    monkeypatch.setattr(cmdutil, "verbosity", -1)
+    assert type(make_reporter(False)).__name__ == "Reporter"  # -q on a terminal too
+
+
+def test_the_install_step_shows_a_spinner_with_its_time_on_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from torchenv.agent.cmd_env import ConsoleReporter
+
+    reporter = ConsoleReporter(bars=True)
+    buffer = io.StringIO()
+    reporter.console = Console(file=buffer, force_terminal=True, width=100)
+    reporter.stage_started("install", "3 packages with uv")
+    reporter.stage_finished("install", 1.5)
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())  # no colours
+    assert "install 3 packages with uv" in shown
+    assert "0:00:0" in shown  # the spinner's elapsed-time column was drawn
+    assert "install done in 1.50 s" in shown
+    plain = ConsoleReporter(bars=False)
+    plain.console = Console(file=(quiet := io.StringIO()), force_terminal=True, width=100)
+    plain.stage_started("install", "3 packages with uv")
+    plain.stage_finished("install", 1.5)
+    plain_text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", quiet.getvalue())
+    assert "0:00:0" not in plain_text and "install done in 1.50 s" in plain_text
