@@ -53,7 +53,7 @@ def clean_env(tmp: Path, **extra: str) -> dict[str, str]:
 
 
 def torchenv(args: list[str], cwd: Path, env: dict[str, str]) -> Done:
-    argv = [sys.executable, "-c", "from torchenv.agent.cli import main; main()", *args]
+    argv = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()", *args]
     done = subprocess.run(
         argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300
     )
@@ -191,7 +191,7 @@ def test_ctrl_c_is_130(tmp_path: Path) -> None:
     """SIGINT while the entrypoint waits for its provision: 130, and the command never runs."""
     marker = tmp_path / "ran"
     sleeper = f"{sys.executable} -c 'import time; time.sleep(60)'"
-    argv = [sys.executable, "-c", "from torchenv.agent.cli import main; main()", "entrypoint",
+    argv = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()", "entrypoint",
             "--provisioner", sleeper, "--", "touch", str(marker)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=tmp_path, env=clean_env(tmp_path), stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
@@ -261,7 +261,7 @@ def test_lock_r_file_verbosity_and_named_target(tmp_path: Path, sim: IndexSim) -
     assert any(line.startswith("lock ") for line in verbose.err.splitlines()), verbose.err
     quiet = torchenv([*base, "-q", "-o", "pylock.q.toml"], tmp_path, env)
     assert quiet.code == 0 and not any(line.startswith("lock ") for line in quiet.err.splitlines())
-    from torchenv.agent.pylock import read_pylock
+    from torchenv.agent.lock.pylock import read_pylock
 
     lock = read_pylock(tmp_path / "pylock.v.toml")
     assert {p.name for p in lock.packages} >= {"torch", "numpy"}  # numpy from the -r file
@@ -315,8 +315,8 @@ def test_dry_run_changes_nothing_then_auto_does(tmp_path: Path, sim: IndexSim) -
 def test_progress_is_quiet_with_json_q_or_no_terminal_and_v_shows_stages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from torchenv.agent import cmdutil
-    from torchenv.agent.cmd_env import ConsoleReporter, make_reporter
+    from torchenv.agent.cli import guard as cmdutil
+    from torchenv.agent.cli.env import ConsoleReporter, make_reporter
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     table = [(0, False, "Reporter"), (1, False, "ConsoleReporter"), (1, True, "Reporter"),
@@ -337,7 +337,7 @@ def test_the_install_step_shows_a_spinner_with_its_time_on_a_terminal() -> None:
 
     from rich.console import Console
 
-    from torchenv.agent.cmd_env import ConsoleReporter
+    from torchenv.agent.cli.env import ConsoleReporter
 
     reporter = ConsoleReporter(bars=True)
     buffer = io.StringIO()

@@ -55,7 +55,7 @@ def argv(command: str) -> list[str]:
     if words[1] in HOST_COMMANDS and not any(w in TARGET for w in words):
         words += ["--replay", str(HOSTS / "cpu-cloud-vm")]
         words += [] if "--python-version" in words else ["--python", PY]
-    return [sys.executable, "-c", "from torchenv.agent.cli import main; main()", *words[1:]]
+    return [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()", *words[1:]]
 
 
 @pytest.mark.e2e

@@ -11,11 +11,11 @@ from test_auto import FakeLocker, host_file, run
 from test_sync_helpers import cpu_host
 from typer.testing import CliRunner
 
-from torchenv.agent import venv
-from torchenv.agent.cli import app
-from torchenv.agent.locktarget import named
-from torchenv.agent.pylock import toml_safe
-from torchenv.agent.sync import target_differences
+from torchenv.agent.cli.main import app
+from torchenv.agent.env import venv
+from torchenv.agent.env.sync import target_differences
+from torchenv.agent.lock.locktarget import named
+from torchenv.agent.lock.pylock import toml_safe
 
 HOST = cpu_host()
 __all__ = ["host_file"]  # the fixture, shared with test_auto

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchenv.agent.cli.entrypoint import provision_argv
 from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
-from torchenv.agent.daemon.entrypoint import provision_argv
 
 MAX_OUTPUT = 1 << 20  # bytes of the child's stdout (the JSON summary) kept
 STDERR_TAIL = 4000
@@ -52,7 +52,7 @@ def child_env(
     }
     env.update(config.extra_env)
     env["TORCHENV_CHANNEL"] = spec.channel
-    from torchenv.agent.settings import BY_KEY
+    from torchenv.agent.base.settings import BY_KEY
 
     for name in BY_KEY["backend"].env_vars:  # UV_TORCH_BACKEND too: the spec decides
         env.pop(name, None)
