@@ -316,7 +316,7 @@ def test_progress_is_quiet_with_json_q_or_no_terminal_and_v_shows_stages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from torchenv.agent.cli import guard as cmdutil
-    from torchenv.agent.cli.env import ConsoleReporter, make_reporter
+    from torchenv.agent.cli.console import ConsoleReporter, make_reporter
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     table = [(0, False, "Reporter"), (1, False, "ConsoleReporter"), (1, True, "Reporter"),
@@ -337,7 +337,7 @@ def test_the_install_step_shows_a_spinner_with_its_time_on_a_terminal() -> None:
 
     from rich.console import Console
 
-    from torchenv.agent.cli.env import ConsoleReporter
+    from torchenv.agent.cli.console import ConsoleReporter
 
     reporter = ConsoleReporter(bars=True)
     buffer = io.StringIO()

@@ -33,7 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from torchenv.agent.base.errors import TorchenvError, UnexpectedError
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.cli.lock import read_requirements_file
+from torchenv.agent.cli.reqfiles import read_requirements_file
 from torchenv.agent.env import sync
 from torchenv.agent.host.source import load_host
 from torchenv.agent.lock.locker import parse_requirements

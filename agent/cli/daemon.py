@@ -90,7 +90,7 @@ def _entrypoint(  # noqa: PLR0917 - the command's options, in order
         extra += ["--lock-source", lock_source]
     for option, url in (indexes or {}).items():
         extra += [option, url] if url is not None else []
-    from torchenv.agent.cli.lock import read_requirements_file
+    from torchenv.agent.cli.reqfiles import read_requirements_file
 
     for path in requirement_files:
         read_requirements_file(path)  # a missing file, or a requirement given instead, fails here

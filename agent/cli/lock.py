@@ -202,7 +202,7 @@ def publish_classes(
     as_json: bool,
 ) -> None:
     """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
-    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.cli.console import make_reporter
     from torchenv.agent.fleet import publish as fleet
     from torchenv.agent.index.client import IndexClient
 
@@ -262,6 +262,7 @@ def _count(n: int, thing: str) -> str:
 def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
     """Command-line requirements and -r files; else the project's dependencies; else the default."""
     from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
+    from torchenv.agent.cli.reqfiles import read_requirements_file
     from torchenv.agent.lock.locker import DEFAULT_REQUIREMENTS, parse_requirements
 
     found = list(parse_requirements(given))
@@ -277,64 +278,6 @@ def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement,
     return parse_requirements(DEFAULT_REQUIREMENTS)
 
 
-def read_requirements_file(path: Path) -> list[str]:
-    """The lines of a `-r` file: UTF-8 text of at most MAX_REQUIREMENTS_FILE (ConfigError)."""
-    from torchenv.agent.base.errors import ConfigError
-    from torchenv.agent.base.fsutil import read_bounded
-    from torchenv.agent.base.limits import MAX_REQUIREMENTS_FILE, TooLarge
-
-    try:
-        data = read_bounded(path, MAX_REQUIREMENTS_FILE, "requirements file")
-        return data.decode("utf-8").splitlines()
-    except FileNotFoundError as exc:
-        raise _not_a_file(path) from exc
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc.strerror or exc}",
-            hint="pass an existing requirements file with -r",
-        ) from exc
-    except TooLarge as exc:
-        raise ConfigError(str(exc), hint="pass a requirements file with -r") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
-            hint="requirements files are UTF-8 text, one requirement a line; convert it "
-            "(e.g. `iconv -f latin1 -t utf-8`) or pass the right file",
-        ) from exc
-
-
-def _not_a_file(path: Path) -> Exception:
-    """-r names a file, as in pip and uv; a requirement given there instead is a usage error."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    from torchenv.agent.base.errors import ConfigError, UsageError
-
-    try:
-        Requirement(str(path))
-    except InvalidRequirement:
-        return ConfigError(
-            f"-r {path}: there is no such file", hint="pass an existing requirements file with -r"
-        )
-    return UsageError(
-        f"-r {path}: there is no such file; -r names a requirements file, as in pip and uv, "
-        "and this looks like a requirement",
-        hint=f"write it into a file (`echo '{path}' > requirements.txt`, then -r "
-        "requirements.txt), list it in pyproject.toml's dependencies, or give it as an "
-        "argument where the command takes requirements (lock, auto)",
-    )
-
-
-def requirement_file_lines(paths: Any) -> list[str]:
-    """The requirements of each -r file, as strings (comments and blank lines left out)."""
-    from torchenv.agent.lock.locker import parse_requirements
-
-    return [
-        str(r)
-        for path in paths
-        for r in parse_requirements(read_requirements_file(Path(path)), source=str(path))
-    ]
-
-
 def run_lock(
     reqs: tuple[Requirement, ...],
     host: Any,
@@ -345,7 +288,7 @@ def run_lock(
 ) -> PyLock:
     from packaging.utils import canonicalize_name
 
-    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.cli.console import make_reporter
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.locker import lock_for
     from torchenv.agent.lock.resolvers import choose_resolver
