@@ -147,8 +147,12 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
 
     def body() -> None:
+        from torchenv.agent.cli.lock import check_lock_name
         from torchenv.agent.cli.reqfiles import requirement_file_lines
         from torchenv.agent.pipeline import core as pipeline
+
+        if lock is not None:
+            check_lock_name(lock, "--lock")  # auto writes it: PEP 751's names, as `lock -o`
 
         reqs = (*(requirements or ()), *requirement_file_lines(requirement_file or ()))
         settings = _settings(

@@ -130,7 +130,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     guarded(as_json, body)
 
 
-def check_lock_name(path: Path) -> None:
+def check_lock_name(path: Path, option: str = "-o") -> None:
     """PEP 751's names, as uv insists: pylock.toml or pylock.NAME.toml (NAME without dots)."""
     import re
 
@@ -139,7 +139,8 @@ def check_lock_name(path: Path) -> None:
     if path.name == DEFAULT_OUTPUT or re.fullmatch(r"pylock\.[^.]+\.toml", path.name):
         return
     raise UsageError(
-        f"-o {path}: a PEP 751 lock is named pylock.toml or pylock.NAME.toml, not {path.name!r}",
+        f"{option} {path}: a PEP 751 lock is named pylock.toml or pylock.NAME.toml, "
+        f"not {path.name!r}",
         hint=f"write it as {path.with_name(DEFAULT_OUTPUT)} or e.g. "
         f"{path.with_name('pylock.gpu.toml')}; installers find locks by that name",
     )
