@@ -6,6 +6,7 @@ process's own) and checks what it did, not only that it exited 0.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -357,3 +358,21 @@ def test_the_install_step_shows_a_spinner_with_its_time_on_a_terminal() -> None:
     plain.stage_finished("install", 1.5)
     plain_text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", quiet.getvalue())
     assert "0:00:0" not in plain_text and "install done in 1.50 s" in plain_text
+
+
+def test_entrypoint_passes_its_index_urls_and_r_files_to_the_provision(tmp_path: Path) -> None:
+    (tmp_path / "reqs.txt").write_text("numpy\n")
+    record = tmp_path / "argv.json"
+    script = tmp_path / "spy.py"  # a provisioner that writes down how it was called
+    script.write_text(f"import json, sys\nopen({str(record)!r}, 'w').write(json.dumps(sys.argv))\n")
+    spy = f"{sys.executable} {script}"
+    done = torchenv(["entrypoint", "--provisioner", spy, "-r", "reqs.txt", "--index-url",
+                     "http://127.0.0.1:1/simple", "--torch-index-url", "http://127.0.0.1:1/whl",
+                     "--", "true"], tmp_path, clean_env(tmp_path))  # fmt: skip
+    assert done.code == 0, done.err
+    args = json.loads(record.read_text())[1:]  # after the script's name
+    assert args[0] == "auto" and "--json" in args
+    pairs = dict(itertools.pairwise(args))
+    assert pairs["--index-url"] == "http://127.0.0.1:1/simple"
+    assert pairs["--torch-index-url"] == "http://127.0.0.1:1/whl"
+    assert pairs["-r"] == str(tmp_path / "reqs.txt")  # the file, made absolute
