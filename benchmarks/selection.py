@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     use_test_helpers()
-    from selecthosts import make_host
+    from helpers.hosts import make_host
 
     exe = shutil.which("torchenv", path=str(Path(sys.executable).parent)) or "torchenv"
     pyc = tempfile.mkdtemp(prefix="torchenv-pyc-")

@@ -16,7 +16,6 @@ from torchenv.agent.base.errors import (
     TorchenvError,
 )
 
-SELF = (sys.executable, "-m", "torchenv.agent")  # the provisioner when none is given
 # The provision's exit codes the entrypoint passes on as they are; any other is unexpected.
 PASSED_ON = (EXIT_UNSATISFIABLE, EXIT_USAGE, EXIT_INTERRUPTED)
 
@@ -32,21 +31,6 @@ def activated_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
     env["VIRTUAL_ENV"] = str(prefix)
     env["PATH"] = os.pathsep.join([str(bindir), *filter(None, [base.get("PATH", "")])])
     return env
-
-
-def provision_argv(
-    provisioner: Sequence[str], prefix: Path, requirements: Sequence[str], extra: Sequence[str]
-) -> list[str]:
-    """`PROVISIONER auto REQS --prefix DIR --json EXTRA` (an empty provisioner: SELF)."""
-    return [
-        *(provisioner or SELF),
-        "auto",
-        *requirements,
-        "--prefix",
-        str(prefix),
-        "--json",
-        *extra,
-    ]
 
 
 def ensure(argv: Sequence[str], env: Mapping[str, str]) -> None:

@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.cli import hostopts
 from torchenv.agent.cli.console import make_reporter
 from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.pipeline.core import AutoResult, HostSource
+    from torchenv.agent.pipeline.core import AutoResult
     from torchenv.agent.pipeline.dryrun import Plan
     from torchenv.agent.verify.check import VerifyReport
 
@@ -80,16 +79,6 @@ def auto_lines(result: AutoResult) -> list[str]:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _source(options: hostopts.HostOptions) -> HostSource:
-    from torchenv.agent.pipeline.core import HostSource
-
-    flags = options.flags
-    return HostSource(
-        replay=options.replay, host_report=options.host_report,
-        flags=flags if flags.any() else None,
-    )  # fmt: skip
 
 
 def _settings(**cli: Any) -> Settings:
@@ -160,11 +149,11 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
             lock_source_missing=lock_source_missing,
         )  # fmt: skip
-        source = _source(hostopts.HostOptions.from_cli(
+        source = hostopts.host_source(
             replay=replay, host_report=host_report, os=os, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
             python_version=python_version, python_platform=python_platform,
-        ))  # fmt: skip
+        )  # fmt: skip
         if dry_run:
             from torchenv.agent.pipeline.dryrun import plan_auto
 
@@ -174,8 +163,8 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             ), as_json)  # fmt: skip
             return
         result = pipeline.auto(
-            reqs, settings=settings, reporter=make_reporter(as_json),
-            source=source, lock_path=lock, force=force,
+            reqs, settings=settings, reporter=make_reporter(as_json), source=source,
+            lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
@@ -199,35 +188,23 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
 
     def body() -> None:
-        from torchenv.agent.env import sync as syncmod
-        from torchenv.agent.lock.pylock import read_lock_file
-        from torchenv.agent.pipeline import core as pipeline
+        from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
-        options = hostopts.HostOptions.from_cli(
+        source = hostopts.host_source(
             replay=replay, host_report=host_report, python=python, python_version=python_version
         )
-        source = _source(options)
-        host = options.load(settings)
-        from torchenv.agent.lock.resolvers.target import target_of
-
-        parsed, raw = read_lock_file(lock)
         if dry_run:
             from torchenv.agent.pipeline.dryrun import plan_sync
 
             _show_plan(plan_sync(
-                parsed.for_target(target_of(host)), lock, Path(settings.get_value("prefix")),
-                host_facts=host.target_facts(), cache_dir=Path(settings.get_value("cache-dir")),
+                lock, commands.Place.from_settings(settings), source.load(settings),
                 force=force, reporter=make_reporter(as_json),
             ), as_json)  # fmt: skip
             return
-        result = syncmod.sync(
-            parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
-            host_facts=host.target_facts(),
-            cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
-            verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
-            force=force, stamp={"fingerprint": host.fingerprint()},
-            link_mode=settings.get_value("link-mode"),
+        result = commands.sync_lock(
+            lock, commands.Place.from_settings(settings), source.load(settings),
+            devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
@@ -250,66 +227,23 @@ def verify(
     """Run the environment's interpreter: import torch, check the build, exercise each device."""
 
     def body() -> None:
-        from torchenv.agent.base.errors import EnvironmentBuildError, VerifyError
-        from torchenv.agent.env import venv
-        from torchenv.agent.host.source import load_host, probe_settings
-        from torchenv.agent.lock.pylock import read_pylock
-        from torchenv.agent.pipeline import core as pipeline
-        from torchenv.agent.verify import check as verifymod
+        from torchenv.agent.host.source import HostSource
+        from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
         env = Path(str(settings.get_value("prefix")))
-        python = venv.python_in(env)
-        if not python.exists():
-            raise EnvironmentBuildError(
-                f"there is no environment at {env}",
-                hint="build one with `torchenv auto` or `torchenv sync LOCK`",
-            )
-        host = load_host(**probe_settings(settings))
-        copy = venv.lock_copy(env)
-        expect = (
-            pipeline.expectation(read_pylock(copy))
-            if copy.is_file()
-            else verifymod.Expectation(None, None)
-        )
-        plan = verifymod.plan_devices(host, expect.backend, devices_here=True)
-        report = verifymod.verify_env(python, expect, plan)
+        report = commands.verify_prefix(env, HostSource().load(settings))
         if not as_json:
             typer.echo("\n".join(verify_lines(report)))
-        _check_files(env, as_json)
+        commands.check_files(env)
+        if not as_json:
+            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
         if not report.ok:
-            raise VerifyError(
-                f"{env} failed verification: " + ", ".join(c.name for c in report.failed()),
-                hint="run `torchenv auto` to rebuild it, or `torchenv rollback`",
-                details={"prefix": str(env), **report.to_json()},
-            )
+            raise commands.verify_failed(env, report)
         if as_json:
             emit_json({"prefix": str(env), **report.to_json()})
 
     guarded(as_json, body)
-
-
-def _check_files(env: Path, as_json: bool) -> None:
-    """Every installed file against its wheel's RECORD hash; damage is remembered for auto."""
-    from torchenv.agent.base.errors import VerifyError
-    from torchenv.agent.env import integrity, prefixlock, venv
-
-    damage = integrity.full_check(env)
-    if not damage:
-        if not as_json:
-            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
-        return
-    layout = venv.Layout.for_prefix(env)
-    if venv.active_env(layout) is not None:
-        with prefixlock.hold(layout.lock_file, reporter=Reporter()):
-            venv.mark_damaged(layout, {d.dist for d in damage})
-    raise VerifyError(
-        f"{env}: installed files differ from their wheels' RECORD hashes: "
-        + integrity.describe(damage),
-        hint="run `torchenv auto` to rebuild it from the locked wheels (the damaged "
-        "distributions are dropped from the installer's cache first), or `torchenv rollback`",
-        details={"prefix": str(env), "damaged": {d.dist: list(d.paths) for d in damage}},
-    )
 
 
 def rollback(
@@ -319,17 +253,13 @@ def rollback(
     """Switch back to the environment that was active before the last sync."""
 
     def body() -> None:
-        from torchenv.agent.env import prefixlock, venv
+        from torchenv.agent.pipeline import commands
 
-        settings = _settings(prefix=prefix)
-        layout = venv.Layout.for_prefix(str(settings.get_value("prefix")))
-        reporter = make_reporter(as_json)
-        venv.ensure_home(layout)
-        with prefixlock.hold(layout.lock_file, reporter=reporter):
-            active, previous = venv.rollback(layout)
+        env = Path(str(_settings(prefix=prefix).get_value("prefix")))
+        where, active, previous = commands.rollback_prefix(env, make_reporter(as_json))
         if as_json:
-            emit_json({"prefix": str(layout.prefix), "active": active, "previous": previous})
+            emit_json({"prefix": str(where), "active": active, "previous": previous})
         else:
-            typer.echo(f"{layout.prefix} -> {active} (was {previous})")
+            typer.echo(f"{where} -> {active} (was {previous})")
 
     guarded(as_json, body)

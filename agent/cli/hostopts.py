@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from torchenv.agent.base.errors import UsageError
-from torchenv.agent.host.source import HostFlags, load_host, parse_python_version, probe_settings
-from torchenv.probes.report import HostReport
-
-if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
+from torchenv.agent.host.python import parse_python_version
+from torchenv.agent.host.source import HostFlags, HostSource
 
 REPLAY = typer.Option(None, "--replay", metavar="DIR", help="Work for the host recorded in DIR.")
 HOST_REPORT = typer.Option(
@@ -69,61 +64,44 @@ TORCH_INDEX_URL = typer.Option(
 )
 
 
-@dataclass(frozen=True)
-class HostOptions:
-    """The parsed host options of one command line: where the host comes from, and the facts
-    given on top of it."""
+def host_source(
+    *,
+    replay: Path | None = None,
+    host_report: Path | None = None,
+    os: str | None = None,
+    arch: str | None = None,
+    python: str | None = None,
+    driver: str | None = None,
+    gpu: list[str] | None = None,
+    rocm_gfx: list[str] | None = None,
+    xpu: bool = False,
+    macos: str | None = None,
+    python_version: str | None = None,
+    python_platform: str | None = None,
+) -> HostSource:
+    """The host options of one command line, parsed: where the host comes from, and the facts
+    given on top of it. UsageError where two of them name the same fact."""
+    python = _one_python(python, python_version)
+    glibc = None
+    if python_platform is not None:
+        import os as _os
 
-    replay: Path | None = None
-    host_report: Path | None = None
-    flags: HostFlags = field(default_factory=HostFlags)
+        from torchenv.agent.host.pyplatform import parse_python_platform
 
-    @classmethod
-    def from_cli(
-        cls,
-        *,
-        replay: Path | None = None,
-        host_report: Path | None = None,
-        os: str | None = None,
-        arch: str | None = None,
-        python: str | None = None,
-        driver: str | None = None,
-        gpu: list[str] | None = None,
-        rocm_gfx: list[str] | None = None,
-        xpu: bool = False,
-        macos: str | None = None,
-        python_version: str | None = None,
-        python_platform: str | None = None,
-    ) -> HostOptions:
-        """The options as given; UsageError where two of them name the same fact."""
-        python = _one_python(python, python_version)
-        glibc = None
-        if python_platform is not None:
-            import os as _os
-
-            from torchenv.agent.host.pyplatform import parse_python_platform
-
-            if os or arch:
-                raise UsageError(
-                    "--python-platform names the OS and the architecture, and so does "
-                    + " and ".join(n for n, v in (("--os", os), ("--arch", arch)) if v),
-                    hint="give --python-platform alone, or --os and --arch",
-                )
-            platform = parse_python_platform(python_platform, _os.environ)
-            os, arch, glibc = platform.os, platform.arch, platform.glibc
-            macos = macos or platform.macos
-        flags = HostFlags(
-            os=os, arch=arch, python=python, driver=driver, gpus=tuple(gpu or ()),
-            rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu, macos=macos, glibc=glibc,
-        )  # fmt: skip
-        return cls(replay=replay, host_report=host_report, flags=flags)
-
-    def load(self, settings: Settings) -> HostReport:
-        """The HostReport these options describe (this machine when none is given)."""
-        return load_host(
-            replay=self.replay, host_report=self.host_report, flags=self.flags,
-            **probe_settings(settings),
-        )  # fmt: skip
+        if os or arch:
+            raise UsageError(
+                "--python-platform names the OS and the architecture, and so does "
+                + " and ".join(n for n, v in (("--os", os), ("--arch", arch)) if v),
+                hint="give --python-platform alone, or --os and --arch",
+            )
+        platform = parse_python_platform(python_platform, _os.environ)
+        os, arch, glibc = platform.os, platform.arch, platform.glibc
+        macos = macos or platform.macos
+    flags = HostFlags(
+        os=os, arch=arch, python=python, driver=driver, gpus=tuple(gpu or ()),
+        rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu, macos=macos, glibc=glibc,
+    )  # fmt: skip
+    return HostSource(replay=replay, host_report=host_report, flags=flags)
 
 
 def _one_python(python: str | None, python_version: str | None) -> str | None:

@@ -55,7 +55,7 @@ def _not_a_file(path: Path) -> Exception:
 
 def requirement_file_lines(paths: Any) -> list[str]:
     """The requirements of each -r file, as strings (comments and blank lines left out)."""
-    from torchenv.agent.lock.locker import parse_requirements
+    from torchenv.agent.lock.inputs import parse_requirements
 
     return [
         str(r)

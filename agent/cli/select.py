@@ -69,13 +69,13 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
 
     def body() -> None:
         from torchenv.agent.base.settings import load_settings
-        from torchenv.agent.cli.hostopts import HostOptions
+        from torchenv.agent.cli.hostopts import host_source
 
         settings = load_settings({
             "channel": channel, "backend": backend, "index-url": index_url,
             "torch-index-url": torch_index_url,
         })  # fmt: skip
-        host = HostOptions.from_cli(
+        host = host_source(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
             python_version=python_version, python_platform=python_platform,

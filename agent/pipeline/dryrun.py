@@ -8,7 +8,7 @@ environment, takes no prefix lock and switches nothing.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,8 +18,11 @@ from torchenv.agent.env import venv
 if TYPE_CHECKING:
     from torchenv.agent.base.reporter import Reporter
     from torchenv.agent.base.settings import Settings
+    from torchenv.agent.host.source import HostSource
     from torchenv.agent.lock.pylock import PyLock
-    from torchenv.agent.pipeline.core import HostSource, Locker
+    from torchenv.agent.pipeline.commands import Place
+    from torchenv.agent.pipeline.core import Locker
+    from torchenv.probes.report import HostReport
 
 
 @dataclass(frozen=True)
@@ -109,22 +112,21 @@ def _plan(
 
 
 def plan_sync(
-    lock: PyLock,
-    lock_path: Path,
-    prefix: Path,
-    *,
-    host_facts: Mapping[str, Any],
-    cache_dir: Path,
-    force: bool,
-    reporter: Reporter,
+    lock_path: Path, place: Place, host: HostReport, *, force: bool, reporter: Reporter
 ) -> Plan:
-    """What `sync` would install from `lock` (already chosen for the target); the same
+    """What `sync` (commands.sync_lock) would install from the lock at `lock_path`; the same
     refusals as sync (another target, an unusable prefix), nothing written."""
     from torchenv.agent.env import sync
+    from torchenv.agent.lock.pylock import read_lock_file
+    from torchenv.agent.lock.resolvers.target import target_of
 
-    layout = venv.Layout.for_prefix(prefix)
+    parsed, _ = read_lock_file(lock_path)
+    lock = parsed.for_target(target_of(host))
+    layout = venv.Layout.for_prefix(place.prefix)
     venv.check_prefix(layout, force=force)
-    notes = sync.check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
+    notes = sync.check_lock(
+        lock, place.cache_dir, host.target_facts(), force=force, reporter=reporter
+    )
     return _plan(lock, layout, lock_path, "given", notes)
 
 
@@ -141,21 +143,18 @@ def plan_auto(
     """What `auto` would do: nothing, or lock (in memory) and build and switch."""
     from torchenv.agent.base.errors import LockFileError
     from torchenv.agent.fleet import locksource
-    from torchenv.agent.host.source import load_host, probe_settings
     from torchenv.agent.lock.pylock import parse_pylock
     from torchenv.agent.lock.resolvers.target import target_of
     from torchenv.agent.pipeline import core as pipeline
+    from torchenv.agent.pipeline import decisions, stages
 
-    where = pipeline.locate(requirements, settings, cwd=Path.cwd(), lock_path=lock_path)
-    host = load_host(
-        replay=source.replay, host_report=source.host_report, flags=source.flags,
-        **probe_settings(settings),
-    )  # fmt: skip
-    values = {k: settings.get_value(k) for k in pipeline.REQUEST_KEYS}
-    request = pipeline.request_key(where.requirements, values)
+    where = stages.locate(requirements, settings, cwd=Path.cwd(), lock_path=lock_path)
+    host = source.load(settings)
+    values = {k: settings.get_value(k) for k in decisions.REQUEST_KEYS}
+    request = decisions.request_key(where.requirements, values)
     layout = venv.Layout.for_prefix(where.prefix)
     venv.check_prefix(layout, force=force)
-    local = pipeline._read_bytes(where.lock_path)
+    local = stages._read_bytes(where.lock_path)
     published = locksource.for_host(
         settings, host, requirements=where.requirements, local=local, reporter=reporter
     )
@@ -176,7 +175,7 @@ def plan_auto(
         except LockFileError as exc:
             notes.append(f"the existing lock is unusable ({exc}); would lock again")
     if lock is not None and how == "reused":
-        misfit = pipeline.lock_mismatches(
+        misfit = decisions.lock_mismatches(
             lock.tool_torchenv, fingerprint=host.fingerprint(),
             requirements=where.requirements, settings=values,
         )  # fmt: skip
@@ -184,6 +183,6 @@ def plan_auto(
             notes.append("would lock again: " + "; ".join(misfit))
             lock = None
     if lock is None:
-        lock, how = (locker or pipeline.default_locker)(host, where.requirements, settings,
-                                                        reporter), "new"  # fmt: skip
+        lock, how = (locker or stages.default_locker)(host, where.requirements, settings,
+                                                      reporter), "new"  # fmt: skip
     return _plan(lock.for_target(target_of(host)), layout, where.lock_path, how, notes)
