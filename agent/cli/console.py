@@ -72,11 +72,11 @@ SPINNER_STAGES = ("install", "verify")
 def make_reporter(as_json: bool) -> Reporter:
     """Rich on a terminal; quiet with --json or -q, or when stderr is not a TTY (unless -v:
     then stage lines without bars)."""
-    from torchenv.agent.cli import guard as cmdutil
+    from torchenv.agent.cli import guard
 
-    if as_json or cmdutil.verbosity < 0:
+    if as_json or guard.verbosity < 0:
         return Reporter()
     terminal = sys.stderr.isatty()
-    if terminal or cmdutil.verbosity > 0:
+    if terminal or guard.verbosity > 0:
         return ConsoleReporter(bars=terminal)
     return Reporter()
