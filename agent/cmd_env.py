@@ -179,25 +179,31 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
 
     def body() -> None:
-        from torchenv.agent import pipeline
+        from torchenv.agent import fastpath_write, pipeline
 
+        pending = fastpath_write.begin(requirements or ())  # the console script's no-op stamp
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
             lock_source_missing=lock_source_missing,
         )  # fmt: skip
+        source = _source(hostopts.HostOptions.from_cli(
+            replay=replay, host_report=host_report, os=os, arch=arch, python=python,
+            driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+        ))  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
-            source=_source(hostopts.HostOptions.from_cli(
-                replay=replay, host_report=host_report, os=os, arch=arch, python=python,
-                driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-            )),
-            lock_path=lock, force=force,
+            source=source, lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
         else:
             typer.echo("\n".join(auto_lines(result)))
+        if pending is not None:
+            pending.finish(
+                result, settings=settings, requirements=requirements or (), lock=lock,
+                live=source.devices_here, as_json=as_json,
+            )  # fmt: skip
 
     guarded(as_json, body)
 
