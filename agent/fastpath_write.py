@@ -47,18 +47,23 @@ class Watched:
 
     live = True
 
-    def __init__(self, inner: HostIO) -> None:
+    def __init__(self, inner: HostIO, root: str = "/") -> None:
         self._inner = inner
+        self._root = root  # LiveIO's root (a test's fake tree): the paths noted are real ones
         self._lock = threading.Lock()
         self.inputs: dict[tuple[str, str], Any] = {}
         self.commands: set[str] = set()
         self.facts: set[str] = set()
 
+    def _p(self, path: str) -> str:
+        return os.path.join(self._root, path.lstrip("/"))
+
     def _note(self, kind: str, path: str) -> None:
         if path not in VOLATILE_FILES:
-            value = fastpath.observe(kind, path)
+            real = path if kind == "which" else self._p(path)
+            value = fastpath.observe(kind, real)
             with self._lock:
-                self.inputs.setdefault((kind, path), value)
+                self.inputs.setdefault((kind, real), value)
 
     def read_text(self, path: str) -> str:
         try:
@@ -104,16 +109,15 @@ class Watched:
         inputs = dict(self.inputs)
         if "nvml" in self.facts or self.commands:
             for kind, path in NVIDIA_FILES:
-                inputs.setdefault((kind, path), fastpath.observe(kind, path))
-            for name in _names(inputs.get(("list", PCI))):
+                inputs.setdefault((kind, self._p(path)), fastpath.observe(kind, self._p(path)))
+            for name in _names(inputs.get(("list", self._p(PCI)))):
                 for leaf in ("vendor", "device", "class"):
-                    key = ("text", f"{PCI}/{name}/{leaf}")
+                    key = ("text", self._p(f"{PCI}/{name}/{leaf}"))
                     inputs.setdefault(key, fastpath.observe(*key))
-            for name in _names(inputs.get(("list", "/dev"))):
+            for name in _names(inputs.get(("list", self._p("/dev")))):
                 if name.startswith(("nvidia", "dxg")):
-                    inputs.setdefault(
-                        ("stat", f"/dev/{name}"), fastpath.observe("stat", f"/dev/{name}")
-                    )
+                    key = ("stat", self._p(f"/dev/{name}"))
+                    inputs.setdefault(key, fastpath.observe(*key))
         return inputs
 
 
