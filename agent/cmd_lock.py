@@ -61,6 +61,9 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         "--check",
         help="Only say whether the lock at -o still fits the host (exit 1 if not).",
     ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Read every index page again (ignore index-max-age)."
+    ),
     as_json: bool = JSON_OPTION,
     replay: list[Path] | None = REPLAYS,
     host_report: list[Path] | None = HOST_REPORTS,
@@ -88,7 +91,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     def body() -> None:
         from torchenv.agent.settings import load_settings
 
-        settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver})
+        settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver,
+                                  "index-max-age": "0" if refresh else None})  # fmt: skip
         if publish is not None or len(replays) + len(reports) > 1:
             _refuse_with_publish(publish, output, check)
             assert publish is not None
@@ -177,11 +181,14 @@ def publish_classes(
     from torchenv.agent import fleet
     from torchenv.agent.cmd_env import make_reporter
     from torchenv.agent.index import IndexClient
+    from torchenv.agent.selection import page_max_age
 
     reporter = make_reporter(as_json)
     classes = fleet.classes_of(hosts)
     cache = Path(settings.get_value("cache-dir"))
-    with IndexClient(cache_dir=cache, reporter=reporter) as client:  # one page read per class
+    with IndexClient(
+        cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings)
+    ) as client:  # one page read per class
         results = fleet.lock_each(
             classes,
             lambda report: run_lock(reqs, report, settings, as_json, client=client),
@@ -287,7 +294,7 @@ def run_lock(
     from torchenv.agent.index import IndexClient
     from torchenv.agent.lock import lock_for
     from torchenv.agent.resolvers import choose_resolver
-    from torchenv.agent.selection import report_selection, run_selection
+    from torchenv.agent.selection import page_max_age, report_selection, run_selection
     from torchenv.backends.vocabulary import FAMILY
 
     family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
@@ -295,7 +302,9 @@ def run_lock(
     cache = Path(settings.get_value("cache-dir"))
     with contextlib.ExitStack() as stack:
         if client is None:
-            client = stack.enter_context(IndexClient(cache_dir=cache, reporter=reporter))
+            client = stack.enter_context(
+                IndexClient(cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings))
+            )
         selection = run_selection(host, family, settings, client=client)
         report_selection(selection, reporter)
         return lock_for(

@@ -61,6 +61,9 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         help="Do not ask the index what it holds: use the pages kept in the cache (their age "
         "is shown), else the catalog alone.",
     ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Read every index page again (ignore index-max-age)."
+    ),
 ) -> None:
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
 
@@ -68,7 +71,9 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         from torchenv.agent.cmd_hostopts import HostOptions
         from torchenv.agent.settings import load_settings
 
-        settings = load_settings({"channel": channel, "backend": backend})
+        settings = load_settings(
+            {"channel": channel, "backend": backend, "index-max-age": "0" if refresh else None}
+        )
         host = HostOptions.from_cli(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,

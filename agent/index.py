@@ -542,8 +542,12 @@ class IndexClient:
         transport: httpx.BaseTransport | None = None,
         backoff: float = 0.1,
         max_backoff: float = 2.0,
+        page_max_age: float = 0.0,
     ) -> None:
         self.reporter = reporter or Reporter()
+        # Seconds a cached page the server gave no freshness for is used without asking it
+        # again (the `index-max-age` setting; 0: always revalidate; Cache-Control wins).
+        self.page_max_age = page_max_age
         self.concurrency = max(1, concurrency)
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -833,7 +837,9 @@ class IndexClient:
             self._http_cache.delete(key)
         entry = None if fresh else self._http_cache.get(key)
         now = time.time()
-        if entry is not None and entry.fresh(now):
+        if entry is not None and (
+            entry.fresh(now) or (kind == "page" and entry.young(now, self.page_max_age))
+        ):
             self.stats.bump("cache_hits")
             return _Answer(200, _entry_headers(entry), entry.body, entry.url)
         headers = {"Accept": accept}

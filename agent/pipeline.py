@@ -256,7 +256,11 @@ def default_locker(
     from torchenv.agent.selection import report_selection, run_selection
 
     cache = Path(settings.get_value("cache-dir"))
-    with IndexClient(cache_dir=cache, reporter=reporter) as client:
+    from torchenv.agent.selection import page_max_age
+
+    with IndexClient(
+        cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings)
+    ) as client:
         with reporter.stage("select"):
             selection = run_selection(host, tuple(requirements), settings, client=client)
         assert selection.backend is not None  # run_selection raises when nothing fits

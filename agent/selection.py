@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,23 +103,42 @@ class ListingStore:
 
 @dataclass
 class IndexReader:
-    """Reads the torch page of index URLs for selection: live (through the HTTP cache), else
-    the listing kept from the last read, with its age."""
+    """Reads the torch page of index URLs for selection: a listing read less than `max_age`
+    seconds ago as it is (no request, no client), else live (through the HTTP cache), else the
+    listing kept from the last read, with its age."""
 
-    client: IndexClient
+    client: IndexClient | None
     store: ListingStore
     offline: bool = False
+    max_age: float = 0.0
+    make_client: Callable[[], IndexClient] | None = None
 
     def read(self, urls: Sequence[str]) -> list[IndexListing]:
-        found = self.client.map(self._one, list(urls))
-        self.store.put(found, time.time())
-        return found
+        now = time.time()
+        young = {u: self._young(u, now) for u in urls}
+        todo = [u for u in urls if young[u] is None]
+        if todo and self.client is None and self.make_client is not None:
+            self.client = self.make_client()
+        assert self.client is not None or not todo  # a reader without a client reads none
+        read = self.client.map(self._one, todo) if todo and self.client else []
+        self.store.put(read, time.time())
+        fetched = dict(zip(todo, read, strict=True))
+        return [young[u] or fetched[u] for u in urls]
+
+    def _young(self, url: str, now: float) -> IndexListing | None:
+        """The kept listing when it is younger than max_age (shown as read now: no warning)."""
+        if self.offline or self.max_age <= 0:
+            return None
+        kept = self.store.get(url, now)
+        if kept is None or kept.age is None or kept.age >= self.max_age:
+            return None
+        return replace(kept, age=None)
 
     def _one(self, url: str) -> IndexListing:
         from torchenv.agent.errors import IndexError_
         from torchenv.backends.availability import IndexListing
 
-        if not self.offline:
+        if not self.offline and self.client is not None:
             try:
                 return listing_of(url, self.client.project_page(url, "torch"))
             except IndexError_ as exc:
@@ -128,6 +147,11 @@ class IndexReader:
             problem = OFFLINE
         kept = self.store.get(url, time.time())
         return kept if kept is not None else IndexListing(url.rstrip("/"), error=problem)
+
+
+def page_max_age(settings: Settings) -> float:
+    """Seconds an index page read before is used without asking again (`index-max-age`)."""
+    return float(settings.get_value("index-max-age"))
 
 
 def report_selection(selection: Selection, reporter: Reporter) -> None:
@@ -200,6 +224,15 @@ def make_request(requirements: tuple[str, ...], settings: Settings) -> Request:
     )
 
 
+def _own_client(cache: str | None, settings: Settings) -> IndexClient:
+    from torchenv.agent.index import IndexClient
+
+    return IndexClient(
+        cache_dir=Path(cache) if cache else None, retries=1, timeout=READ_TIMEOUT,
+        page_max_age=page_max_age(settings),
+    )  # fmt: skip
+
+
 def run_selection(
     host: HostReport,
     requirements: tuple[str, ...],
@@ -213,17 +246,17 @@ def run_selection(
     theirs, so the pages they read again come from its cache)."""
     from torchenv.agent import catalog_refresh
     from torchenv.agent.errors import ConfigError, SelectionError
-    from torchenv.agent.index import IndexClient
     from torchenv.backends.select import InvalidRequest
 
     request = make_request(requirements, settings)
     cache = settings.get_value("cache-dir")
     catalog = catalog_refresh.load(cache)
-    own = client is None
     reader = IndexReader(
-        client or IndexClient(cache_dir=Path(cache), retries=1, timeout=READ_TIMEOUT),
+        client,
         ListingStore(Path(cache) / LISTINGS_FILE if cache else None),
         offline=offline,
+        max_age=page_max_age(settings),
+        make_client=lambda: _own_client(cache, settings),
     )
     try:
         result, availability = choose(host, request, catalog, reader)
@@ -233,7 +266,7 @@ def run_selection(
             hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
         ) from exc
     finally:
-        if own:
+        if client is None and reader.client is not None:
             reader.client.close()
     notes = read_warnings(availability, result)
     result = replace(result, warnings=tuple(dict.fromkeys((*result.warnings, *notes))))
