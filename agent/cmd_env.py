@@ -181,7 +181,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     def body() -> None:
         from torchenv.agent import fastpath_write, pipeline
 
-        pending = fastpath_write.begin(requirements or ())  # the console script's no-op stamp
+        pending = fastpath_write.begin()  # the console script's no-op stamp
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cmdutil import JSON_OPTION, emit_json, guarded, json_text
 
 if TYPE_CHECKING:
     from torchenv.backends.catalog import Catalog
@@ -68,8 +68,11 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
 
     def body() -> None:
+        from torchenv.agent import fastpath_write
         from torchenv.agent.cmd_hostopts import HostOptions
         from torchenv.agent.settings import load_settings
+
+        pending = fastpath_write.begin()  # the console script keeps the answer while it holds
 
         settings = load_settings(
             {"channel": channel, "backend": backend, "index-max-age": "0" if refresh else None}
@@ -87,6 +90,13 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
             typer.echo(explain_text(result))
         else:
             typer.echo(summary_text(result))
+        if pending is not None:
+            pending.finish_select(
+                json_text(result.to_json()) if as_json
+                else (explain_text(result) if explain else summary_text(result)) + "\n",
+                settings=settings, host_given=replay is not None or host_report is not None,
+                offline=offline,
+            )  # fmt: skip
 
     guarded(as_json, body)
 

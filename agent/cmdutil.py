@@ -17,8 +17,12 @@ T = TypeVar("T")
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False) + "\n"
+
+
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json_text(value))
     sys.stdout.flush()
 
 

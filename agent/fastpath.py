@@ -30,10 +30,11 @@ FORMAT = 1
 VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
 TEXT_LIMIT = 1 << 20
-COMMANDS = frozenset({"auto"})
+COMMANDS = frozenset({"auto", "select"})
 # Set by cli.main for a console-script `auto` the check did not answer: the run may stamp.
 ARMED = False
 ARGV: list[str] = []
+ENV: dict[str, str] = {}  # the environment at start (libraries may change os.environ later)
 
 
 def stamp_dir(env: Mapping[str, str]) -> str:
@@ -52,7 +53,7 @@ def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
     digest = 0xCBF29CE484222325
     for byte in repr((list(argv), cwd)).encode("utf-8", "surrogateescape"):
         digest = ((digest ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return os.path.join(stamp_dir(env), f"auto-{digest:016x}.bin")
+    return os.path.join(stamp_dir(env), f"{argv[0]}-{digest:016x}.bin")
 
 
 def plain_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -143,12 +144,15 @@ def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env: Mapping[
         return False
     if stamp.get("uname") != uname() or stamp.get("libc") != libc():
         return False
+    expires = stamp.get("expires")
+    if expires is not None and not time.time() < expires:
+        return False  # an answer resting on index pages older than index-max-age by now
     if stamp.get("env") != plain_env(env):
         return False
     for kind, path, expected in stamp["inputs"]:
         if observe(kind, path) != expected:
             return False
-    return files_unchanged(stamp["env_dir"], stamp["files"])
+    return stamp.get("env_dir") is None or files_unchanged(stamp["env_dir"], stamp["files"])
 
 
 def load(path: str) -> dict[str, Any] | None:
@@ -168,8 +172,8 @@ def run(argv: Sequence[str]) -> bool:
     env = os.environ
     if env.get("TORCHENV_NO_FASTPATH"):
         return False
-    global ARMED, ARGV
-    ARMED, ARGV = True, list(argv)
+    global ARMED, ARGV, ENV
+    ARMED, ARGV, ENV = True, list(argv), plain_env(env)
     started = time.perf_counter()
     try:
         cwd = os.getcwd()
@@ -177,10 +181,12 @@ def run(argv: Sequence[str]) -> bool:
         if stamp is None or not holds(stamp, argv, cwd, env):
             return False
         answer = str(stamp["answer"])
-        spelled = str(stamp["spelled"])
+        spelled = stamp.get("spelled")
+        if spelled is not None:  # auto's answer says how long the check took
+            seconds = time.perf_counter() - started
+            answer = answer.replace(str(spelled), format(seconds, str(stamp["format_spec"])))
     except Exception:  # a stamp of another shape, a vanished directory: the full path decides
         return False
-    seconds = time.perf_counter() - started
-    sys.stdout.write(answer.replace(spelled, format(seconds, str(stamp["format_spec"]))))
+    sys.stdout.write(answer)
     sys.stdout.flush()
     return True

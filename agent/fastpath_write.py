@@ -195,17 +195,70 @@ class Pending:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
         return {
-            "format": fastpath.FORMAT, "argv": self.argv, "cwd": self.cwd,
-            "python": fastpath.interpreter(), "uname": fastpath.uname(), "libc": fastpath.libc(),
-            "env": fastpath.plain_env(os.environ),
-            "inputs": [(k, p, v) for (k, p), v in sorted(inputs.items())],
-            "env_dir": env_dir, "files": groups,
+            **self._common(inputs), "env_dir": env_dir, "files": groups,
             "answer": _render(answer, as_json), "spelled": spelled, "format_spec": spec,
         }  # fmt: skip
 
+    def _common(self, inputs: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        return {
+            "format": fastpath.FORMAT, "argv": self.argv, "cwd": self.cwd,
+            "python": fastpath.interpreter(), "uname": fastpath.uname(), "libc": fastpath.libc(),
+            "env": fastpath.ENV,
+            "inputs": [(k, p, v) for (k, p), v in sorted(inputs.items())],
+        }  # fmt: skip
 
-def begin(requirements: Sequence[str]) -> Pending | None:
-    """Arm this run (console-script `auto` only): drop the old stamp, note the settings files."""
+    def finish_select(
+        self, answer: str, *, settings: Settings, host_given: bool, offline: bool
+    ) -> bool:
+        """Keep select's answer while every input holds and its index pages are young."""
+        from torchenv.agent import host as hostmod
+
+        hostmod.live_io_watch = None
+        try:
+            stamp = self._select_stamp(answer, settings, host_given, offline)
+            if stamp is None:
+                return False
+            _write(self.path, marshal.dumps(stamp))
+        except (OSError, ValueError, TypeError):
+            return False
+        return True
+
+    def _select_stamp(
+        self, answer: str, settings: Settings, host_given: bool, offline: bool
+    ) -> dict[str, Any] | None:
+        import time
+
+        from torchenv.agent import catalog_refresh, selection
+
+        max_age = selection.page_max_age(settings)
+        reads = list(selection.reads)
+        if host_given or offline or max_age <= 0 or any(at is None for _, at in reads):
+            return None  # a recorded host, or pages unread or old: the answer may age
+        if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
+            return None
+        inputs = dict(self.before)
+        for watched in self.watched:  # none when the flags describe the whole target
+            inputs.update(watched.probe_inputs())
+        if os.getcwd() != self.cwd or any(
+            fastpath.observe(k, p) != v for (k, p), v in inputs.items()
+        ):
+            return None
+        cache = settings.get_value("cache-dir")
+        data = Path(_backends_dir()) / "data"
+        extra = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
+                 *(("stat", m.__file__ or "") for m in _own_modules(select=True))]  # fmt: skip
+        if cache:
+            extra += [("stat", str(catalog_refresh.live_path(cache))),
+                      ("stat", str(Path(cache) / selection.LISTINGS_FILE))]  # fmt: skip
+        for kind, path in extra:
+            inputs[(kind, path)] = fastpath.observe(kind, path)
+        expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
+        return {**self._common(inputs), "expires": expires, "answer": answer}
+
+
+def begin() -> Pending | None:
+    """Arm this run (console-script `auto` or `select` only): drop the old stamp, note the
+    settings files, watch the live probe."""
     if not fastpath.ARMED:
         return None
     from torchenv.agent import host as hostmod
@@ -294,11 +347,24 @@ class _Facts:
         return self.facts
 
 
-def _own_modules() -> list[Any]:
-    """torchenv's files whose code decides a no-op: a reinstall changes their stat."""
-    from torchenv.agent import cmd_env, integrity, pipeline, settings, venv
+def _own_modules(select: bool = False) -> list[Any]:
+    """torchenv's files whose code decides the answer: a reinstall changes their stat."""
+    from torchenv.agent import settings
+
+    if select:
+        from torchenv.agent import cmd_select, selection
+        from torchenv.backends.select import core
+
+        return [fastpath, sys.modules[__name__], cmd_select, selection, settings, core]
+    from torchenv.agent import cmd_env, integrity, pipeline, venv
 
     return [fastpath, sys.modules[__name__], cmd_env, integrity, pipeline, settings, venv]
+
+
+def _backends_dir() -> str:
+    import torchenv.backends
+
+    return os.path.dirname(torchenv.backends.__file__ or "")
 
 
 def _render(answer: AutoResult, as_json: bool) -> str:

@@ -101,6 +101,11 @@ class ListingStore:
             write_atomic(self.path, blob.encode("utf-8"))
 
 
+# (url, when its listing was read, or None: unread or an old copy) for each page the last
+# run_selection used; agent/fastpath_write.py keeps a select answer only while all are young.
+reads: list[tuple[str, float | None]] = []
+
+
 @dataclass
 class IndexReader:
     """Reads the torch page of index URLs for selection: a listing read less than `max_age`
@@ -123,6 +128,15 @@ class IndexReader:
         read = self.client.map(self._one, todo) if todo and self.client else []
         self.store.put(read, time.time())
         fetched = dict(zip(todo, read, strict=True))
+        done = time.time()
+        for url in urls:
+            if young[url] is not None:
+                kept = self.store.get(url, now)
+                at = now - kept.age if kept is not None and kept.age is not None else None
+            else:
+                got = fetched[url]
+                at = done if got.error is None and got.age is None else None
+            reads.append((url, at))
         return [young[u] or fetched[u] for u in urls]
 
     def _young(self, url: str, now: float) -> IndexListing | None:
@@ -249,6 +263,7 @@ def run_selection(
     from torchenv.backends.select import InvalidRequest
 
     request = make_request(requirements, settings)
+    reads.clear()
     cache = settings.get_value("cache-dir")
     catalog = catalog_refresh.load(cache)
     reader = IndexReader(
