@@ -312,15 +312,13 @@ class _Locker:
         for choice in family.values():
             url = choice.artifact.url
             if url not in self.records:
-                self.records[url] = self.pool.submit(
-                    locked_wheel, choice.artifact, fetch, self.client.size_of
-                )
+                self.records[url] = self.pool.submit(locked_wheel, choice.artifact, fetch)
 
     def record(self, artifact: Artifact, fetch: Fetch) -> LockedWheel:
         future = self.records.get(artifact.url)
         if future is not None:
             return future.result()
-        return locked_wheel(artifact, fetch, self.client.size_of)
+        return locked_wheel(artifact, fetch)
 
     # pages
     def page(self, index: str, name: str) -> list[Artifact]:
@@ -554,22 +552,17 @@ def _sha256(artifact: Artifact) -> str | None:
     return value.lower() if value else None
 
 
-def locked_wheel(
-    artifact: Artifact,
-    fetch: Callable[[Artifact], tuple[str, int]],
-    head: Callable[[str], int],
-) -> LockedWheel:
+def locked_wheel(artifact: Artifact, fetch: Callable[[Artifact], tuple[str, int]]) -> LockedWheel:
     """The lock's record of a wheel.
 
     A wheel whose index publishes no sha256 (the nightly pages) is downloaded into the cache
-    to hash it, so the lock never lacks a hash and sync finds the file there; a wheel with a
-    hash but no size (PEP 503 pages carry none) costs one HEAD request.
+    to hash it, so the lock never lacks a hash and sync finds the file there. A size is kept
+    where the index lists one; PEP 751 makes it optional, so a page without sizes (PEP 503)
+    costs no request for one (sync then bounds the download by MAX_WHEEL and the hash).
     """
     sha, size = _sha256(artifact), artifact.size
     if sha is None:
         sha, size = fetch(artifact)
-    elif size is None:
-        size = head(artifact.url)
     return LockedWheel(name=artifact.filename, url=artifact.url, size=size, sha256=sha)
 
 
@@ -696,9 +689,8 @@ def _rest_wheel(locker: _Locker, pin: Pin) -> LockedWheel:
     """The resolver's own record of the wheel when it has a hash, else the index page's."""
     ref = pin.wheel
     if ref is not None and ref.sha256 is not None:
-        size = ref.size if ref.size is not None else locker.client.size_of(ref.url)
-        return LockedWheel(name=ref.filename, url=ref.url, size=size, sha256=ref.sha256)
-    return locked_wheel(locker.artifact_for(pin), locker.fetch, locker.client.size_of)
+        return LockedWheel(name=ref.filename, url=ref.url, size=ref.size, sha256=ref.sha256)
+    return locked_wheel(locker.artifact_for(pin), locker.fetch)
 
 
 def _fetcher(
