@@ -266,7 +266,7 @@ def test_check_says_whether_the_lock_fits_the_host(indexsim: IndexSim, tmp_path:
     assert (diffs["arch"].locked, diffs["arch"].host) == ("x86_64", "aarch64")
 
 
-def test_a_page_without_sizes_costs_no_head_request(indexsim: IndexSim, tmp_path: Path) -> None:
+def test_a_page_without_sizes_costs_no_head_request(indexsim: IndexSim, tmp_path: Path) -> None:  # noqa: F811
     """PEP 751 makes sizes optional: the torch index's HTML pages list none, and the lock asks
     for none; PyPI's JSON pages list them, and the lock keeps them."""
     lock = run_lock(indexsim, tmp_path, linux_host(), Chosen("cpu"), ("torch",))
