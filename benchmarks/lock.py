@@ -48,6 +48,7 @@ from torchenv.agent.index import IndexClient
 from torchenv.agent.lock import lock_for, parse_requirements
 from torchenv.agent.resolvers import UvResolver, target_of
 from torchenv.agent.resolvers.uv import find_uv
+from torchenv.agent.selection import page_max_age
 from torchenv.agent.settings import load_settings
 
 FAMILY = ("torch", "torchvision", "torchaudio")
@@ -98,7 +99,8 @@ def torchenv_run(sim: IndexSim, cache: Path) -> None:
          "cache-dir": str(cache)},
         env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
     )  # fmt: skip
-    with IndexClient(cache_dir=cache) as client:
+    # the client lock and auto make: index-max-age (600 s) spares the warm run revalidation
+    with IndexClient(cache_dir=cache, page_max_age=page_max_age(settings)) as client:
         lock_for(FAMILY, linux_host(), Chosen(), settings, resolver=UvResolver(), client=client)
 
 
