@@ -36,12 +36,13 @@ use_test_helpers()
 
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 
-from torchenv.agent import fleet, locksource
-from torchenv.agent.cmd_lock import run_lock
-from torchenv.agent.host import HostFlags, load_host
-from torchenv.agent.lock import parse_requirements
-from torchenv.agent.reporter import Reporter
-from torchenv.agent.settings import Settings, load_settings
+from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.base.settings import Settings, load_settings
+from torchenv.agent.cli.lock import run_lock
+from torchenv.agent.fleet import locksource
+from torchenv.agent.fleet import publish as fleet
+from torchenv.agent.host.source import HostFlags, load_host
+from torchenv.agent.lock.locker import parse_requirements
 from torchenv.probes.report import HostReport
 
 HOSTS = Path(__file__).resolve().parent.parent / "tests" / "hosts"

@@ -43,13 +43,13 @@ from indexsim import IndexSim, Knobs, build_site, default_catalog
 from indexsim.catalog import Catalog
 from lockfixtures import linux_host
 
-from torchenv.agent.host import HostFlags, load_host
-from torchenv.agent.index import IndexClient
-from torchenv.agent.lock import lock_for, parse_requirements
-from torchenv.agent.resolvers import UvResolver, target_of
-from torchenv.agent.resolvers.uv import find_uv
-from torchenv.agent.selection import page_max_age
-from torchenv.agent.settings import load_settings
+from torchenv.agent.base.settings import load_settings
+from torchenv.agent.host.source import HostFlags, load_host
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.lock.locker import lock_for, parse_requirements
+from torchenv.agent.lock.resolvers import UvResolver, target_of
+from torchenv.agent.lock.resolvers.uv import find_uv
+from torchenv.agent.pipeline.select_with_index import page_max_age
 
 FAMILY = ("torch", "torchvision", "torchaudio")
 SIZES = {"torch": 900_000_000, "torchvision": 8_000_000, "torchaudio": 4_000_000}
@@ -290,7 +290,7 @@ def real_runs(
     sizes: list[int] = []
 
     def torchenv_real(cache: Path, resolver: str) -> None:
-        from torchenv.agent.cmd_lock import run_lock
+        from torchenv.agent.cli.lock import run_lock
 
         settings = load_settings(
             {"torch-index-url": mirror.torch_index_url, "index-url": mirror.index_url,

@@ -7,7 +7,7 @@ measure an installed one (`pip install .` into a scratch venv) with bytecode wri
 users have it. The floor is that console script's own interpreter running `python -c pass`,
 timed in the same run, alternating with torchenv. A lock of a torch stand-in with N small
 files and filelock (file:// wheels, no network) is synced once by `auto`; every later run
-is the no-op: the fast check of agent/fastpath.py when the stamp holds, else the full path
+is the no-op: the fast check of agent/cli/fastpath.py when the stamp holds, else the full path
 (probe, compare, stat the runtime files). `--full` times the full path too
 (TORCHENV_NO_FASTPATH=1). Target (issue 13): no-op auto <= 2x `python -c pass`.
 """
@@ -32,7 +32,7 @@ use_test_helpers()
 from indexsim.wheels import WheelSpec
 from test_sync_helpers import build_lock, plain_spec, torch_stub
 
-from torchenv.agent.host import load_host
+from torchenv.agent.host.source import load_host
 
 
 def _once(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:

@@ -11,7 +11,7 @@ Target (issue 3): `torchenv select` under 150 ms wall.
 With --torchenv PATH (an installed console script: `pip install .` into a scratch venv), the
 issue 13 figures: `select --json` for an H100 with driver 580 given as flags, its index pages
 read once from the simulator and kept (younger than index-max-age), timed against that venv's
-`python -c pass` in the same run, alternating: the kept answer (agent/fastpath.py), and the
+`python -c pass` in the same run, alternating: the kept answer (agent/cli/fastpath.py), and the
 answer computed again (TORCHENV_NO_FASTPATH=1; no request is sent either way). Target
 (issue 13): <= 2.5x `python -c pass`.
 Usage: python benchmarks/selection.py [--runs N] [--torchenv PATH]

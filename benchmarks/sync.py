@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 from indexsim.wheels import WheelSpec
 from test_sync_helpers import build_lock, plain_spec, torch_spec
 
-from torchenv.agent import integrity
-from torchenv.agent.host import load_host
-from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, read_pylock, write_pylock
+from torchenv.agent.env import integrity
+from torchenv.agent.host.source import load_host
+from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock, read_pylock, write_pylock
 
 BIN = Path(sys.executable).parent
 UV = str(BIN / "uv") if (BIN / "uv").exists() else shutil.which("uv") or "uv"

@@ -10,10 +10,10 @@ import asyncio
 import io
 from pathlib import Path
 
-from torchenv.agent.daemon.agent import Agent
 from torchenv.agent.daemon.config import parse_config
 from torchenv.agent.daemon.http import MAX_HEAD, serve_connection
 from torchenv.agent.daemon.log import JournalReporter
+from torchenv.agent.daemon.loop import Agent
 
 
 class _Writer:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from torchenv.agent.host import HostFlags, load_host
-from torchenv.agent.resolvers.uv import find_uv
+from torchenv.agent.host.source import HostFlags, load_host
+from torchenv.agent.lock.resolvers.uv import find_uv
 from torchenv.probes.report import HostReport
 
 HOSTS = Path(__file__).parent / "hosts"

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from test_sync_helpers import build_lock, cpu_host, plain_spec, torch_spec
 
-from torchenv.agent import pipeline, venv
-from torchenv.agent.pylock import PyLock, read_pylock
-from torchenv.agent.reporter import RecordingReporter, Reporter
-from torchenv.agent.settings import Settings, load_settings
+from torchenv.agent.base.reporter import RecordingReporter, Reporter
+from torchenv.agent.base.settings import Settings, load_settings
+from torchenv.agent.env import venv
+from torchenv.agent.lock.pylock import PyLock, read_pylock
+from torchenv.agent.pipeline import core as pipeline
 from torchenv.probes.report import HostReport
 
 pytestmark = pytest.mark.e2e
@@ -129,7 +130,7 @@ def test_with_torch_and_request_key() -> None:
 
 
 def test_summary_names_host_choice_install_verify_and_time(tmp_path: Path, host_file: Path):  # type: ignore[no-untyped-def]
-    from torchenv.agent.cmd_env import auto_lines
+    from torchenv.agent.cli.env import auto_lines
 
     result = run(tmp_path, tmp_path, host_file, FakeLocker(tmp_path / "locks"), prefix="env")
     text = "\n".join(auto_lines(result))

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from indexsim import IndexSim, Knobs, WheelSpec, build_site, small_catalog
 
-from torchenv.agent import sync
-from torchenv.agent.pylock import LockedPackage, LockedWheel
+from torchenv.agent.env import sync
+from torchenv.agent.lock.pylock import LockedPackage, LockedWheel
 
 PROCESSES = 6  # "eight pods on one node", scaled to this machine
 SPECS = [
@@ -27,9 +27,9 @@ SPECS = [
 CHILD = """
 import json, sys, time
 from pathlib import Path
-from torchenv.agent import sync
-from torchenv.agent.pylock import LockedPackage, LockedWheel
-from torchenv.agent.reporter import RecordingReporter
+from torchenv.agent.env import sync
+from torchenv.agent.lock.pylock import LockedPackage, LockedWheel
+from torchenv.agent.base.reporter import RecordingReporter
 
 cache, start, raw = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
 packages = [LockedPackage(p["name"], p["version"], p["index"], (LockedWheel(**p["wheel"]),))

@@ -12,9 +12,9 @@ from indexsim import Hosted, IndexSim, WheelSpec, build_site
 from selecthosts import make_host
 from typer.testing import CliRunner
 
-from torchenv.agent import catalog_refresh
-from torchenv.agent.cli import app
-from torchenv.agent.index import IndexClient
+from torchenv.agent.cli.main import app
+from torchenv.agent.index import catalog_refresh
+from torchenv.agent.index.client import IndexClient
 from torchenv.backends.catalog import (
     DATA_DIR,
     INFERRED_LIVE,
@@ -230,7 +230,7 @@ def test_the_shipped_catalog_needs_no_cache(tmp_path: Path) -> None:
 
 
 def test_a_corrupt_cache_file_is_a_config_error(tmp_path: Path) -> None:
-    from torchenv.agent.errors import ConfigError
+    from torchenv.agent.base.errors import ConfigError
 
     (tmp_path / catalog_refresh.LIVE_FILE).write_text("{not json")
     with pytest.raises(ConfigError) as caught:
@@ -249,7 +249,7 @@ def test_a_corrupt_cache_file_is_a_config_error(tmp_path: Path) -> None:
     ],
 )
 def test_a_malformed_cache_file_is_a_config_error(tmp_path: Path, text: str) -> None:
-    from torchenv.agent.errors import ConfigError
+    from torchenv.agent.base.errors import ConfigError
 
     (tmp_path / catalog_refresh.LIVE_FILE).write_text(text)
     with pytest.raises(ConfigError) as caught:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from torchenv.agent.errors import EXIT_UNEXPECTED, HostError, TorchenvError
+from torchenv.agent.base.errors import EXIT_UNEXPECTED, HostError, TorchenvError
 
 
 def torchenv(
@@ -19,7 +19,7 @@ def torchenv(
     full_env = {**os.environ, "TORCHENV_USER_CONFIG": os.devnull, **(env or {})}
     full_env.pop("TORCHENV_DEBUG", None)
     return subprocess.run(
-        [sys.executable, "-c", "from torchenv.agent.cli import main; main()", *args],
+        [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -93,7 +93,7 @@ def test_config_json_shows_sources(tmp_path: Path) -> None:
 def test_wrong_shaped_report_is_a_host_error(tmp_path: Path) -> None:
     bad = tmp_path / "report.json"
     bad.write_text(json.dumps({"schema_version": 1, "system": 5}))
-    from torchenv.agent.host import read_host_report
+    from torchenv.agent.host.source import read_host_report
 
     with pytest.raises(HostError, match="not a torchenv host report"):
         read_host_report(bad)
@@ -104,7 +104,7 @@ def test_unexpected_failure_is_exit_2_and_expected_is_exit_1(
 ) -> None:
     import typer
 
-    from torchenv.agent.cmdutil import guarded
+    from torchenv.agent.cli.guard import guarded
 
     def broken() -> None:
         raise RuntimeError("boom")
@@ -137,7 +137,7 @@ def test_override_variables_apply_on_top_of_a_replay(hosts_dir: Path) -> None:
 
 
 def test_flags_describing_a_whole_target_do_not_probe_this_machine() -> None:
-    from torchenv.agent.host import HostFlags, load_host
+    from torchenv.agent.host.source import HostFlags, load_host
 
     report = load_host(
         flags=HostFlags(
@@ -158,7 +158,7 @@ def test_flags_describing_a_whole_target_do_not_probe_this_machine() -> None:
 
 
 def test_rocm_gfx_flags_name_amd_gpus_and_a_bad_one_is_a_host_error() -> None:
-    from torchenv.agent.host import HostFlags, load_host
+    from torchenv.agent.host.source import HostFlags, load_host
 
     flags = HostFlags(os="linux", arch="x86_64", python="3.12", rocm_gfx=("gfx90a", " GFX942 "))
     report = load_host(flags=flags)

@@ -14,7 +14,7 @@ import pytest
 from daemon_helpers import HOSTS, point, running_agent, upgraded_host, wait_until, write_config
 from indexsim import Fault, IndexSim, Knobs, build_site, default_catalog
 
-from torchenv.agent import venv
+from torchenv.agent.env import venv
 
 pytestmark = pytest.mark.e2e
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from nfdrules import label_name_problems, live_labels, parse_feature_file, parse_rfc3339, utcnow
 from prometheus_client.parser import text_string_to_metric_families
 
+from torchenv.agent.base.errors import ConfigError
 from torchenv.agent.daemon.config import parse_config
 from torchenv.agent.daemon.metrics import env_segment, format_value, render_metrics, render_nfd
 from torchenv.agent.daemon.outputs import OutputStatus, after_write
 from torchenv.agent.daemon.state import EnvStatus, after_success
-from torchenv.agent.errors import ConfigError
 
 HOST = HOSTS / "rtx5090-driver570"
 LONG = "gpu-" + "x" * 58 + "1"  # 63 characters: the longest name an environment may have

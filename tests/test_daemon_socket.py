@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from torchenv.agent.daemon.agent import bind_socket
-from torchenv.agent.errors import ConfigError
+from torchenv.agent.base.errors import ConfigError
+from torchenv.agent.daemon.loop import bind_socket
 
 NOBODY = 65534
 CONNECT = (

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from torchenv.agent.base.errors import ConfigError
 from torchenv.agent.daemon import http
 from torchenv.agent.daemon.client import render_status
 from torchenv.agent.daemon.config import EnvironmentSpec, parse_config
@@ -26,7 +27,6 @@ from torchenv.agent.daemon.state import (
     load_state,
     save_state,
 )
-from torchenv.agent.errors import ConfigError
 
 ENV = {"name": "default", "prefix": "/opt/torchenv/default"}
 

@@ -20,9 +20,9 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from test_sync_helpers import PY
 
-from torchenv.agent import venv
-from torchenv.agent.indexconfig import read_pip_config
-from torchenv.agent.pylock import read_pylock
+from torchenv.agent.env import venv
+from torchenv.agent.index.config import read_pip_config
+from torchenv.agent.lock.pylock import read_pylock
 
 pytestmark = pytest.mark.e2e
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from daemon_helpers import FAKE_AUTO, HOSTS, wait_until
 
-from torchenv.agent.daemon.entrypoint import activated_env
+from torchenv.agent.cli.entrypoint import activated_env
 
 TORCHENV = [sys.executable, "-m", "torchenv.agent"]
 CMD = """

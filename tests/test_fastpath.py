@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from test_sync_helpers import build_lock, plain_spec, torch_spec
 
-from torchenv.agent import fastpath
-from torchenv.agent.fastpath_write import Watched
-from torchenv.agent.host import load_host
+from torchenv.agent.cli import fastpath
+from torchenv.agent.cli.fastpath_write import Watched
+from torchenv.agent.host.source import load_host
 from torchenv.probes import LiveIO, probe_host
 
 HOSTS = Path(__file__).parent / "hosts"

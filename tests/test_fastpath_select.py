@@ -12,7 +12,9 @@ import pytest
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 from lockfixtures import HOSTS
 
-from torchenv.agent import catalog_refresh, fastpath, selection
+from torchenv.agent.cli import fastpath
+from torchenv.agent.index import catalog_refresh
+from torchenv.agent.pipeline import select_with_index as selection
 
 FLAGS = ["select", "--json", "--os", "linux", "--arch", "x86_64", "--python", "3.11",
          "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip

@@ -20,21 +20,21 @@ from indexsim.fixtures import focus_sim, focus_site, indexsim, indexsim_site  # 
 from lockfixtures import linux_host, need_uv
 from test_lock import Chosen, settings_for
 
-from torchenv.agent import sync
-from torchenv.agent.errors import (
+from torchenv.agent.base.errors import (
     EnvironmentBuildError,
     IndexError_,
     IntegrityError,
     ResolutionError,
     TorchenvError,
 )
-from torchenv.agent.index import IndexClient
-from torchenv.agent.limits import MAX_METADATA, MAX_PAGE, MiB
-from torchenv.agent.lock import lock_for
-from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, toml_safe
-from torchenv.agent.reporter import RecordingReporter
-from torchenv.agent.resolvers import UvResolver
-from torchenv.agent.resolvers.base import Completed, failed
+from torchenv.agent.base.limits import MAX_METADATA, MAX_PAGE, MiB
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.env import sync
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.lock.locker import lock_for
+from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock, toml_safe
+from torchenv.agent.lock.resolvers import UvResolver
+from torchenv.agent.lock.resolvers.base import Completed, failed
 
 pytestmark = pytest.mark.e2e
 
@@ -229,7 +229,7 @@ def test_a_knobs_default_serves_ranges() -> None:
 def test_a_link_whose_name_is_a_path_is_no_file_of_the_project(tmp_path: Path) -> None:
     """`..%2F` decodes to a separator: such a link is dropped from the page, and a download
     of one is refused before anything is written."""
-    from torchenv.agent.index import make_artifact, parse_html_page
+    from torchenv.agent.index.client import make_artifact, parse_html_page
 
     sha = "0" * 64
     page = (

@@ -20,10 +20,10 @@ from faultkit import HOST, TORCHENV, real_lock, run
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 from test_sync_helpers import PY
 
-from torchenv.agent import sync, venv
-from torchenv.agent.pipeline import verifier_for
-from torchenv.agent.pylock import read_lock_file
-from torchenv.agent.reporter import RecordingReporter
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.env import sync, venv
+from torchenv.agent.lock.pylock import read_lock_file
+from torchenv.agent.pipeline.core import verifier_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from faultkit import HOST
 
-from torchenv.agent import venv
-from torchenv.agent.httpcache import CacheEntry, HttpCache
-from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, write_pylock
+from torchenv.agent.env import venv
+from torchenv.agent.index.httpcache import CacheEntry, HttpCache
+from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock, write_pylock
 
 WHEEL = LockedWheel("torch-2.13.0-py3-none-any.whl", "https://x/t.whl", 1, "0" * 64)
 LOCK = PyLock(

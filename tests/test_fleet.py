@@ -15,13 +15,14 @@ from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import HOSTS
 from test_sync_helpers import PY, build_lock, plain_spec, torch_spec
 
-from torchenv.agent import fleet, locksource
-from torchenv.agent.errors import IntegrityError, LockFileError, SelectionError
-from torchenv.agent.fleet import ClassLock, HostClass, LockSourceError, NamedHost
-from torchenv.agent.host import HostFlags, load_host
-from torchenv.agent.pylock import PyLock, read_pylock
-from torchenv.agent.reporter import RecordingReporter
-from torchenv.agent.settings import load_settings
+from torchenv.agent.base.errors import IntegrityError, LockFileError, SelectionError
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.base.settings import load_settings
+from torchenv.agent.fleet import locksource
+from torchenv.agent.fleet import publish as fleet
+from torchenv.agent.fleet.publish import ClassLock, HostClass, LockSourceError, NamedHost
+from torchenv.agent.host.source import HostFlags, load_host
+from torchenv.agent.lock.pylock import PyLock, read_pylock
 from torchenv.probes.report import HostReport
 
 
@@ -317,7 +318,7 @@ def test_a_published_lock_must_give_what_the_node_asks_for(
     host = replayed(HOSTS / "cpu-cloud-vm")
     lock = FakeLocker(tmp_path)(host)
     lock = PyLock(lock.packages, tool_torchenv={**lock.tool_torchenv, "channel": "stable"})
-    from torchenv.agent.resolvers import target_of
+    from torchenv.agent.lock.resolvers import target_of
 
     got = locksource.request_problems(
         lock, requirements, backend=values.get("backend"), channel=values.get("channel"),
@@ -347,7 +348,7 @@ def test_lock_source_values(text: str, where: tuple[str | None, Path | None] | N
 
 @pytest.mark.parametrize("text", ["ftp://x/locks", "https:///nohost", "s3://bucket/locks"])
 def test_lock_source_refuses_what_it_cannot_read(tmp_path: Path, text: str) -> None:
-    from torchenv.agent.errors import ConfigError
+    from torchenv.agent.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="lock-source"):
         _settings(tmp_path, **{"lock-source": text})
@@ -361,7 +362,7 @@ def _never(*_: object) -> PyLock:
 
 
 def test_auto_syncs_the_published_lock_and_follows_a_new_publication(tmp_path: Path) -> None:
-    from torchenv.agent import pipeline
+    from torchenv.agent.pipeline import core as pipeline
 
     node = sibling_host("cpu-cloud-vm", tmp_path, 1)
     source = pipeline.HostSource(replay=node, flags=HostFlags(python=PY))

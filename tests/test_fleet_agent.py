@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from daemon_helpers import FAKE_AUTO, HOSTS, running_agent, wait_until, write_config
 
+from torchenv.agent.base.errors import ConfigError
+from torchenv.agent.base.settings import load_settings
 from torchenv.agent.daemon.config import EnvironmentSpec, parse_config
 from torchenv.agent.daemon.provision import child_env
-from torchenv.agent.errors import ConfigError
-from torchenv.agent.settings import load_settings
 
 ENV = {"name": "default", "prefix": "/opt/torchenv/default"}
 

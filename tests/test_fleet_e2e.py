@@ -19,8 +19,8 @@ from indexsim import IndexSim, Knobs, build_site, default_catalog
 from lockfixtures import need_uv
 from test_sync_helpers import PY
 
-from torchenv.agent import venv
-from torchenv.agent.sync import LOCK_COPY
+from torchenv.agent.env import venv
+from torchenv.agent.env.sync import LOCK_COPY
 
 pytestmark = pytest.mark.e2e
 

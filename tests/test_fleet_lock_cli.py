@@ -12,8 +12,8 @@ from lockfixtures import HOSTS, need_uv
 from test_sync_helpers import PY
 from typer.testing import CliRunner
 
-from torchenv.agent.cli import app
-from torchenv.agent.host import HostFlags, load_host
+from torchenv.agent.cli.main import app
+from torchenv.agent.host.source import HostFlags, load_host
 
 
 @pytest.fixture

@@ -31,13 +31,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-from torchenv.agent import sync
-from torchenv.agent.cmd_lock import read_requirements_file
-from torchenv.agent.errors import TorchenvError, UnexpectedError
-from torchenv.agent.host import load_host
-from torchenv.agent.lock import parse_requirements
-from torchenv.agent.pylock import parse_pylock
-from torchenv.agent.reporter import Reporter
+from torchenv.agent.base.errors import TorchenvError, UnexpectedError
+from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.cli.lock import read_requirements_file
+from torchenv.agent.env import sync
+from torchenv.agent.host.source import load_host
+from torchenv.agent.lock.locker import parse_requirements
+from torchenv.agent.lock.pylock import parse_pylock
 
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -18,10 +18,10 @@ from indexsim.catalog import TEST_DOUBLE, torch_stub
 from lockfixtures import HOSTS, need_uv
 from typer.testing import CliRunner
 
-from torchenv.agent.cli import app
-from torchenv.agent.host import HostFlags, load_host
-from torchenv.agent.pylock import read_pylock
-from torchenv.agent.resolvers.target import target_of
+from torchenv.agent.cli.main import app
+from torchenv.agent.host.source import HostFlags, load_host
+from torchenv.agent.lock.pylock import read_pylock
+from torchenv.agent.lock.resolvers.target import target_of
 
 H100 = str(HOSTS / "h100-driver580")
 CPU_VM = str(HOSTS / "cpu-cloud-vm")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from indexsim import IndexSim
 
-from torchenv.agent.httpcache import CacheEntry, HttpCache, cache_policy, entry_from_response
-from torchenv.agent.index import IndexClient
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_policy, entry_from_response
 
 pytest_plugins = ("indexsim.fixtures",)
 

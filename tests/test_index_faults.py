@@ -9,9 +9,9 @@ import pytest
 from indexsim import Fault, IndexSim
 from indexsim.focus import FOCUS_WHEELS
 
-from torchenv.agent.errors import IndexError_, IntegrityError
-from torchenv.agent.index import Artifact, IndexClient
-from torchenv.agent.reporter import Reporter
+from torchenv.agent.base.errors import IndexError_, IntegrityError
+from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.index.client import Artifact, IndexClient
 
 FAST: dict[str, Any] = {"backoff": 0.01, "max_backoff": 0.02}
 

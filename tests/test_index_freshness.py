@@ -11,8 +11,8 @@ from indexsim import IndexSim, Knobs, build_site, default_catalog
 from lockfixtures import HOSTS
 from typer.testing import CliRunner
 
-from torchenv.agent.cli import app
-from torchenv.agent.index import IndexClient
+from torchenv.agent.cli.main import app
+from torchenv.agent.index.client import IndexClient
 
 pytest_plugins = ("indexsim.fixtures",)
 H100 = str(HOSTS / "h100-driver580")

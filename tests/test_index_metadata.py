@@ -12,9 +12,9 @@ from indexsim import IndexSim, Site, WheelSpec, metadata_text
 from indexsim.focus import FOCUS_PADDING, FOCUS_WHEELS
 from packaging.version import Version
 
-from torchenv.agent.errors import IndexError_, IntegrityError
-from torchenv.agent.index import TAIL_BYTES, Artifact, IndexClient, make_artifact
-from torchenv.agent.reporter import RecordingReporter
+from torchenv.agent.base.errors import IndexError_, IntegrityError
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.index.client import TAIL_BYTES, Artifact, IndexClient, make_artifact
 
 pytest_plugins = ("indexsim.fixtures",)
 

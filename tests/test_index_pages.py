@@ -9,7 +9,7 @@ from indexsim import IndexSim
 from packaging.tags import Tag
 from packaging.version import Version
 
-from torchenv.agent.index import (
+from torchenv.agent.index.client import (
     Artifact,
     IndexClient,
     parse_html_page,

@@ -15,10 +15,11 @@ from faultkit import HOST, expect_clean_failure, real_lock, run
 from test_auto import FakeLocker
 from test_sync_helpers import build_lock, plain_spec, torch_spec
 
-from torchenv.agent import integrity, pipeline, sync, venv
-from torchenv.agent.pylock import read_lock_file
-from torchenv.agent.reporter import RecordingReporter
-from torchenv.agent.settings import load_settings
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.base.settings import load_settings
+from torchenv.agent.env import integrity, sync, venv
+from torchenv.agent.lock.pylock import read_lock_file
+from torchenv.agent.pipeline import core as pipeline
 
 pytestmark = pytest.mark.e2e
 

@@ -24,8 +24,8 @@ from nfdrules import (
 )
 
 from torchenv.agent import __version__
+from torchenv.agent.base.settings import read_toml
 from torchenv.agent.daemon.config import parse_config
-from torchenv.agent.settings import read_toml
 from torchenv.backends.catalog import load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,13 +12,13 @@ from indexsim.catalog import BINARY_PYPI, PURE_PYPI, PYTORCH_TRITON
 from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import linux_host, mac_host, need_uv
 
-from torchenv.agent.errors import IndexError_, IntegrityError
-from torchenv.agent.index import IndexClient
-from torchenv.agent.lock import FAMILY, check_lock, lock_for
-from torchenv.agent.pylock import PyLock
-from torchenv.agent.resolvers import PipResolver, UvResolver
-from torchenv.agent.settings import Settings, load_settings
-from torchenv.agent.sync import cache_path
+from torchenv.agent.base.errors import IndexError_, IntegrityError
+from torchenv.agent.base.settings import Settings, load_settings
+from torchenv.agent.env.sync import cache_path
+from torchenv.agent.index.client import IndexClient
+from torchenv.agent.lock.locker import FAMILY, check_lock, lock_for
+from torchenv.agent.lock.pylock import PyLock
+from torchenv.agent.lock.resolvers import PipResolver, UvResolver
 from torchenv.probes.report import HostReport
 
 

@@ -11,8 +11,8 @@ from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import HOSTS, need_uv
 from typer.testing import CliRunner
 
-from torchenv.agent.cli import app
-from torchenv.agent.pylock import read_pylock
+from torchenv.agent.cli.main import app
+from torchenv.agent.lock.pylock import read_pylock
 
 H100 = str(HOSTS / "h100-driver580")
 

@@ -11,12 +11,12 @@ from indexsim import IndexSim
 from indexsim.fixtures import indexsim, indexsim_site  # noqa: F401
 from lockfixtures import linux_host, mac_host, need_uv
 
-from torchenv.agent.errors import ResolutionError
-from torchenv.agent.resolvers import PipResolver, ResolveRequest, UvResolver, target_of
-from torchenv.agent.resolvers.pip import parse_report
-from torchenv.agent.resolvers.standin import direct_reference, write_standin
-from torchenv.agent.resolvers.target import Target
-from torchenv.agent.resolvers.uv import parse_pylock_output
+from torchenv.agent.base.errors import ResolutionError
+from torchenv.agent.lock.resolvers import PipResolver, ResolveRequest, UvResolver, target_of
+from torchenv.agent.lock.resolvers.pip import parse_report
+from torchenv.agent.lock.resolvers.standin import direct_reference, write_standin
+from torchenv.agent.lock.resolvers.target import Target
+from torchenv.agent.lock.resolvers.uv import parse_pylock_output
 from torchenv.probes.report import HostReport
 
 TORCH_X86 = "torch-2.9.0+cu126-cp{py}-cp{py}-manylinux_2_28_x86_64.whl"

@@ -11,9 +11,9 @@ import tomli_w
 import tomllib
 from lockfixtures import linux_host, mac_host
 
-from torchenv.agent import pylock
-from torchenv.agent.errors import LockFileError
-from torchenv.agent.pylock import (
+from torchenv.agent.base.errors import LockFileError
+from torchenv.agent.lock import pylock
+from torchenv.agent.lock.pylock import (
     LockedPackage,
     LockedWheel,
     PyLock,
@@ -22,7 +22,7 @@ from torchenv.agent.pylock import (
     to_toml_dict,
     write_pylock,
 )
-from torchenv.agent.resolvers.target import Target, target_of
+from torchenv.agent.lock.resolvers.target import Target, target_of
 
 SHA = "ab" * 32
 

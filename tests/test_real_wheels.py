@@ -18,8 +18,8 @@ from lockfixtures import need_uv
 from realmirror import MirrorFiles, RealMirror
 from realmirror.fixtures import real_mirror, real_mirror_files  # noqa: F401
 
-from torchenv.agent import venv
-from torchenv.agent.pylock import PyLock, read_pylock
+from torchenv.agent.env import venv
+from torchenv.agent.lock.pylock import PyLock, read_pylock
 
 pytestmark = pytest.mark.e2e
 

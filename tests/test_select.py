@@ -182,7 +182,7 @@ CASES = [
 def host_of(case: Case) -> HostReport:
     if isinstance(case.host, HostReport):
         return case.host
-    from torchenv.agent.host import load_host
+    from torchenv.agent.host.source import load_host
 
     return load_host(replay=HOSTS / case.host)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from torchenv.agent.cli import app
+from torchenv.agent.cli.main import app
 
 HOSTS = Path(__file__).parent / "hosts"
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from torchenv.agent.errors import ConfigError
-from torchenv.agent.indexconfig import default_index_from_tools, read_pip_config
-from torchenv.agent.settings import PYTORCH_INDEX, load_settings
+from torchenv.agent.base.errors import ConfigError
+from torchenv.agent.base.settings import PYTORCH_INDEX, load_settings
+from torchenv.agent.index.config import default_index_from_tools, read_pip_config
 
 
 @pytest.fixture

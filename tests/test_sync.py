@@ -13,17 +13,17 @@ import tomli_w
 import tomllib
 from test_sync_helpers import build_lock, cpu_host, plain_spec, torch_spec
 
-from torchenv.agent import prefixlock, sync, venv
-from torchenv.agent.errors import (
+from torchenv.agent.base.errors import (
     EnvironmentBuildError,
     IntegrityError,
     LockFileError,
     VerifyError,
 )
-from torchenv.agent.pipeline import verifier_for
-from torchenv.agent.pylock import read_lock_file
-from torchenv.agent.reporter import RecordingReporter
-from torchenv.agent.resolvers.target import target_of
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.env import prefixlock, sync, venv
+from torchenv.agent.lock.pylock import read_lock_file
+from torchenv.agent.lock.resolvers.target import target_of
+from torchenv.agent.pipeline.core import verifier_for
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ def test_a_users_own_venv_is_kept(tmp_path: Path, locks: tuple[Path, Path]) -> N
 
 def test_target_differences_reads_the_toml_form() -> None:
     facts = HOST.target_facts()
-    from torchenv.agent.pylock import toml_safe
+    from torchenv.agent.lock.pylock import toml_safe
 
     assert sync.target_differences(toml_safe(facts), facts) == []
     changed = {**toml_safe(facts), "os": "windows"}

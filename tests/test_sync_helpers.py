@@ -11,7 +11,7 @@ from typing import Any
 from indexsim.catalog import torch_stub
 from indexsim.wheels import WheelSpec, build_wheel
 
-from torchenv.agent.pylock import LockedPackage, LockedWheel, PyLock, write_pylock
+from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock, write_pylock
 from torchenv.probes.report import CpuReport, HostReport, PythonReport, SystemReport
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -125,8 +125,8 @@ def _cloud_init_files() -> dict[str, str]:
 
 
 def test_cloud_init_carries_the_units_unchanged_and_a_valid_config(tmp_path: Path) -> None:
+    from torchenv.agent.base.settings import read_toml
     from torchenv.agent.daemon.config import parse_config
-    from torchenv.agent.settings import read_toml
 
     files = _cloud_init_files()
     for name in NAMES:
@@ -141,8 +141,8 @@ def test_cloud_init_carries_the_units_unchanged_and_a_valid_config(tmp_path: Pat
 
 def _documented_outputs(tmp: Path) -> list[Path]:
     """textfile and nfd-feature-file of the agent configuration that docs/docker.md shows."""
+    from torchenv.agent.base.settings import read_toml
     from torchenv.agent.daemon.config import parse_config
-    from torchenv.agent.settings import read_toml
 
     text = (UNITS.parent / "docs" / "docker.md").read_text()
     block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S) if "[agent]" in b)

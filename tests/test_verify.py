@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from test_sync_helpers import cpu_host
 
-from torchenv.agent import verify
-from torchenv.agent.errors import VerifyError
-from torchenv.agent.verify import DevicePlan, Expectation, Status
+from torchenv.agent.base.errors import VerifyError
+from torchenv.agent.verify import check as verify
+from torchenv.agent.verify.check import DevicePlan, Expectation, Status
 from torchenv.probes.report import NvidiaGpu, NvidiaReport, NvidiaState
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from lockfixtures import linux_host, mac_host
 
-from torchenv.agent import verify
-from torchenv.agent.lock import family_index
-from torchenv.agent.settings import load_settings
-from torchenv.agent.verify import DevicePlan, Expectation, Status
+from torchenv.agent.base.settings import load_settings
+from torchenv.agent.lock.locker import family_index
+from torchenv.agent.verify import check as verify
+from torchenv.agent.verify.check import DevicePlan, Expectation, Status
 from torchenv.backends import vocabulary
 from torchenv.backends.select import Request, index_url
 from torchenv.backends.vocabulary import Kind, backend_kind, label_ok, variant_of

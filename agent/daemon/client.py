@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.errors import TorchenvError
+from torchenv.agent.base.errors import TorchenvError
 
 
 class AgentUnreachable(TorchenvError):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.errors import ConfigError
+from torchenv.agent.base.errors import ConfigError
 
 SYSTEM_CONFIG = Path("/etc/torchenv/config.toml")
 DEFAULT_STATE_DIR = "/var/lib/torchenv"
@@ -202,7 +202,7 @@ def _environment(raw: Any, index: int, where: str) -> EnvironmentSpec:
 
 def _lock_source(raw: Mapping[str, Any], name: str, where: str) -> tuple[str | None, str | None]:
     """An environment's own lock-source and lock-source-missing (None: the global settings)."""
-    from torchenv.agent.locksource import parse_source
+    from torchenv.agent.fleet.locksource import parse_source
 
     source, missing = raw.get("lock-source"), raw.get("lock-source-missing")
     problem = None
@@ -327,7 +327,7 @@ def load_config(path: Path | None, *, env: Mapping[str, str] | None = None) -> A
     """Read `path` (default /etc/torchenv/config.toml). Raises ConfigError."""
     from dataclasses import replace
 
-    from torchenv.agent.settings import read_toml
+    from torchenv.agent.base.settings import read_toml
 
     env = os.environ if env is None else env
     path = path or Path(env.get("TORCHENV_SYSTEM_CONFIG", str(SYSTEM_CONFIG)))

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from torchenv.agent.limits import MAX_REQUEST_BODY, MAX_REQUEST_HEAD
+from torchenv.agent.base.limits import MAX_REQUEST_BODY, MAX_REQUEST_HEAD
 
 MAX_HEAD = MAX_REQUEST_HEAD
 MAX_BODY = MAX_REQUEST_BODY

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import TextIO
 
-from torchenv.agent.reporter import Reporter
+from torchenv.agent.base.reporter import Reporter
 
 PRIORITY = {"error": 3, "warning": 4, "info": 6, "debug": 7}
 

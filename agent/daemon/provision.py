@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from torchenv.agent.cli.entrypoint import provision_argv
 from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
-from torchenv.agent.daemon.entrypoint import provision_argv
 
 MAX_OUTPUT = 1 << 20  # bytes of the child's stdout (the JSON summary) kept
 STDERR_TAIL = 4000

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.fsutil import write_atomic
+from torchenv.agent.base.fsutil import write_atomic
 
 
 class EnvState(str, enum.Enum):

@@ -1,0 +1,1 @@
+"""The ground every stage stands on: errors, settings, files, limits, faults, the reporter port."""

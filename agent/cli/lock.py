@@ -1,0 +1,376 @@
+"""`torchenv lock`: write a pylock.toml for exactly one target, or --check an existing one."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from torchenv.agent.cli import hostopts as opts
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from packaging.requirements import Requirement
+
+    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.fleet.publish import NamedHost, Publication
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.lock.locker import Difference
+    from torchenv.agent.lock.pylock import PyLock
+
+
+DEFAULT_OUTPUT = "pylock.toml"
+REPLAYS = typer.Option(
+    None, "--replay", metavar="DIR", help="Lock for the host recorded in DIR (repeatable)."
+)
+HOST_REPORTS = typer.Option(
+    None, "--host-report", metavar="FILE",
+    help="Lock for the host in a `probe --json` file, or every *.json in a directory "
+    "(repeatable).",
+)  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lock")(lock_command)
+
+
+def lock_command(  # noqa: PLR0917 - typer maps parameters to options
+    requirements: list[str] | None = typer.Argument(
+        None, metavar="[REQUIREMENT]...", help="e.g. 'torch>=2.6' torchvision numpy."
+    ),
+    requirement_file: list[Path] | None = typer.Option(
+        None, "-r", "--requirement", metavar="FILE", help="Read requirements from FILE."
+    ),
+    output: Path | None = typer.Option(
+        None, "-o", "--output", help="The lock to write (default pylock.toml)."
+    ),
+    publish: Path | None = typer.Option(
+        None,
+        "--publish",
+        metavar="DIR",
+        help="One lock per hardware class of the hosts given (--host-report, --replay: "
+        "repeatable) into DIR, with DIR/index.json for `lock-source`.",
+    ),
+    resolver: str | None = typer.Option(None, "--resolver", help="auto, uv or pip."),
+    check: bool = typer.Option(
+        False,
+        "--check",
+        help="Only say whether the lock at -o still fits the host (exit 1 if not).",
+    ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Read every index page again (ignore index-max-age)."
+    ),
+    as_json: bool = JSON_OPTION,
+    replay: list[Path] | None = REPLAYS,
+    host_report: list[Path] | None = HOST_REPORTS,
+    os_name: str | None = opts.OS,
+    arch: str | None = opts.ARCH,
+    python: str | None = opts.PYTHON,
+    driver: str | None = opts.DRIVER,
+    gpu: list[str] | None = opts.GPU,
+    rocm_gfx: list[str] | None = opts.ROCM_GFX,
+    xpu: bool = opts.XPU,
+    macos: str | None = opts.MACOS,
+    channel: str | None = opts.CHANNEL,
+    backend: str | None = opts.BACKEND,
+) -> None:
+    """Lock the torch family and the rest for exactly this host (or the one described);
+    with --publish, one lock per hardware class of the hosts given."""
+    replays, reports = list(replay or ()), list(host_report or ())
+
+    def options(**source: Path | None) -> opts.HostOptions:
+        return opts.HostOptions.from_cli(
+            **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
+            rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+        )  # fmt: skip
+
+    def body() -> None:
+        from torchenv.agent.base.settings import load_settings
+
+        settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver,
+                                  "index-max-age": "0" if refresh else None})  # fmt: skip
+        if publish is not None or len(replays) + len(reports) > 1:
+            _refuse_with_publish(publish, output, check)
+            assert publish is not None
+            reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
+            hosts = fleet_hosts(replays, reports, options, settings)
+            publish_classes(publish, reqs, hosts, settings, as_json)
+            return
+        host_options = options(
+            replay=replays[0] if replays else None, host_report=reports[0] if reports else None
+        )
+        host = host_options.load(settings)
+        target = output or Path(DEFAULT_OUTPUT)
+        if check:
+            _check(target, host, as_json)
+            return
+        reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
+        lock = run_lock(reqs, host, settings, as_json)
+        from torchenv.agent.lock.pylock import write_pylock
+
+        write_pylock(target, lock)
+        if as_json:
+            emit_json(lock_summary(lock, target))
+        else:
+            typer.echo(summary_text(lock, target))
+
+    guarded(as_json, body)
+
+
+# ---------------------------------------------------------------- several hosts (--publish)
+
+
+def _refuse_with_publish(publish: Path | None, output: Path | None, check: bool) -> None:
+    from torchenv.agent.base.errors import ConfigError
+
+    if publish is None:
+        raise ConfigError(
+            "several hosts were given, but one lock file (-o) holds one target",
+            hint="pass --publish DIR to write one lock per hardware class of the hosts into "
+            "DIR, with an index for `lock-source`",
+        )
+    if output is not None or check:
+        raise ConfigError(
+            f"--publish writes one lock per class into a directory; {'-o' if output else '--check'}"
+            " works on one lock file",
+            hint="give --publish DIR without -o and --check (a node checks its lock itself)",
+        )
+
+
+def fleet_hosts(
+    replays: list[Path],
+    reports: list[Path],
+    options: Callable[..., opts.HostOptions],
+    settings: Settings,
+) -> list[NamedHost]:
+    """Every host given: recordings, report files, and every `*.json` in a report directory."""
+    from torchenv.agent.base.errors import HostError
+    from torchenv.agent.fleet.publish import NamedHost
+
+    files = []
+    for path in reports:
+        found = sorted(path.glob("*.json")) if path.is_dir() else [path]
+        if not found:
+            raise HostError(
+                f"{path} holds no host reports (*.json)",
+                hint="write one per node with `torchenv probe --json > DIR/NODE.json`",
+            )
+        files += found
+    if not replays and not files:
+        raise HostError(
+            "--publish needs the hosts to lock for",
+            hint="give each node's report (--host-report FILE or DIR, from `torchenv probe "
+            "--json`) or recording (--replay DIR), as often as there are nodes",
+        )
+    hosts = [NamedHost(str(p), options(replay=p).load(settings)) for p in replays]
+    return hosts + [NamedHost(str(p), options(host_report=p).load(settings)) for p in files]
+
+
+def publish_classes(
+    directory: Path,
+    reqs: tuple[Requirement, ...],
+    hosts: list[NamedHost],
+    settings: Settings,
+    as_json: bool,
+) -> None:
+    """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
+    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.fleet import publish as fleet
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.pipeline.select_with_index import page_max_age
+
+    reporter = make_reporter(as_json)
+    classes = fleet.classes_of(hosts)
+    cache = Path(settings.get_value("cache-dir"))
+    with IndexClient(
+        cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings)
+    ) as client:  # one page read per class
+        results = fleet.lock_each(
+            classes,
+            lambda report: run_lock(reqs, report, settings, as_json, client=client),
+            reporter,
+        )
+    done = fleet.publish(directory, results, requirements=[str(r) for r in reqs], reporter=reporter)
+    if as_json:
+        emit_json(done.to_json())
+    else:
+        typer.echo("\n".join(publication_lines(done)))
+    if done.failed:
+        error = fleet.publish_error(done)
+        if as_json:
+            raise typer.Exit(error.exit_code)
+        raise error
+
+
+def publication_lines(done: Publication) -> list[str]:
+    locked = len(done.results) - len(done.failed)
+    hosts = sum(len(r.host_class.hosts) for r in done.results)
+    lines = [
+        f"{_count(hosts, 'host')} in {_count(len(done.results), 'class')}: {locked} locked "
+        f"({_count(len(done.results), 'resolution')}), index {done.directory / 'index.json'}"
+    ]
+    for result in done.results:
+        fp = result.host_class.fingerprint
+        entry = done.index.classes.get(fp)
+        count = _count(len(result.host_class.hosts), "host")
+        if result.error is None and entry is not None:
+            lines.append(
+                f"  {fp}  {entry.backend or '?':8} torch {entry.torch or '?':16} {count:10} "
+                f"{done.directory / entry.lock}"
+            )
+            continue
+        kept = " (the lock published before stays)" if entry is not None else ""
+        message = result.error.message if result.error else "?"
+        lines.append(f"  {fp}  FAILED{kept}: {message}")
+    if done.removed:
+        lines.append(
+            f"removed {_count(len(done.removed), 'stale entry')}: {', '.join(done.removed)}"
+        )
+    return lines
+
+
+def _count(n: int, thing: str) -> str:
+    plural = {"class": "classes", "stale entry": "stale entries"}.get(thing, thing + "s")
+    return f"{n} {thing if n == 1 else plural}"
+
+
+def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
+    """Command-line requirements and -r files; else the project's dependencies; else the default."""
+    from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
+    from torchenv.agent.lock.locker import DEFAULT_REQUIREMENTS, parse_requirements
+
+    found = list(parse_requirements(given))
+    for path in files:
+        found += parse_requirements(read_requirements_file(Path(path)), source=str(path))
+    if found:
+        return tuple(found)
+    pyproject = find_pyproject(cwd)
+    if pyproject is not None:
+        deps = project_dependencies(pyproject, read_toml(pyproject))
+        if deps:
+            return parse_requirements(deps, source=str(pyproject))
+    return parse_requirements(DEFAULT_REQUIREMENTS)
+
+
+def read_requirements_file(path: Path) -> list[str]:
+    """The lines of a `-r` file: UTF-8 text of at most MAX_REQUIREMENTS_FILE (ConfigError)."""
+    from torchenv.agent.base.errors import ConfigError
+    from torchenv.agent.base.fsutil import read_bounded
+    from torchenv.agent.base.limits import MAX_REQUIREMENTS_FILE, TooLarge
+
+    try:
+        data = read_bounded(path, MAX_REQUIREMENTS_FILE, "requirements file")
+        return data.decode("utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror or exc}",
+            hint="pass an existing requirements file with -r",
+        ) from exc
+    except TooLarge as exc:
+        raise ConfigError(str(exc), hint="pass a requirements file with -r") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            hint="requirements files are UTF-8 text, one requirement a line; convert it "
+            "(e.g. `iconv -f latin1 -t utf-8`) or pass the right file",
+        ) from exc
+
+
+def run_lock(
+    reqs: tuple[Requirement, ...],
+    host: Any,
+    settings: Settings,
+    as_json: bool,
+    *,
+    client: IndexClient | None = None,
+) -> PyLock:
+    from packaging.utils import canonicalize_name
+
+    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.lock.locker import lock_for
+    from torchenv.agent.lock.resolvers import choose_resolver
+    from torchenv.agent.pipeline.select_with_index import (
+        page_max_age,
+        report_selection,
+        run_selection,
+    )
+    from torchenv.backends.vocabulary import FAMILY
+
+    family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
+    reporter = make_reporter(as_json)
+    cache = Path(settings.get_value("cache-dir"))
+    with contextlib.ExitStack() as stack:
+        if client is None:
+            client = stack.enter_context(
+                IndexClient(cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings))
+            )
+        selection = run_selection(host, family, settings, client=client)
+        report_selection(selection, reporter)
+        return lock_for(
+            reqs, host, selection, settings, resolver=choose_resolver(
+                settings.get_value("resolver"), reporter), client=client, reporter=reporter,
+        )  # fmt: skip
+
+
+def _check(output: Path, host: Any, as_json: bool) -> None:
+    from torchenv.agent.lock.locker import check_lock
+    from torchenv.agent.lock.pylock import read_pylock
+
+    lock = read_pylock(output)
+    diffs = check_lock(lock, host)
+    if as_json:
+        emit_json(
+            {
+                "path": str(output),
+                "matches": not diffs,
+                "differences": [_diff_json(d) for d in diffs],
+            }
+        )
+    elif diffs:
+        typer.echo(f"{output} was made for another target:")
+        for d in diffs:
+            typer.echo(f"  {d.fact}: locked {d.locked!r}, host {d.host!r}")
+        typer.echo("Run `torchenv lock` again to lock for this host.")
+    else:
+        typer.echo(f"{output} matches this host ({lock.tool_torchenv.get('fingerprint')}).")
+    if diffs:
+        raise typer.Exit(1)
+
+
+def _diff_json(d: Difference) -> dict[str, Any]:
+    return {"fact": d.fact, "locked": d.locked, "host": d.host}
+
+
+def lock_summary(lock: PyLock, output: Path) -> dict[str, Any]:
+    return {
+        "path": str(output),
+        "packages": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "index": p.index,
+                "url": p.wheel.url,
+                "size": p.wheel.size,
+                "sha256": p.wheel.sha256,
+            }
+            for p in lock.packages
+        ],
+        "tool": dict(lock.tool_torchenv),
+    }
+
+
+def summary_text(lock: PyLock, output: Path) -> str:
+    tool = lock.tool_torchenv
+    torch = lock.package("torch")
+    size = sum(p.wheel.size or 0 for p in lock.packages)
+    return (
+        f"Locked {len(lock.packages)} packages ({size / 1e6:.1f} MB) into {output}: "
+        f"torch {torch.version if torch else '?'} ({tool.get('backend')}, {tool.get('channel')}) "
+        f"for Python {tool.get('python')}, resolved with {tool.get('resolver')}."
+        + "".join(f"\n  skipped: {line}" for line in tool.get("skipped", ()))
+    )

@@ -1,0 +1,94 @@
+"""The `torchenv` command line: typer commands that parse arguments and call the core."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from torchenv.agent import __version__
+
+_app = typer.Typer(
+    name="torchenv",
+    help="Install the PyTorch build that fits this machine, prove it runs, keep it right.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"torchenv {__version__}")
+        raise typer.Exit(0)
+
+
+@_app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """Install the PyTorch build that fits this machine, prove it runs, keep it right."""
+
+
+# Which module defines each command; only the invoked one is imported (start-up time).
+COMMAND_MODULES = {
+    "probe": "cli.probe",
+    "config": "cli.probe",
+    "select": "cli.select",
+    "catalog": "cli.select",
+    "lock": "cli.lock",
+    "auto": "cli.env",
+    "sync": "cli.env",
+    "verify": "cli.env",
+    "rollback": "cli.env",
+    "agent": "cli.daemon",
+    "status": "cli.daemon",
+    "entrypoint": "cli.daemon",
+}
+
+
+_registered: set[str] = set()
+
+
+def _register(argv: list[str]) -> typer.Typer:
+    """Register the command named in argv, or every command (for help and errors)."""
+    import importlib
+
+    named = next((a for a in argv if not a.startswith("-")), None)
+    wanted = COMMAND_MODULES.get(named or "")
+    modules = [wanted] if wanted else list(dict.fromkeys(COMMAND_MODULES.values()))
+    for name in modules:
+        if name not in _registered:
+            _registered.add(name)
+            importlib.import_module(f"torchenv.agent.{name}").register(_app)
+    return _app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`cli.app` is the whole command line, every command registered (tests, embedding)."""
+    if name == "app":
+        return _register([])
+    raise AttributeError(name)
+
+
+def main() -> None:
+    try:
+        _register(sys.argv[1:])(prog_name="torchenv")
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+    sys.exit(0)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader went away (`torchenv catalog show | head -1`): stop quietly, as CLIs do.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
+    """
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)

@@ -1,0 +1,91 @@
+"""One torchenv process per prefix, one download per cached wheel: fcntl lock files."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from torchenv.agent.base.errors import BusyError, EnvironmentBuildError
+from torchenv.agent.base.reporter import Reporter
+
+DEFAULT_TIMEOUT = 600.0
+POLL_SECONDS = 0.1
+
+
+def lock_timeout(env: dict[str, str] | None = None) -> float:
+    """TORCHENV_LOCK_TIMEOUT (seconds) or the default; a bad value falls back to the default."""
+    raw = (os.environ if env is None else env).get("TORCHENV_LOCK_TIMEOUT", "")
+    try:
+        return float(raw) if raw else DEFAULT_TIMEOUT
+    except ValueError:
+        return DEFAULT_TIMEOUT
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        return os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _try_lock(fd: int) -> bool:
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+@contextmanager
+def hold(path: Path, *, reporter: Reporter, timeout: float | None = None) -> Iterator[None]:
+    """Hold the exclusive lock on `path`; wait up to `timeout` seconds, then raise BusyError.
+
+    The kernel drops an fcntl lock when its holder dies, so a killed torchenv never leaves
+    the prefix locked; the pid written into the file is only for the message.
+    """
+    timeout = lock_timeout() if timeout is None else timeout
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise EnvironmentBuildError(
+            f"cannot open the lock file {path}: {exc.strerror or exc}",
+            hint="check that you may write the directory beside the prefix",
+            details={"path": str(path), "errno": exc.errno},
+        ) from exc
+    try:
+        if not _try_lock(fd):
+            holder = _read_holder(fd)
+            reporter.info(f"waiting for torchenv process {holder}, which holds {path}")
+            deadline = time.monotonic() + timeout
+            while not _try_lock(fd):
+                if time.monotonic() >= deadline:
+                    raise BusyError(
+                        f"another torchenv process (pid {holder}) is working on this prefix",
+                        hint="wait for it to finish, or stop it; the lock file is " + str(path),
+                        details={"pid": holder, "lock_file": str(path), "waited_s": timeout},
+                    )
+                time.sleep(POLL_SECONDS)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def try_hold(path: Path) -> Iterator[bool]:
+    """Hold the lock on `path` only if nobody does; the value says whether it was free."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        fd = -1
+    try:
+        yield fd >= 0 and _try_lock(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)

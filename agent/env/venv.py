@@ -1,0 +1,491 @@
+"""The managed prefix: a symlink to a versioned environment, switched atomically, with rollback.
+
+Layout for a prefix `P` (e.g. `./.venv`)::
+
+    P                      -> symlink to P.torchenv/envs/<id>   (what users activate)
+    P.torchenv/envs/<id>/  one virtual environment, created in place (venvs do not move)
+    P.torchenv/lock        the fcntl lock that keeps two torchenv processes apart
+    P.torchenv/state.json  the previous environment and the last verified state
+
+A new environment is built under `envs/` beside the active one and switched in by
+`os.replace` of a new symlink over `P`: one rename, so `P` is always the old or the new
+environment. The previous one is kept for `torchenv rollback`; older ones and unfinished
+builds are removed when the next sync starts (under the lock). A plain directory the user
+made at `P` is never deleted: torchenv refuses it, or with --force moves it to
+`P.torchenv/adopted-<time>` (its files kept; it will not run from there, venvs do not move).
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import json
+import os
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torchenv.agent.base.errors import EnvironmentBuildError
+from torchenv.agent.base.faults import fault_point
+from torchenv.agent.base.fsutil import NAME_MAX, PATH_MAX, remove_stale_tmp, write_atomic
+
+STATE_SCHEMA = 1
+
+
+def os_error(action: str, path: Path | str, exc: OSError) -> EnvironmentBuildError:
+    """An OSError as an EnvironmentBuildError whose hint fits the errno."""
+    hints = {
+        errno.ENOSPC: "free disk space (the old environment is untouched) and run again",
+        errno.EDQUOT: "free disk space within your quota and run again",
+        errno.EACCES: "choose a prefix you may write (--prefix DIR) or fix the permissions",
+        errno.EPERM: "choose a prefix you may write (--prefix DIR) or fix the permissions",
+        errno.EROFS: "the file system is read-only; choose another --prefix",
+    }
+    return EnvironmentBuildError(
+        f"cannot {action} {path}: {exc.strerror or exc}",
+        hint=hints.get(exc.errno or 0, "check the path and run again"),
+        details={"path": str(path), "errno": exc.errno},
+    )
+
+
+class PrefixKind(str, enum.Enum):
+    MISSING = "missing"
+    MANAGED = "managed"  # a symlink into our envs/
+    FOREIGN_LINK = "foreign-link"  # a symlink somewhere else
+    PLAIN_VENV = "plain-venv"  # a directory with pyvenv.cfg that torchenv did not make
+    EMPTY_DIR = "empty-dir"
+    OTHER_DIR = "other-dir"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class Layout:
+    prefix: Path
+
+    @classmethod
+    def for_prefix(cls, prefix: str | os.PathLike[str]) -> Layout:
+        """The layout of a prefix torchenv may own; EnvironmentBuildError for one it may not."""
+        layout = cls(Path(os.path.abspath(prefix)))
+        check_place(layout)
+        return layout
+
+    @property
+    def home(self) -> Path:
+        return self.prefix.with_name(self.prefix.name + HOME_SUFFIX)
+
+    @property
+    def envs(self) -> Path:
+        return self.home / "envs"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.home / "lock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.home / "state.json"
+
+    def env_dir(self, env_id: str) -> Path:
+        return self.envs / env_id
+
+
+HOME_SUFFIX = ".torchenv"
+ENV_TREE_ROOM = 160  # bytes an environment's own paths add below the prefix's home
+
+
+def _place_error(prefix: Path, why: str, hint: str) -> EnvironmentBuildError:
+    return EnvironmentBuildError(
+        f"the prefix {str(prefix)[:200]} {why}", hint=hint, details={"prefix": str(prefix)}
+    )
+
+
+def _is_home(directory: Path) -> bool:
+    """A directory torchenv made beside a prefix (it holds envs/)."""
+    return directory.name.endswith(HOME_SUFFIX) and (directory / "envs").is_dir()
+
+
+def check_place(layout: Layout) -> None:
+    """Refuse prefixes torchenv cannot own: the root, names the file system cannot hold, and
+    any prefix inside torchenv's own directories (or holding one), where a later sync would
+    delete what the first one made."""
+    prefix = layout.prefix
+    name = os.fsencode(prefix.name)
+    if not name:
+        raise _place_error(prefix, "is the root directory", "give a directory such as ./.venv")
+    if len(name) + len(HOME_SUFFIX) > NAME_MAX:
+        raise _place_error(
+            prefix,
+            f"has a last component of {len(name)} bytes; with {HOME_SUFFIX} beside it, the "
+            f"file system holds at most {NAME_MAX - len(HOME_SUFFIX)}",
+            "choose a shorter --prefix",
+        )
+    too_long = next((p for p in prefix.parts if len(os.fsencode(p)) > NAME_MAX), None)
+    if too_long is not None or len(os.fsencode(str(prefix))) + ENV_TREE_ROOM > PATH_MAX:
+        raise _place_error(
+            prefix,
+            "is longer than the file system allows for an environment "
+            f"(components up to {NAME_MAX} bytes, {PATH_MAX - ENV_TREE_ROOM} in all)",
+            "choose a shorter --prefix",
+        )
+    real = Path(os.path.realpath(prefix.parent)) / prefix.name
+    for directory in (real, *real.parents):
+        if _is_home(directory):
+            raise _place_error(
+                prefix,
+                f"is inside {directory}, torchenv's own directory for another prefix",
+                "choose a prefix outside it; the environments there are managed through "
+                f"{directory.with_name(directory.name[: -len(HOME_SUFFIX)])}",
+            )
+
+
+def _holds_home(prefix: Path) -> Path | None:
+    try:
+        with os.scandir(prefix) as entries:
+            for entry in entries:
+                if entry.name.endswith(HOME_SUFFIX) and _is_home(Path(entry.path)):
+                    return Path(entry.path)
+    except OSError:
+        return None
+    return None
+
+
+def python_in(env_dir: Path) -> Path:
+    if sys.platform == "win32":
+        return env_dir / "Scripts" / "python.exe"
+    return env_dir / "bin" / "python"
+
+
+def inspect_prefix(layout: Layout) -> PrefixKind:
+    prefix = layout.prefix
+    if prefix.is_symlink():
+        target = Path(os.path.abspath(prefix.parent / os.readlink(prefix)))
+        return PrefixKind.MANAGED if target.parent == layout.envs else PrefixKind.FOREIGN_LINK
+    if not prefix.exists():
+        return PrefixKind.MISSING
+    if not prefix.is_dir():
+        return PrefixKind.FILE
+    if (prefix / "pyvenv.cfg").is_file():
+        return PrefixKind.PLAIN_VENV
+    return PrefixKind.OTHER_DIR if any(prefix.iterdir()) else PrefixKind.EMPTY_DIR
+
+
+def active_env(layout: Layout) -> str | None:
+    """The id of the environment the prefix points at, when torchenv manages it."""
+    if inspect_prefix(layout) is not PrefixKind.MANAGED:
+        return None
+    return Path(os.readlink(layout.prefix)).name
+
+
+def check_prefix(layout: Layout, *, force: bool) -> PrefixKind:
+    """Refuse prefixes torchenv must not replace; returns what is there."""
+    try:
+        kind = inspect_prefix(layout)
+    except OSError as exc:
+        raise os_error("inspect", layout.prefix, exc) from exc
+    where = str(layout.prefix)
+    if kind in (PrefixKind.PLAIN_VENV, PrefixKind.OTHER_DIR):
+        held = _holds_home(layout.prefix)
+        if held is not None:
+            raise _place_error(
+                layout.prefix,
+                f"holds {held}, torchenv's own directory for another prefix",
+                "choose a prefix that does not contain a managed environment",
+            )
+    if kind is PrefixKind.FILE:
+        raise EnvironmentBuildError(
+            f"the prefix {where} is a file, not an environment",
+            hint="remove or rename it, or pass another --prefix",
+            details={"prefix": where, "kind": kind.value},
+        )
+    if kind is PrefixKind.OTHER_DIR:
+        raise EnvironmentBuildError(
+            f"the prefix {where} is a non-empty directory that is not a virtual environment",
+            hint="pass another --prefix; torchenv does not replace directories it did not make",
+            details={"prefix": where, "kind": kind.value},
+        )
+    if kind in (PrefixKind.PLAIN_VENV, PrefixKind.FOREIGN_LINK) and not force:
+        raise EnvironmentBuildError(
+            f"the prefix {where} is an environment torchenv did not make",
+            hint=f"pass --force to keep it aside in {layout.home}/adopted-<time> and replace "
+            "it, or pass another --prefix",
+            details={"prefix": where, "kind": kind.value},
+        )
+    return kind
+
+
+def ensure_home(layout: Layout) -> None:
+    try:
+        fault_point("home")
+        layout.envs.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error("create", layout.envs, exc) from exc
+
+
+def new_env_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+# ---------------------------------------------------------------- state
+
+
+LOCK_COPY = "torchenv-pylock.toml"  # the lock an environment was built from, inside it
+
+
+def _state_file(layout: Layout) -> dict[str, Any] | None:
+    """What state.json holds, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(layout.state_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or data.get("schema") != STATE_SCHEMA:
+        return None
+    return data
+
+
+def read_state(layout: Layout) -> dict[str, Any]:
+    """The state as the disk shows it now; recoverable after a crash at any step.
+
+    The prefix's symlink is the truth for which environment is active. A switch writes its
+    intent (`switching`: from, to, the new verified state) before it renames the symlink, so
+    a switch cut short is resolved here by where the symlink points. Without a readable
+    state file, the previous environment is the newest complete one besides the active.
+    """
+    data = _state_file(layout)
+    active = active_env(layout)
+    if data is None:
+        return {"previous": _newest_complete(layout, besides=active)}
+    switching = data.pop("switching", None)
+    if isinstance(switching, dict) and active is not None and active == switching.get("to"):
+        data["previous"] = switching.get("from")  # switched; the write after it was cut short
+        data["verified"] = switching.get("verified")
+    return data
+
+
+def _newest_complete(layout: Layout, *, besides: str | None) -> str | None:
+    try:
+        names = sorted(os.listdir(layout.envs), reverse=True)  # ids start with the time
+    except OSError:
+        return None
+    for name in names:
+        env = layout.env_dir(name)
+        if name != besides and python_in(env).exists() and (env / LOCK_COPY).is_file():
+            return name
+    return None
+
+
+def write_state(layout: Layout, state: dict[str, Any]) -> None:
+    data = json.dumps({**state, "schema": STATE_SCHEMA}, indent=1).encode("utf-8")
+    try:
+        write_atomic(layout.state_file, data, fsync=True, make_parents=False)
+    except OSError as exc:
+        raise os_error("write", layout.state_file, exc) from exc
+
+
+# ---------------------------------------------------------------- cleaning
+
+
+def clean_stale(layout: Layout) -> list[str]:
+    """Remove unfinished builds and environments older than the previous one (under the lock)."""
+    keep = {active_env(layout), read_state(layout).get("previous")}
+    removed: list[str] = []
+    if not layout.envs.is_dir():
+        return removed
+    for entry in layout.envs.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    remove_debris(layout)
+    return removed
+
+
+def remove_debris(layout: Layout) -> None:
+    """Temporary files of interrupted switches and writes (call holding the prefix lock)."""
+    for entry in layout.home.glob(".link-*"):
+        entry.unlink(missing_ok=True)
+    for entry in layout.home.glob(f".{layout.state_file.name}.*.tmp"):
+        entry.unlink(missing_ok=True)  # only the lock's holder writes the state: all stale
+    remove_stale_tmp(layout.home, "pylock.toml")
+
+
+def discard(env_dir: Path) -> None:
+    shutil.rmtree(env_dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- switching
+
+
+def _adopt(layout: Layout) -> Path:
+    """Move a user's environment aside (never delete it)."""
+    aside = layout.home / ("adopted-" + time.strftime("%Y%m%d-%H%M%S"))
+    try:
+        os.rename(layout.prefix, aside)
+    except OSError as exc:
+        raise os_error("move aside", layout.prefix, exc) from exc
+    return aside
+
+
+def switch(layout: Layout, env_id: str) -> Path | None:
+    """Point the prefix at envs/<env_id> in one rename; returns where an adopted env went."""
+    target = layout.env_dir(env_id)
+    if not python_in(target).exists():
+        raise EnvironmentBuildError(
+            f"environment {env_id} is missing or incomplete",
+            hint="run `torchenv sync` or `torchenv auto` to build a new one",
+            details={"env": str(target)},
+        )
+    kind = inspect_prefix(layout)
+    adopted: Path | None = None
+    if kind in (PrefixKind.PLAIN_VENV, PrefixKind.FOREIGN_LINK):
+        adopted = _adopt(layout)
+    elif kind is PrefixKind.EMPTY_DIR:
+        layout.prefix.rmdir()
+    link = layout.home / f".link-{env_id}"
+    try:
+        link.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(target, layout.prefix.parent), link)
+        fault_point("switch")
+        os.replace(link, layout.prefix)
+    except OSError as exc:
+        link.unlink(missing_ok=True)
+        raise os_error("switch", layout.prefix, exc) from exc
+    return adopted
+
+
+def commit_switch(
+    layout: Layout, to: str, verified: dict[str, Any] | None
+) -> tuple[str | None, Path | None]:
+    """Switch the prefix to envs/<to>, the state written first as an intent, then as done.
+
+    Returns (the environment active before, where an adopted user environment went). A crash
+    at any step leaves a state `read_state` resolves: before the rename the old environment
+    is active with its state; after it the new one, its previous and verified state known.
+    """
+    state = read_state(layout)
+    current = active_env(layout)
+    if verified is not None:
+        verified = {**verified, "env": to}
+    write_state(layout, {**state, "switching": {"from": current, "to": to, "verified": verified}})
+    fault_point("intent")
+    adopted = switch(layout, to)
+    fault_point("switched")
+    kept = {k: v for k, v in state.items() if k != "damaged"}  # it was about the old one
+    write_state(layout, {**kept, "previous": current, "verified": verified})
+    return current, adopted
+
+
+def mark_damaged(layout: Layout, dists: set[str]) -> None:
+    """A check found the active environment's files changed: the next auto rebuilds it and
+    drops these distributions from the installer's cache (call holding the prefix lock)."""
+    state = read_state(layout)
+    known = state.get("damaged")
+    names = {str(n) for n in known} if isinstance(known, list) else set()
+    write_state(layout, {**state, "verified": None, "damaged": sorted(names | dists)})
+
+
+def rollback(layout: Layout) -> tuple[str, str]:
+    """Swap the active and the previous environment; returns (now active, now previous)."""
+    remove_debris(layout)
+    state = read_state(layout)
+    previous = state.get("previous")
+    current = active_env(layout)
+    if (
+        not isinstance(previous, str)
+        or current is None
+        or previous == current
+        or not python_in(layout.env_dir(previous)).exists()
+    ):
+        raise EnvironmentBuildError(
+            f"there is no previous environment to roll back to at {layout.prefix}",
+            hint="torchenv keeps one previous environment after a successful sync",
+            details={"prefix": str(layout.prefix), "previous": previous},
+        )
+    from torchenv.agent.env import integrity
+
+    damage = integrity.quick_check(layout.env_dir(previous))
+    if damage:
+        raise EnvironmentBuildError(
+            f"the previous environment {previous} at {layout.prefix} is damaged: files of "
+            f"{integrity.describe(damage)} changed since it was built",
+            hint="it is no way back; run `torchenv auto` (or sync a lock) to build a new one",
+            details={"previous": previous, "damaged": [d.dist for d in damage]},
+        )
+    commit_switch(layout, previous, None)
+    return previous, current
+
+
+# ---------------------------------------------------------------- creating
+
+
+def find_uv() -> str | None:
+    """The uv binary: TORCHENV_UV, then the one beside this interpreter, then PATH."""
+    explicit = os.environ.get("TORCHENV_UV")
+    if explicit is not None:
+        return explicit or None  # TORCHENV_UV="" forces pip
+    beside = Path(sys.executable).parent / "uv"
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("uv")
+
+
+def interpreter_version(python: str) -> str | None:
+    """ "3.11" for an interpreter path, or None when it does not run."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def find_interpreter(minor: str | None) -> str:
+    """An interpreter of the lock's Python X.Y: this one, pythonX.Y on PATH, or uv's."""
+    import subprocess
+
+    if minor is None or f"{sys.version_info[0]}.{sys.version_info[1]}" == minor:
+        return sys.executable
+    candidates = [shutil.which(f"python{minor}")]
+    uv = find_uv()
+    if uv:
+        found = subprocess.run(
+            [uv, "python", "find", "--no-python-downloads", minor],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        candidates.append(found.stdout.strip() if found.returncode == 0 else None)
+    for candidate in candidates:
+        if candidate and interpreter_version(candidate) == minor:
+            return candidate
+    raise EnvironmentBuildError(
+        f"no Python {minor} interpreter here; the lock was made for Python {minor}",
+        hint=f"install Python {minor} (e.g. `uv python install {minor}`), or lock for this "
+        f"interpreter with `--python {sys.version_info[0]}.{sys.version_info[1]}`",
+        details={"python": minor},
+    )
+
+
+def create_venv(env_dir: Path, python: str, uv: str | None) -> list[str]:
+    """The command that creates an empty environment in place (no pip: the installer is outside)."""
+    if uv:
+        return [
+            uv,
+            "venv",
+            "--quiet",
+            "--no-project",
+            "--no-config",
+            "--python",
+            python,
+            str(env_dir),
+        ]
+    return [python, "-m", "venv", "--without-pip", str(env_dir)]

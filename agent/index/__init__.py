@@ -1,0 +1,1 @@
+"""The package index: pages, wheel metadata, downloads, the HTTP cache, index configuration."""

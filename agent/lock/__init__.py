@@ -1,0 +1,1 @@
+"""Locking: the torch family from the PyTorch index, the rest through a resolver, pylock.toml."""

@@ -1,0 +1,159 @@
+"""The uv backend: `uv pip compile` for exactly one Python version and platform."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from packaging.tags import Tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+
+from torchenv.agent.base.errors import ResolutionError
+from torchenv.agent.lock.resolvers.base import (
+    Pin,
+    Resolution,
+    ResolveRequest,
+    Runner,
+    WheelRef,
+    clean_env,
+    failed,
+    run_process,
+)
+from torchenv.agent.lock.resolvers.target import Target
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+def find_uv() -> str | None:
+    """The uv binary: the `uv` package's own, else one on PATH."""
+    try:
+        import uv  # the PyPI package ships the binary and finds it
+
+        found: str = uv.find_uv_bin()
+        return found
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def compile_argv(uv: str, request: ResolveRequest, infile: Path) -> list[str]:
+    target = request.target
+    options = {
+        # uv's interpreter discovery can take seconds (pyenv shims); torchenv's interpreter
+        # only hosts the run: the target is --python-version and --python-platform.
+        "--python": sys.executable,
+        "--python-version": target.python_version,
+        "--python-platform": target.uv_platform(),
+        "--index-url": request.index_url,
+        "--format": "pylock.toml",  # every pin with the wheel's URL, size and hash
+        "--only-binary": ":all:",
+        "--color": "never",
+    }
+    if request.cache_dir is not None:
+        options["--cache-dir"] = str(request.cache_dir)
+    flags = [
+        "--no-config",  # uv.toml / pyproject [tool.uv] must not add indexes or sources
+        "--no-python-downloads",
+        "--no-header",
+        "--quiet",
+    ]
+    return [
+        uv,
+        "pip",
+        "compile",
+        str(infile),
+        *flags,
+        *(part for pair in options.items() for part in pair),
+    ]
+
+
+def parse_pylock_output(text: str, target: Target) -> tuple[Pin, ...]:
+    """Pins from `uv pip compile --format pylock.toml` (pure): the target's best wheel each."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ResolutionError(
+            f"uv's pylock.toml output is not TOML ({exc})",
+            hint="upgrade uv to 0.8 or newer (`--format pylock.toml` is needed)",
+        ) from exc
+    ranks = {tag: i for i, tag in enumerate(target.tags())}
+    pins = []
+    for package in doc.get("packages", []):
+        name = str(canonicalize_name(package["name"]))
+        archive = package.get("archive")
+        direct = archive.get("url") or archive.get("path") if isinstance(archive, dict) else None
+        deps = tuple(
+            sorted(
+                str(canonicalize_name(d["name"]))
+                for d in package.get("dependencies", [])
+                if "name" in d
+            )
+        )
+        wheel = _best_wheel(package.get("wheels", []), ranks)
+        pins.append(Pin(name, str(package["version"]), direct, deps, wheel))
+    return tuple(pins)
+
+
+def _best_wheel(entries: list[dict[str, Any]], ranks: dict[Tag, int]) -> WheelRef | None:
+    best: tuple[int, WheelRef] | None = None
+    for entry in entries:
+        url = entry.get("url")
+        if not isinstance(url, str):
+            continue
+        filename = unquote(url.rsplit("/", 1)[-1].split("#", 1)[0])
+        try:
+            tags = parse_wheel_filename(filename)[3]
+        except InvalidWheelFilename:
+            continue
+        rank = min((ranks[t] for t in tags if t in ranks), default=None)
+        if rank is None:
+            continue
+        sha = entry.get("hashes", {}).get("sha256")
+        size = entry.get("size")
+        ref = WheelRef(
+            filename,
+            url,
+            size if isinstance(size, int) else None,
+            sha.lower() if isinstance(sha, str) else None,
+        )
+        if best is None or rank < best[0]:
+            best = (rank, ref)
+    return best[1] if best else None
+
+
+@dataclass
+class UvResolver:
+    runner: Runner = field(default=run_process)
+    binary: str | None = None
+    name: str = "uv"
+
+    def unavailable(self) -> str | None:
+        if (self.binary or find_uv()) is None:
+            return "uv is not installed (torchenv depends on it: reinstall it, or put uv on PATH)"
+        return None
+
+    def resolve(self, request: ResolveRequest) -> Resolution:
+        uv = self.binary or find_uv()
+        if uv is None:
+            raise ResolutionError(
+                "uv is not installed",
+                hint="reinstall torchenv (it depends on uv), or pass --resolver pip",
+            )
+        infile = request.workdir / "requirements.in"
+        infile.write_text("\n".join(request.requirements) + "\n", encoding="utf-8")
+        extra = {"UV_NO_PROGRESS": "1"}
+        if request.target.os == "macos" and request.target.macos_version:
+            extra["MACOSX_DEPLOYMENT_TARGET"] = request.target.macos_version
+        env = clean_env(extra)
+        if "MACOSX_DEPLOYMENT_TARGET" not in extra:
+            env.pop("MACOSX_DEPLOYMENT_TARGET", None)
+        done = self.runner(compile_argv(uv, request, infile), env, request.workdir, request.timeout)
+        if done.returncode != 0:
+            raise failed("uv", done, request.index_url)
+        return Resolution("uv", parse_pylock_output(done.stdout, request.target))
