@@ -1,4 +1,4 @@
-"""The no-op `torchenv auto`, decided before any heavy import: the last verified run's inputs.
+"""The no-op `torchenv auto` (and a `select` answered before), decided before any heavy import.
 
 After an `auto` through the console script that ended with a verified environment (a live
 probe of this machine, no lock source), `fastpath_write` stores a stamp: the argv, the working
@@ -9,8 +9,9 @@ environment and its stat manifest, and the answer a no-op prints. `run` compares
 (a few dozen system calls, then one lstat per runtime file, as the full no-op check does) and
 prints that answer. Anything different, missing or unreadable falls through to the full
 command, which deletes the stamp first, probes and compares, and writes a new stamp only when
-its own no-op check would pass. The module imports builtins only (marshal, not json: json
-costs more than the whole check).
+its own no-op check would pass. A `select` is kept the same way (its settings, host, catalog
+files and listings), and only until its oldest index page is older than index-max-age. The
+module imports builtins only (marshal, not json: json costs more than the whole check).
 """
 
 from __future__ import annotations
