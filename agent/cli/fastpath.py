@@ -125,10 +125,11 @@ def files_unchanged(
             fd = os.open(os.path.join(root, directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:
             return False
+        stat = os.stat
         try:
             for name, size, mtime, ino in entries:
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                if (st.st_size, st.st_mtime_ns, st.st_ino) != (size, mtime, ino):
+                st = stat(name, dir_fd=fd, follow_symlinks=False)
+                if st.st_mtime_ns != mtime or st.st_ino != ino or st.st_size != size:
                     return False
         except OSError:
             return False
