@@ -204,3 +204,13 @@ def test_a_probe_asking_what_the_stamp_cannot_stand_for_gets_none() -> None:
     watched = Watched(LiveIO())
     watched.fact("mac_ver", lambda: ["14.0", ["", "", ""], "arm64"])
     assert not watched.stands_for_probe()
+
+
+def test_the_stamp_keeps_no_environment_value(tmp_path: Path) -> None:
+    run = Auto(tmp_path)
+    secret = "s3cr3t-9f2c41d7e5"
+    assert run(API_TOKEN=secret)["action"] == "synced"
+    stamps = run.stamps()
+    assert len(stamps) == 1 and secret.encode() not in stamps[0].read_bytes()
+    assert fast(run(API_TOKEN=secret))
+    assert full_noop(run(API_TOKEN=secret + "x"))  # another value: the full path

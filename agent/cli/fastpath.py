@@ -35,7 +35,7 @@ COMMANDS = frozenset({"auto", "select"})
 # Set by cli.main for a console-script `auto` the check did not answer: the run may stamp.
 ARMED = False
 ARGV: list[str] = []
-ENV: dict[str, str] = {}  # the environment at start (libraries may change os.environ later)
+ENV = ""  # env_digest at start (libraries may change os.environ later)
 
 
 def stamp_dir(env: Mapping[str, str]) -> str:
@@ -57,8 +57,18 @@ def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
     return os.path.join(stamp_dir(env), f"{argv[0]}-{digest:016x}.bin")
 
 
-def plain_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if k not in VOLATILE_ENV}
+def env_digest(env: Mapping[str, str]) -> str:
+    """The sha256 of the environment variables (never their values on disk: they may be
+    secrets), from the interpreter's own small sha256 module where it has one."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]  # <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.12+
+        except ImportError:
+            from hashlib import sha256
+    lines = sorted(f"{k}={v}" for k, v in env.items() if k not in VOLATILE_ENV)
+    return str(sha256("\0".join(lines).encode("utf-8", "surrogateescape")).hexdigest())
 
 
 def interpreter() -> list[str]:
@@ -138,7 +148,7 @@ def files_unchanged(
     return True
 
 
-def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env: Mapping[str, str]) -> bool:
+def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env_sha: str) -> bool:
     """Every input the stamp names is as it was when the full no-op check last passed."""
     if stamp.get("format") != FORMAT or stamp.get("argv") != list(argv):
         return False
@@ -149,7 +159,7 @@ def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env: Mapping[
     expires = stamp.get("expires")
     if expires is not None and not time.time() < expires:
         return False  # an answer resting on index pages older than index-max-age by now
-    if stamp.get("env") != plain_env(env):
+    if stamp.get("env") != env_sha:
         return False
     for kind, path, expected in stamp["inputs"]:
         if observe(kind, path) != expected:
@@ -175,12 +185,12 @@ def run(argv: Sequence[str]) -> bool:
     if env.get("TORCHENV_NO_FASTPATH"):
         return False
     global ARMED, ARGV, ENV
-    ARMED, ARGV, ENV = True, list(argv), plain_env(env)
+    ARMED, ARGV, ENV = True, list(argv), env_digest(env)
     started = time.perf_counter()
     try:
         cwd = os.getcwd()
         stamp = load(stamp_path(env, argv, cwd))
-        if stamp is None or not holds(stamp, argv, cwd, env):
+        if stamp is None or not holds(stamp, argv, cwd, ENV):
             return False
         answer = str(stamp["answer"])
         spelled = stamp.get("spelled")
