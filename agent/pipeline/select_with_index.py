@@ -122,10 +122,9 @@ class IndexReader:
         now = time.time()
         young = {u: self._young(u, now) for u in urls}
         todo = [u for u in urls if young[u] is None]
-        if todo and self.client is None and self.make_client is not None:
-            self.client = self.make_client()
-        assert self.client is not None or not todo  # a reader without a client reads none
-        read = self.client.map(self._one, todo) if todo and self.client else []
+        if todo and self.client is None and self.make_client is not None and not self.offline:
+            self.client = self.make_client()  # offline: the kept listings, no client at all
+        read = (self.client.map if self.client else _each)(self._one, todo) if todo else []
         self.store.put(read, time.time())
         fetched = dict(zip(todo, read, strict=True))
         done = time.time()
@@ -161,6 +160,10 @@ class IndexReader:
             problem = OFFLINE
         kept = self.store.get(url, time.time())
         return kept if kept is not None else IndexListing(url.rstrip("/"), error=problem)
+
+
+def _each(fn: Callable[[str], IndexListing], urls: list[str]) -> list[IndexListing]:
+    return [fn(u) for u in urls]
 
 
 def page_max_age(settings: Settings) -> float:
