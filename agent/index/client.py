@@ -555,15 +555,19 @@ class IndexClient:
         self.stats = IndexStats()
         self._http_cache = HttpCache(cache_dir / "http" if cache_dir else None)
         self._meta_cache = HttpCache(cache_dir / "metadata" if cache_dir else None)
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            transport=transport,
-            limits=httpx.Limits(
+        # The HTTP client (and its TLS context: some 60 ms of certificate loading) is made at
+        # the first request: a warm lock or select that sends none never pays for it.
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+        self._http_args: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout),
+            "follow_redirects": True,
+            "transport": transport,
+            "limits": httpx.Limits(
                 max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
             ),
-            headers={"User-Agent": "torchenv"},
-        )
+            "headers": {"User-Agent": "torchenv"},
+        }
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         # Pages already read by this client: asked for again (selection, then the lock), they
@@ -575,7 +579,15 @@ class IndexClient:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        self._client.close()
+        if self._http is not None:
+            self._http.close()
+
+    @property
+    def _client(self) -> httpx.Client:
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(**self._http_args)
+            return self._http
 
     def __enter__(self) -> IndexClient:
         return self
