@@ -298,7 +298,10 @@ def real_runs(
             env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
         )  # fmt: skip
         lock = run_lock(parse_requirements(REAL_FAMILY), host, settings, as_json=True)
-        sizes.append(sum(p.wheel.size or 0 for p in lock.packages))
+        files = mirror.files
+        served = {w.filename: w.size for w in files.default}
+        served.update({w.filename: w.size for ws in files.torch.values() for w in ws})
+        sizes.append(sum(served.get(p.wheel.name or "", 0) for p in lock.packages))
 
     def ours(resolver: str) -> Callable[[int], tuple[Figure, Figure]]:
         def once(i: int) -> tuple[Figure, Figure]:
