@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--outputs", action="store_true", help="write the textfile and NFD file")
     args = parser.parse_args()
     use_test_helpers()
-    from daemon_helpers import write_config
+    from helpers.daemon import write_config
 
     from torchenv.agent.daemon.client import request
 

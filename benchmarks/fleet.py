@@ -39,10 +39,11 @@ from indexsim import IndexSim, Knobs, build_site, default_catalog
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.base.settings import Settings, load_settings
 from torchenv.agent.cli.lock import run_lock
+from torchenv.agent.fleet import classes as fleet_classes
 from torchenv.agent.fleet import locksource
 from torchenv.agent.fleet import publish as fleet
 from torchenv.agent.host.source import HostFlags, load_host
-from torchenv.agent.lock.locker import parse_requirements
+from torchenv.agent.lock.inputs import parse_requirements
 from torchenv.probes.report import HostReport
 
 HOSTS = Path(__file__).resolve().parent.parent / "tests" / "hosts"
@@ -107,9 +108,9 @@ def per_class(sim: IndexSim, work: Path, reports: list[HostReport]) -> int:
     """Publish one lock per class, then every node takes its own (cold caches throughout)."""
     reqs = parse_requirements(REQUIREMENTS)
     publisher = settings_for(sim, work / "publisher" / "cache")
-    hosts = [fleet.NamedHost(f"node-{i:03d}", r) for i, r in enumerate(reports)]
-    classes = fleet.classes_of(hosts)
-    results = fleet.lock_each(
+    hosts = [fleet_classes.NamedHost(f"node-{i:03d}", r) for i, r in enumerate(reports)]
+    classes = fleet_classes.classes_of(hosts)
+    results = fleet_classes.lock_each(
         classes, lambda host: run_lock(reqs, host, publisher, True), Reporter()
     )
     done = fleet.publish(work / "locks", results, requirements=list(REQUIREMENTS),

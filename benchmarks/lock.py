@@ -39,16 +39,17 @@ from _common import fmt_ms, ratio, use_test_helpers
 
 use_test_helpers()
 
+from helpers.hosts import linux_host
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 from indexsim.catalog import Catalog
-from lockfixtures import linux_host
 
 from torchenv.agent.base.settings import load_settings
+from torchenv.agent.base.uvbin import find_uv
 from torchenv.agent.host.source import HostFlags, load_host
 from torchenv.agent.index.client import IndexClient
-from torchenv.agent.lock.locker import lock_for, parse_requirements
+from torchenv.agent.lock.build import lock_for
+from torchenv.agent.lock.inputs import parse_requirements
 from torchenv.agent.lock.resolvers import UvResolver, target_of
-from torchenv.agent.lock.resolvers.uv import find_uv
 from torchenv.agent.pipeline.select_with_index import page_max_age
 
 FAMILY = ("torch", "torchvision", "torchaudio")

@@ -29,8 +29,9 @@ from _common import use_test_helpers
 
 use_test_helpers()
 
+from helpers.locks import build_lock, plain_spec
+from indexsim.catalog import torch_stub
 from indexsim.wheels import WheelSpec
-from test_sync_helpers import build_lock, plain_spec, torch_stub
 
 from torchenv.agent.host.source import load_host
 

@@ -49,7 +49,7 @@ def main() -> None:
 
     in_process = median_seconds(lambda: probe_host(LiveIO()), args.runs, warmup=2)
     exe = shutil.which("torchenv")
-    cli_argv = [exe] if exe else [sys.executable, "-m", "torchenv.agent.cli.main"]
+    cli_argv = [exe] if exe else [sys.executable, "-m", "torchenv.agent"]
     with tempfile.TemporaryDirectory() as cwd:
         cli = median_wall(
             [*cli_argv, "probe", "--json"],

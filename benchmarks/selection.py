@@ -69,7 +69,7 @@ def main() -> None:
     if args.torchenv:
         kept_answer(Path(args.torchenv), args.runs)
         return
-    from selecthosts import make_host
+    from helpers.hosts import make_host
 
     exe = shutil.which("torchenv", path=str(Path(sys.executable).parent)) or "torchenv"
     pyc = tempfile.mkdtemp(prefix="torchenv-pyc-")

@@ -36,11 +36,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT
+
 sys.path.insert(0, str(ROOT / "tests"))
 
+from helpers.locks import build_lock, plain_spec, torch_spec
 from indexsim.wheels import WheelSpec
-from test_sync_helpers import build_lock, plain_spec, torch_spec
 
 from torchenv.agent.env import integrity
 from torchenv.agent.host.source import load_host

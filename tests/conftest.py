@@ -1,4 +1,5 @@
-"""Shared test setup: tests/ is importable, so helpers such as `indexsim` are plain imports."""
+"""Shared test setup: tests/ is importable (helpers, indexsim, realmirror), each simulator's
+fixtures are registered once here, and no test reaches an index but a loopback one."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-HOSTS = TESTS / "hosts"
+from helpers import HOSTS  # noqa: E402 - tests/ is on sys.path only now
+
+# One fixture per simulator, for every test: indexsim_site/indexsim, focus_site/focus_sim,
+# real_mirror_files/real_mirror.
+pytest_plugins = ("indexsim.fixtures", "realmirror.fixtures")
 
 
 @pytest.fixture

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EXIT_OK = 0
 EXIT_UNSATISFIABLE = 1  # the user's input or the host cannot be satisfied
@@ -111,3 +115,19 @@ class UnexpectedError(TorchenvError):
 
     exit_code = EXIT_UNEXPECTED
     kind = "unexpected"
+
+
+def os_error(action: str, path: Path | str, exc: OSError) -> EnvironmentBuildError:
+    """An OSError as an EnvironmentBuildError whose hint fits the errno."""
+    hints = {
+        errno.ENOSPC: "free disk space (the old environment is untouched) and run again",
+        errno.EDQUOT: "free disk space within your quota and run again",
+        errno.EACCES: "choose a prefix you may write (--prefix DIR) or fix the permissions",
+        errno.EPERM: "choose a prefix you may write (--prefix DIR) or fix the permissions",
+        errno.EROFS: "the file system is read-only; choose another --prefix",
+    }
+    return EnvironmentBuildError(
+        f"cannot {action} {path}: {exc.strerror or exc}",
+        hint=hints.get(exc.errno or 0, "check the path and run again"),
+        details={"path": str(path), "errno": exc.errno},
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ def _non_negative_float(raw: str) -> float:
 
 
 def _lock_source(raw: str) -> str:
-    from torchenv.agent.fleet.locksource import parse_source
+    from torchenv.agent.base.locksetting import parse_source
 
     parse_source(raw)  # ValueError says why it is not a directory or an http(s) URL
     return raw.strip()
@@ -103,7 +102,7 @@ class Sourced:
 
 
 def _default_index_url(env: Mapping[str, str]) -> Sourced:
-    from torchenv.agent.index.config import default_index_from_tools
+    from torchenv.agent.base.indexconfig import default_index_from_tools
 
     found = default_index_from_tools(env)
     return Sourced(*found) if found else Sourced(PYPI_INDEX, "default")
@@ -225,10 +224,7 @@ def find_pyproject(start: Path) -> Path | None:
 
 def read_toml(path: Path) -> dict[str, Any]:
     """A TOML file the user wrote (at most MAX_CONFIG_FILE); ConfigError names what is wrong."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from torchenv.agent.base import toml as tomllib
     from torchenv.agent.base.fsutil import read_bounded
     from torchenv.agent.base.limits import MAX_CONFIG_FILE, TooLarge
 

@@ -73,8 +73,8 @@ def _entrypoint(  # noqa: PLR0917 - the command's options, in order
         activated_env,
         ensure,
         exec_command,
-        provision_argv,
     )
+    from torchenv.agent.daemon.provision import provision_argv
 
     if not command or not command[0].strip():
         raise ConfigError(

@@ -10,8 +10,6 @@ from pathlib import Path
 
 from torchenv.agent.base.errors import EXIT_UNEXPECTED, TorchenvError
 
-SELF = (sys.executable, "-m", "torchenv.agent")  # the provisioner when none is given
-
 
 class EntrypointError(TorchenvError):
     kind = "entrypoint"
@@ -24,21 +22,6 @@ def activated_env(prefix: Path, base: Mapping[str, str]) -> dict[str, str]:
     env["VIRTUAL_ENV"] = str(prefix)
     env["PATH"] = os.pathsep.join([str(bindir), *filter(None, [base.get("PATH", "")])])
     return env
-
-
-def provision_argv(
-    provisioner: Sequence[str], prefix: Path, requirements: Sequence[str], extra: Sequence[str]
-) -> list[str]:
-    """`PROVISIONER auto REQS --prefix DIR --json EXTRA` (an empty provisioner: SELF)."""
-    return [
-        *(provisioner or SELF),
-        "auto",
-        *requirements,
-        "--prefix",
-        str(prefix),
-        "--json",
-        *extra,
-    ]
 
 
 def ensure(argv: Sequence[str], env: Mapping[str, str]) -> None:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.cli import hostopts
 from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.pipeline.core import AutoResult, HostSource
+    from torchenv.agent.pipeline.core import AutoResult
     from torchenv.agent.verify.check import VerifyReport
+from torchenv.agent.cli.console import make_reporter
 
 
 def register(app: typer.Typer) -> None:
@@ -34,57 +33,6 @@ FORCE_OPTION = typer.Option(
 
 
 # ---------------------------------------------------------------- rendering
-
-
-class ConsoleReporter(Reporter):
-    """Stage lines and a download bar on stderr (rich), for people at a terminal."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-
-        self.console = Console(stderr=True)
-        self._bar: Any = None
-        self._task: Any = None
-
-    def stage_started(self, stage: str, detail: str = "") -> None:
-        self.console.print(f"[bold]{stage}[/bold] {detail}".rstrip())
-
-    def stage_finished(self, stage: str, seconds: float, detail: str = "") -> None:
-        self._close_bar()
-        self.console.print(f"  {stage} done in {seconds:.2f} s {detail}".rstrip())
-
-    def progress(self, task: str, done: int, total: int | None) -> None:
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
-
-        if self._bar is None:
-            self._bar = Progress(
-                *Progress.get_default_columns(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                console=self.console,
-                transient=True,
-            )
-            self._bar.start()
-            self._task = self._bar.add_task(task, total=total)
-        self._bar.update(self._task, completed=done, total=total)
-
-    def _close_bar(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-    def info(self, message: str) -> None:
-        self.console.print(f"  {message}")
-
-    def warning(self, message: str) -> None:
-        self.console.print(f"[yellow]warning:[/yellow] {message}")
-
-
-def make_reporter(as_json: bool) -> Reporter:
-    """Rich on a terminal; quiet with --json or when stderr is not a TTY."""
-    if as_json or not sys.stderr.isatty():
-        return Reporter()
-    return ConsoleReporter()
 
 
 def verify_lines(report: VerifyReport) -> list[str]:
@@ -125,16 +73,6 @@ def auto_lines(result: AutoResult) -> list[str]:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _source(options: hostopts.HostOptions) -> HostSource:
-    from torchenv.agent.pipeline.core import HostSource
-
-    flags = options.flags
-    return HostSource(
-        replay=options.replay, host_report=options.host_report,
-        flags=flags if flags.any() else None,
-    )  # fmt: skip
 
 
 def _settings(**cli: Any) -> Settings:
@@ -188,10 +126,10 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
             lock_source_missing=lock_source_missing,
         )  # fmt: skip
-        source = _source(hostopts.HostOptions.from_cli(
+        source = hostopts.host_source(
             replay=replay, host_report=host_report, os=os, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-        ))  # fmt: skip
+        )  # fmt: skip
         result = pipeline.auto(
             tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
             source=source, lock_path=lock, force=force,
@@ -221,26 +159,13 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
 
     def body() -> None:
-        from torchenv.agent.env import sync as syncmod
-        from torchenv.agent.lock.pylock import read_lock_file
-        from torchenv.agent.pipeline import core as pipeline
+        from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
-        options = hostopts.HostOptions.from_cli(
-            replay=replay, host_report=host_report, python=python
-        )
-        source = _source(options)
-        host = options.load(settings)
-        from torchenv.agent.lock.resolvers.target import target_of
-
-        parsed, raw = read_lock_file(lock)
-        result = syncmod.sync(
-            parsed.for_target(target_of(host)), raw, Path(settings.get_value("prefix")),
-            host_facts=host.target_facts(),
-            cache_dir=Path(settings.get_value("cache-dir")), reporter=make_reporter(as_json),
-            verifier=pipeline.verifier_for(host, parsed, devices_here=source.devices_here),
-            force=force, stamp={"fingerprint": host.fingerprint()},
-            link_mode=settings.get_value("link-mode"),
+        source = hostopts.host_source(replay=replay, host_report=host_report, python=python)
+        result = commands.sync_lock(
+            lock, commands.Place.from_settings(settings), source.load(settings),
+            devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
@@ -263,67 +188,23 @@ def verify(
     """Run the environment's interpreter: import torch, check the build, exercise each device."""
 
     def body() -> None:
-        from torchenv.agent.base.errors import EnvironmentBuildError, VerifyError
-        from torchenv.agent.env import venv
-        from torchenv.agent.env.sync import LOCK_COPY
-        from torchenv.agent.host.source import load_host, probe_settings
-        from torchenv.agent.lock.pylock import read_pylock
-        from torchenv.agent.pipeline import core as pipeline
-        from torchenv.agent.verify import check as verifymod
+        from torchenv.agent.host.source import HostSource
+        from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
         env = Path(str(settings.get_value("prefix")))
-        python = venv.python_in(env)
-        if not python.exists():
-            raise EnvironmentBuildError(
-                f"there is no environment at {env}",
-                hint="build one with `torchenv auto` or `torchenv sync LOCK`",
-            )
-        host = load_host(**probe_settings(settings))
-        copy = env / LOCK_COPY
-        expect = (
-            pipeline.expectation(read_pylock(copy))
-            if copy.is_file()
-            else verifymod.Expectation(None, None)
-        )
-        plan = verifymod.plan_devices(host, expect.backend, devices_here=True)
-        report = verifymod.verify_env(python, expect, plan)
+        report = commands.verify_prefix(env, HostSource().load(settings))
         if not as_json:
             typer.echo("\n".join(verify_lines(report)))
-        _check_files(env, as_json)
+        commands.check_files(env)
+        if not as_json:
+            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
         if not report.ok:
-            raise VerifyError(
-                f"{env} failed verification: " + ", ".join(c.name for c in report.failed()),
-                hint="run `torchenv auto` to rebuild it, or `torchenv rollback`",
-                details={"prefix": str(env), **report.to_json()},
-            )
+            raise commands.verify_failed(env, report)
         if as_json:
             emit_json({"prefix": str(env), **report.to_json()})
 
     guarded(as_json, body)
-
-
-def _check_files(env: Path, as_json: bool) -> None:
-    """Every installed file against its wheel's RECORD hash; damage is remembered for auto."""
-    from torchenv.agent.base.errors import VerifyError
-    from torchenv.agent.env import integrity, prefixlock, venv
-
-    damage = integrity.full_check(env)
-    if not damage:
-        if not as_json:
-            typer.echo("  ok   files: every installed file matches its wheel's RECORD hash")
-        return
-    layout = venv.Layout.for_prefix(env)
-    if venv.active_env(layout) is not None:
-        with prefixlock.hold(layout.lock_file, reporter=Reporter()):
-            venv.mark_damaged(layout, {d.dist for d in damage})
-    raise VerifyError(
-        f"{env}: installed files differ from their wheels' RECORD hashes: "
-        + integrity.describe(damage),
-        hint="run `torchenv auto` to rebuild it from the locked wheels (the damaged "
-        "distributions are dropped from the installer's cache first), or `torchenv rollback`",
-        details={"prefix": str(env), "damaged": {d.dist: list(d.paths) for d in damage}},
-    )
 
 
 def rollback(
@@ -333,17 +214,13 @@ def rollback(
     """Switch back to the environment that was active before the last sync."""
 
     def body() -> None:
-        from torchenv.agent.env import prefixlock, venv
+        from torchenv.agent.pipeline import commands
 
-        settings = _settings(prefix=prefix)
-        layout = venv.Layout.for_prefix(str(settings.get_value("prefix")))
-        reporter = make_reporter(as_json)
-        venv.ensure_home(layout)
-        with prefixlock.hold(layout.lock_file, reporter=reporter):
-            active, previous = venv.rollback(layout)
+        env = Path(str(_settings(prefix=prefix).get_value("prefix")))
+        where, active, previous = commands.rollback_prefix(env, make_reporter(as_json))
         if as_json:
-            emit_json({"prefix": str(layout.prefix), "active": active, "previous": previous})
+            emit_json({"prefix": str(where), "active": active, "previous": previous})
         else:
-            typer.echo(f"{layout.prefix} -> {active} (was {previous})")
+            typer.echo(f"{where} -> {active} (was {previous})")
 
     guarded(as_json, body)

@@ -126,8 +126,8 @@ def _names(listing: object) -> list[str]:
 
 
 def _settings_files(cwd: Path) -> list[tuple[str, str]]:
+    from torchenv.agent.base.indexconfig import pip_config_files
     from torchenv.agent.base.settings import SYSTEM_CONFIG, _user_config_path
-    from torchenv.agent.index.config import pip_config_files
 
     env = os.environ
     files = [str(d / "pyproject.toml") for d in (cwd, *cwd.parents)]
@@ -293,20 +293,22 @@ def _noop_answer(
     """The answer the full no-op path would give now, or None when it would not be a no-op."""
     from torchenv.agent.env import integrity, venv
     from torchenv.agent.pipeline import core as pipeline
+    from torchenv.agent.pipeline import decisions
+    from torchenv.agent.pipeline.stages import locate
 
-    where = pipeline.locate(requirements, settings, cwd=cwd, lock_path=lock)
+    where = locate(requirements, settings, cwd=cwd, lock_path=lock)
     layout = venv.Layout.for_prefix(where.prefix)
     raw = where.lock_path.read_bytes()
     active = venv.active_env(layout)
     if active is None or active != result.env_id:
         return None
     env_dir = layout.env_dir(active)
-    values = {k: settings.get_value(k) for k in pipeline.REQUEST_KEYS}
-    if not pipeline.unchanged(
+    values = {k: settings.get_value(k) for k in decisions.REQUEST_KEYS}
+    if not decisions.unchanged(
         venv.read_state(layout),
         active=active,
         fingerprint=result.fingerprint,
-        request=pipeline.request_key(where.requirements, values),
+        request=decisions.request_key(where.requirements, values),
         lock_sha256=hashlib.sha256(raw).hexdigest(),
         site=integrity.site_stamp(env_dir),
     ):
@@ -356,14 +358,15 @@ def _own_modules(select: bool = False) -> list[Any]:
     if select:
         from torchenv.agent.cli import select as cmd_select
         from torchenv.agent.pipeline import select_with_index as selection
-        from torchenv.backends.select import core
+        from torchenv.backends.select import core as select_core
 
-        return [fastpath, sys.modules[__name__], cmd_select, selection, settings, core]
+        return [fastpath, sys.modules[__name__], cmd_select, selection, settings, select_core]
     from torchenv.agent.cli import env as cmd_env
     from torchenv.agent.env import integrity, venv
-    from torchenv.agent.pipeline import core as pipeline
+    from torchenv.agent.pipeline import core, decisions, stages
 
-    return [fastpath, sys.modules[__name__], cmd_env, integrity, pipeline, settings, venv]
+    mods = [cmd_env, integrity, core, decisions, stages, settings, venv]
+    return [fastpath, sys.modules[__name__], *mods]
 
 
 def _backends_dir() -> str:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from torchenv.agent.host.source import HostFlags, load_host, probe_settings
-from torchenv.probes.report import HostReport
+from torchenv.agent.host.source import HostFlags, HostSource
 
 if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
+    pass
 
 REPLAY = typer.Option(None, "--replay", metavar="DIR", help="Work for the host recorded in DIR.")
 HOST_REPORT = typer.Option(
@@ -30,39 +28,23 @@ CHANNEL = typer.Option(None, "--channel", help="stable, test or nightly.")
 BACKEND = typer.Option(None, "--backend", help="auto, or force one: cpu, cu126, rocm6.4, xpu, mps.")
 
 
-@dataclass(frozen=True)
-class HostOptions:
-    """The parsed host options of one command line: where the host comes from, and the facts
+def host_source(
+    *,
+    replay: Path | None = None,
+    host_report: Path | None = None,
+    os: str | None = None,
+    arch: str | None = None,
+    python: str | None = None,
+    driver: str | None = None,
+    gpu: list[str] | None = None,
+    rocm_gfx: list[str] | None = None,
+    xpu: bool = False,
+    macos: str | None = None,
+) -> HostSource:
+    """The host options of one command line, parsed: where the host comes from, and the facts
     given on top of it."""
-
-    replay: Path | None = None
-    host_report: Path | None = None
-    flags: HostFlags = field(default_factory=HostFlags)
-
-    @classmethod
-    def from_cli(
-        cls,
-        *,
-        replay: Path | None = None,
-        host_report: Path | None = None,
-        os: str | None = None,
-        arch: str | None = None,
-        python: str | None = None,
-        driver: str | None = None,
-        gpu: list[str] | None = None,
-        rocm_gfx: list[str] | None = None,
-        xpu: bool = False,
-        macos: str | None = None,
-    ) -> HostOptions:
-        flags = HostFlags(
-            os=os, arch=arch, python=python, driver=driver, gpus=tuple(gpu or ()),
-            rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu, macos=macos,
-        )  # fmt: skip
-        return cls(replay=replay, host_report=host_report, flags=flags)
-
-    def load(self, settings: Settings) -> HostReport:
-        """The HostReport these options describe (this machine when none is given)."""
-        return load_host(
-            replay=self.replay, host_report=self.host_report, flags=self.flags,
-            **probe_settings(settings),
-        )  # fmt: skip
+    flags = HostFlags(
+        os=os, arch=arch, python=python, driver=driver, gpus=tuple(gpu or ()),
+        rocm_gfx=tuple(rocm_gfx or ()), xpu=xpu, macos=macos,
+    )  # fmt: skip
+    return HostSource(replay=replay, host_report=host_report, flags=flags)

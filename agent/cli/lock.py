@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +16,11 @@ if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.fleet.publish import NamedHost, Publication
+    from torchenv.agent.fleet.classes import NamedHost
+    from torchenv.agent.fleet.publish import Publication
+    from torchenv.agent.host.source import HostSource
     from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.locker import Difference
+    from torchenv.agent.lock.check import Difference
     from torchenv.agent.lock.pylock import PyLock
 
 
@@ -82,8 +83,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     with --publish, one lock per hardware class of the hosts given."""
     replays, reports = list(replay or ()), list(host_report or ())
 
-    def options(**source: Path | None) -> opts.HostOptions:
-        return opts.HostOptions.from_cli(
+    def options(**source: Path | None) -> HostSource:
+        return opts.host_source(
             **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
             rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
         )  # fmt: skip
@@ -144,12 +145,12 @@ def _refuse_with_publish(publish: Path | None, output: Path | None, check: bool)
 def fleet_hosts(
     replays: list[Path],
     reports: list[Path],
-    options: Callable[..., opts.HostOptions],
+    options: Callable[..., HostSource],
     settings: Settings,
 ) -> list[NamedHost]:
     """Every host given: recordings, report files, and every `*.json` in a report directory."""
     from torchenv.agent.base.errors import HostError
-    from torchenv.agent.fleet.publish import NamedHost
+    from torchenv.agent.fleet.classes import NamedHost
 
     files = []
     for path in reports:
@@ -178,18 +179,19 @@ def publish_classes(
     as_json: bool,
 ) -> None:
     """Lock each class once, publish the locks and the index; exit 1 when a class failed."""
-    from torchenv.agent.cli.env import make_reporter
+    from torchenv.agent.cli.console import make_reporter
+    from torchenv.agent.fleet import classes as fleet_classes
     from torchenv.agent.fleet import publish as fleet
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.pipeline.select_with_index import page_max_age
 
     reporter = make_reporter(as_json)
-    classes = fleet.classes_of(hosts)
+    classes = fleet_classes.classes_of(hosts)
     cache = Path(settings.get_value("cache-dir"))
     with IndexClient(
         cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings)
     ) as client:  # one page read per class
-        results = fleet.lock_each(
+        results = fleet_classes.lock_each(
             classes,
             lambda report: run_lock(reqs, report, settings, as_json, client=client),
             reporter,
@@ -241,7 +243,7 @@ def _count(n: int, thing: str) -> str:
 def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
     """Command-line requirements and -r files; else the project's dependencies; else the default."""
     from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
-    from torchenv.agent.lock.locker import DEFAULT_REQUIREMENTS, parse_requirements
+    from torchenv.agent.lock.inputs import DEFAULT_REQUIREMENTS, parse_requirements
 
     found = list(parse_requirements(given))
     for path in files:
@@ -288,37 +290,15 @@ def run_lock(
     *,
     client: IndexClient | None = None,
 ) -> PyLock:
-    from packaging.utils import canonicalize_name
+    """The core's lock path (the one `auto` takes), reporting as this command does."""
+    from torchenv.agent.cli.console import make_reporter
+    from torchenv.agent.pipeline import stages
 
-    from torchenv.agent.cli.env import make_reporter
-    from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.locker import lock_for
-    from torchenv.agent.lock.resolvers import choose_resolver
-    from torchenv.agent.pipeline.select_with_index import (
-        page_max_age,
-        report_selection,
-        run_selection,
-    )
-    from torchenv.backends.vocabulary import FAMILY
-
-    family = tuple(str(r) for r in reqs if canonicalize_name(r.name) in FAMILY) or ("torch",)
-    reporter = make_reporter(as_json)
-    cache = Path(settings.get_value("cache-dir"))
-    with contextlib.ExitStack() as stack:
-        if client is None:
-            client = stack.enter_context(
-                IndexClient(cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings))
-            )
-        selection = run_selection(host, family, settings, client=client)
-        report_selection(selection, reporter)
-        return lock_for(
-            reqs, host, selection, settings, resolver=choose_resolver(
-                settings.get_value("resolver"), reporter), client=client, reporter=reporter,
-        )  # fmt: skip
+    return stages.lock_selected(host, reqs, settings, make_reporter(as_json), client=client)
 
 
 def _check(output: Path, host: Any, as_json: bool) -> None:
-    from torchenv.agent.lock.locker import check_lock
+    from torchenv.agent.lock.check import check_lock
     from torchenv.agent.lock.pylock import read_pylock
 
     lock = read_pylock(output)

@@ -70,14 +70,14 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     def body() -> None:
         from torchenv.agent.base.settings import load_settings
         from torchenv.agent.cli import fastpath_write
-        from torchenv.agent.cli.hostopts import HostOptions
+        from torchenv.agent.cli.hostopts import host_source
 
         pending = fastpath_write.begin()  # the console script keeps the answer while it holds
 
         settings = load_settings(
             {"channel": channel, "backend": backend, "index-max-age": "0" if refresh else None}
         )
-        host = HostOptions.from_cli(
+        host = host_source(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
         ).load(settings)  # fmt: skip

@@ -202,7 +202,7 @@ def _environment(raw: Any, index: int, where: str) -> EnvironmentSpec:
 
 def _lock_source(raw: Mapping[str, Any], name: str, where: str) -> tuple[str | None, str | None]:
     """An environment's own lock-source and lock-source-missing (None: the global settings)."""
-    from torchenv.agent.fleet.locksource import parse_source
+    from torchenv.agent.base.locksetting import parse_source
 
     source, missing = raw.get("lock-source"), raw.get("lock-source-missing")
     problem = None

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import os
 import signal
-import socket
-import stat
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,24 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent import __version__
-from torchenv.agent.base.errors import ConfigError, TorchenvError
-from torchenv.agent.daemon import metrics
+from torchenv.agent.base.errors import TorchenvError
 from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
+from torchenv.agent.daemon.drift import DriftChecks
 from torchenv.agent.daemon.driverwait import should_wait
-from torchenv.agent.daemon.http import (
-    MAX_HEAD,
-    HttpError,
-    Request,
-    Response,
-    error_response,
-    json_response,
-    serve_connection,
-)
 from torchenv.agent.daemon.log import JournalReporter
 from torchenv.agent.daemon.notify import Notifier
-from torchenv.agent.daemon.outputs import NFD, STATE, TEXTFILE, OutputStatus, after_write
+from torchenv.agent.daemon.outputs import NFD, STATE, TEXTFILE, OutputStatus
 from torchenv.agent.daemon.provision import Provision, child_argv, child_env
+from torchenv.agent.daemon.server import StatusServer
 from torchenv.agent.daemon.state import (
     Action,
     EnvState,
@@ -44,17 +32,11 @@ from torchenv.agent.daemon.state import (
     atomic_write,
     decide,
     load_state,
-    save_state,
 )
+from torchenv.agent.daemon.writer import OutputWriter
 from torchenv.probes.report import HostReport
 
 STATE_FILE = "agent-state.json"
-ROUTES = {
-    "/v1/status": ("GET",),
-    "/v1/host": ("GET",),
-    "/v1/reconcile": ("POST",),
-    "/metrics": ("GET",),
-}
 
 
 def prefix_ready(prefix: Path) -> bool:
@@ -90,7 +72,7 @@ def sentinel(config: AgentConfig) -> tuple[Any, ...]:
     return tuple(facts)
 
 
-class Agent:
+class Daemon(DriftChecks, OutputWriter, StatusServer):
     """One agent process: the loop, its status, the socket, and the talk with systemd."""
 
     def __init__(
@@ -317,33 +299,6 @@ class Agent:
                 f"{(new.next_retry or now) - now:.0f} s)"
             )
 
-    def _files_due(self, name: str) -> bool:
-        last = self._files_checked.get(name)
-        return last is None or time.time() - last >= self.config.integrity_interval
-
-    def _check_files(self, spec: EnvironmentSpec) -> str | None:
-        """Hash the environment's files against RECORD (in the executor); what changed, if any.
-
-        Damage is marked in the prefix's state, so the child `auto` rebuilds it and drops the
-        damaged distributions from the installer's cache.
-        """
-        from torchenv.agent.base.errors import TorchenvError
-        from torchenv.agent.env import integrity, prefixlock, venv
-
-        self._files_checked[spec.name] = time.time()
-        damage = integrity.full_check(spec.prefix)
-        if not damage:
-            return None
-        text = integrity.describe(damage)
-        self.log.warning(f"{spec.name}: installed files differ from their wheels: {text}")
-        try:
-            layout = venv.Layout.for_prefix(spec.prefix)
-            with prefixlock.hold(layout.lock_file, reporter=self.log, timeout=60):
-                venv.mark_damaged(layout, {d.dist for d in damage})
-        except TorchenvError as exc:
-            self.log.warning(f"{spec.name}: cannot mark the damage: {exc.message}")
-        return text
-
     async def _desired(self, spec: EnvironmentSpec, previous: str | None) -> str:
         """What the environment was asked to be: its spec, and with a lock source the index
         published there (a new publication re-runs `auto`, which takes the class's lock)."""
@@ -356,14 +311,6 @@ class Agent:
             kept = previous is not None and previous.partition("+")[0] == base
             return previous if kept and previous is not None else base
         return base if published is None else f"{base}+{published}"
-
-    def _published(self, spec: EnvironmentSpec) -> str | None:
-        """The lock-source index digest the child `auto` would see (its settings, its env)."""
-        from torchenv.agent.base.settings import load_settings
-        from torchenv.agent.fleet.locksource import index_digest
-
-        env = child_env(self.config, spec, os.environ)
-        return index_digest(load_settings(env=env, cwd=self.config.state_dir))
 
     async def _wait_for_driver(self, timeout: float) -> None:
         root = self.config.host_root
@@ -410,213 +357,9 @@ class Agent:
                 if self._wake is not None:
                     self._wake.set()
 
-    def _prepare_dirs(self) -> None:
-        try:
-            self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot create the state directory {self.config.state_dir}: {exc.strerror or exc}",
-                hint="set state-dir in [agent], or run under systemd with StateDirectory=torchenv",
-            ) from exc
-
-    def _publish(self) -> None:
-        """State file, node_exporter textfile and NFD features; each one's result is kept."""
-        self._write(STATE, lambda: save_state(self._state_path, self.statuses))
-        if self.config.textfile is not None:
-            textfile = self.config.textfile
-            self._write(TEXTFILE, lambda: atomic_write(textfile, self.metrics_text()))
-        self._write_labels()
-
-    def _write_labels(self) -> None:
-        nfd = self.config.nfd_feature_file
-        if nfd is None:
-            return
-        expires = time.time() + self.config.nfd_expiry
-        text = metrics.render_nfd(list(self.statuses.values()), expires=expires)
-        self._write(NFD, lambda: atomic_write(nfd, text))
-
-    def _write(self, name: str, write: Callable[[], None]) -> None:
-        error = None
-        try:
-            write()
-        except OSError as exc:
-            error = exc
-        before = self.outputs[name]
-        self.outputs[name] = after_write(before, now=time.time(), error=error)
-        if error is not None and before.error != self.outputs[name].error:
-            self.log.warning(f"{self.outputs[name].error} ({self.outputs[name].hint})")
-        elif error is None and before.ok is False:
-            self.log.info(f"{name} output written again to {before.path}")
-
-    async def _refresh_labels(self) -> None:
-        """Rewrite the NFD file well before its expiry, provisioning or not."""
-        while True:
-            await asyncio.sleep(self.config.nfd_expiry / 4)
-            self._write_labels()
-
     # -- status ------------------------------------------------------------------------------
 
-    def summary(self) -> str:
-        parts = [
-            f"{s.name} {s.state.value}" + (f" {s.backend}" if s.backend else "")
-            for s in self.statuses.values()
-        ]
-        return "; ".join(parts)
-
-    def status_json(self) -> dict[str, Any]:
-        specs = {spec.name: spec for spec in self.config.environments}
-        return {
-            "agent": {
-                "version": __version__,
-                "pid": os.getpid(),
-                "started": self.started,
-                "ready": self.ready,
-                "stopping": self._stopping,
-                "reconciling": self._provision is not None,
-                "reconciles": self.reconciles,
-                "last_reconcile": self.last_reconcile,
-                "host_fingerprint": self.host.fingerprint() if self.host else None,
-                "host_error": self.host_error,
-                "host_replay": str(self.config.host_replay) if self.config.host_replay else None,
-                "config": str(self.config.source) if self.config.source else None,
-            },
-            "environments": [
-                {**s.to_json(), "desired": specs[name].to_json()}
-                for name, s in self.statuses.items()
-            ],
-            "outputs": [o.to_json() for o in self.outputs.values()],
-        }
-
-    def metrics_text(self) -> str:
-        return metrics.render_metrics(
-            list(self.statuses.values()),
-            version=__version__,
-            started=self.started,
-            fingerprint=self.host.fingerprint() if self.host else None,
-            reconciles=self.reconciles,
-            ready=self.ready,
-            outputs=list(self.outputs.values()),
-        )
-
     # -- the socket --------------------------------------------------------------------------
-
-    async def handle(self, request: Request) -> Response:
-        methods = ROUTES.get(request.path)
-        if methods is None:
-            raise HttpError(404, f"no resource {request.path}; try /v1/status")
-        if request.method not in methods:
-            return Response(
-                405,
-                error_response(405, f"use {methods[0]}").body,
-                headers={"Allow": ", ".join(methods)},
-            )
-        if request.path == "/v1/status":
-            return json_response(200, self.status_json())
-        if request.path == "/v1/host":
-            if self.host is None:
-                return error_response(503, self.host_error or "the host was not probed yet")
-            return json_response(200, self.host.to_json())
-        if request.path == "/metrics":
-            return Response(
-                200,
-                self.metrics_text().encode(),
-                content_type="text/plain; version=0.0.4; charset=utf-8",
-            )
-        return self._reconcile_request(request)
-
-    def _reconcile_request(self, request: Request) -> Response:
-        body = request.json()
-        if body is not None and not isinstance(body, dict):
-            raise HttpError(
-                400, 'the body must be a JSON object such as {"environment": "default"}'
-            )
-        name = (body or {}).get("environment")
-        if name is not None and not isinstance(name, str):
-            raise HttpError(
-                400,
-                'environment must be the name of one environment, e.g. {"environment": "default"}',
-            )
-        if name is not None and name not in self.statuses:
-            raise HttpError(404, f"no environment {name!r}")
-        if self._stopping:
-            return error_response(503, "the agent is stopping")
-        self.trigger({name} if name else None, "POST /v1/reconcile")
-        return json_response(
-            202, {"accepted": True, "environments": [name] if name else list(self.statuses)}
-        )
-
-    async def _serve(self) -> asyncio.AbstractServer:
-        sock = bind_socket(self.config.socket, self.config.socket_group)
-
-        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await serve_connection(reader, writer, self.handle, on_error=self.log.error)
-
-        server = await asyncio.start_unix_server(connection, sock=sock, limit=MAX_HEAD)
-        self.log.info(f"listening on {self.config.socket}")
-        return server
-
-
-def _group_id(group: str) -> int:
-    if group.isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ConfigError(
-            f"socket-group {group!r} does not exist",
-            hint=f"create it (groupadd --system {group}) or change socket-group",
-        ) from None
-
-
-def bind_socket(path: Path, group: str | None) -> socket.socket:
-    """A listening Unix socket at `path`, mode 0660 and owned by `group`."""
-    gid = _group_id(group) if group is not None else None
-    sock = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old = os.umask(0o117)
-        try:
-            sock.bind(str(path))
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o660)
-        if gid is not None:
-            os.chown(path, -1, gid)
-        sock.listen(16)
-    except OSError as exc:
-        if sock is not None:
-            sock.close()
-        raise ConfigError(
-            f"cannot listen on {path}: {exc.strerror or exc}",
-            hint="set socket in [agent] to a writable path, or run under systemd "
-            "with RuntimeDirectory=torchenv",
-        ) from exc
-    return sock
-
-
-def _remove_stale(path: Path) -> None:
-    try:
-        mode = path.lstat().st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise ConfigError(
-            f"{path} exists and is not a socket", hint="remove it or choose another socket path"
-        )
-    probe_sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe_sock.connect(str(path))
-    except OSError:
-        path.unlink()  # left by an agent that died
-        return
-    finally:
-        probe_sock.close()
-    raise ConfigError(
-        f"another agent is listening on {path}",
-        hint="stop it first (systemctl stop torchenv-agent)",
-    )
 
 
 def run_agent(
@@ -627,7 +370,7 @@ def run_agent(
     mark_done: Path | None = None,
 ) -> int:
     """The `torchenv agent` body: run the loop; TorchenvError leaves for the CLI to render."""
-    code = asyncio.run(Agent(config).run(once=once, wait_driver=wait_driver))
+    code = asyncio.run(Daemon(config).run(once=once, wait_driver=wait_driver))
     if once and code == 0 and mark_done is not None:
         atomic_write(mark_done, f"{time.time():.0f}\n")
     return code

@@ -5,7 +5,11 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 
 STATE, TEXTFILE, NFD = "state", "textfile", "nfd"
 

@@ -7,16 +7,17 @@ import contextlib
 import json
 import os
 import signal
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.cli.entrypoint import provision_argv
 from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
 
 MAX_OUTPUT = 1 << 20  # bytes of the child's stdout (the JSON summary) kept
 STDERR_TAIL = 4000
+SELF = (sys.executable, "-m", "torchenv.agent")  # the provisioner when none is given
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,21 @@ class Outcome:
     hint: str | None = None
     kind: str = "provision"
     exit_code: int | None = None
+
+
+def provision_argv(
+    provisioner: Sequence[str], prefix: Path, requirements: Sequence[str], extra: Sequence[str]
+) -> list[str]:
+    """`PROVISIONER auto REQS --prefix DIR --json EXTRA` (an empty provisioner: SELF)."""
+    return [
+        *(provisioner or SELF),
+        "auto",
+        *requirements,
+        "--prefix",
+        str(prefix),
+        "--json",
+        *extra,
+    ]
 
 
 def child_argv(config: AgentConfig, spec: EnvironmentSpec) -> list[str]:

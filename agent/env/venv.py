@@ -18,7 +18,6 @@ made at `P` is never deleted: torchenv refuses it, or with --force moves it to
 from __future__ import annotations
 
 import enum
-import errno
 import json
 import os
 import secrets
@@ -29,27 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchenv.agent.base.errors import EnvironmentBuildError
+from torchenv.agent.base.errors import EnvironmentBuildError, os_error
 from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.fsutil import NAME_MAX, PATH_MAX, remove_stale_tmp, write_atomic
 
 STATE_SCHEMA = 1
-
-
-def os_error(action: str, path: Path | str, exc: OSError) -> EnvironmentBuildError:
-    """An OSError as an EnvironmentBuildError whose hint fits the errno."""
-    hints = {
-        errno.ENOSPC: "free disk space (the old environment is untouched) and run again",
-        errno.EDQUOT: "free disk space within your quota and run again",
-        errno.EACCES: "choose a prefix you may write (--prefix DIR) or fix the permissions",
-        errno.EPERM: "choose a prefix you may write (--prefix DIR) or fix the permissions",
-        errno.EROFS: "the file system is read-only; choose another --prefix",
-    }
-    return EnvironmentBuildError(
-        f"cannot {action} {path}: {exc.strerror or exc}",
-        hint=hints.get(exc.errno or 0, "check the path and run again"),
-        details={"path": str(path), "errno": exc.errno},
-    )
 
 
 class PrefixKind(str, enum.Enum):
@@ -318,174 +301,4 @@ def discard(env_dir: Path) -> None:
 # ---------------------------------------------------------------- switching
 
 
-def _adopt(layout: Layout) -> Path:
-    """Move a user's environment aside (never delete it)."""
-    aside = layout.home / ("adopted-" + time.strftime("%Y%m%d-%H%M%S"))
-    try:
-        os.rename(layout.prefix, aside)
-    except OSError as exc:
-        raise os_error("move aside", layout.prefix, exc) from exc
-    return aside
-
-
-def switch(layout: Layout, env_id: str) -> Path | None:
-    """Point the prefix at envs/<env_id> in one rename; returns where an adopted env went."""
-    target = layout.env_dir(env_id)
-    if not python_in(target).exists():
-        raise EnvironmentBuildError(
-            f"environment {env_id} is missing or incomplete",
-            hint="run `torchenv sync` or `torchenv auto` to build a new one",
-            details={"env": str(target)},
-        )
-    kind = inspect_prefix(layout)
-    adopted: Path | None = None
-    if kind in (PrefixKind.PLAIN_VENV, PrefixKind.FOREIGN_LINK):
-        adopted = _adopt(layout)
-    elif kind is PrefixKind.EMPTY_DIR:
-        layout.prefix.rmdir()
-    link = layout.home / f".link-{env_id}"
-    try:
-        link.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(target, layout.prefix.parent), link)
-        fault_point("switch")
-        os.replace(link, layout.prefix)
-    except OSError as exc:
-        link.unlink(missing_ok=True)
-        raise os_error("switch", layout.prefix, exc) from exc
-    return adopted
-
-
-def commit_switch(
-    layout: Layout, to: str, verified: dict[str, Any] | None
-) -> tuple[str | None, Path | None]:
-    """Switch the prefix to envs/<to>, the state written first as an intent, then as done.
-
-    Returns (the environment active before, where an adopted user environment went). A crash
-    at any step leaves a state `read_state` resolves: before the rename the old environment
-    is active with its state; after it the new one, its previous and verified state known.
-    """
-    state = read_state(layout)
-    current = active_env(layout)
-    if verified is not None:
-        verified = {**verified, "env": to}
-    write_state(layout, {**state, "switching": {"from": current, "to": to, "verified": verified}})
-    fault_point("intent")
-    adopted = switch(layout, to)
-    fault_point("switched")
-    kept = {k: v for k, v in state.items() if k != "damaged"}  # it was about the old one
-    write_state(layout, {**kept, "previous": current, "verified": verified})
-    return current, adopted
-
-
-def mark_damaged(layout: Layout, dists: set[str]) -> None:
-    """A check found the active environment's files changed: the next auto rebuilds it and
-    drops these distributions from the installer's cache (call holding the prefix lock)."""
-    state = read_state(layout)
-    known = state.get("damaged")
-    names = {str(n) for n in known} if isinstance(known, list) else set()
-    write_state(layout, {**state, "verified": None, "damaged": sorted(names | dists)})
-
-
-def rollback(layout: Layout) -> tuple[str, str]:
-    """Swap the active and the previous environment; returns (now active, now previous)."""
-    remove_debris(layout)
-    state = read_state(layout)
-    previous = state.get("previous")
-    current = active_env(layout)
-    if (
-        not isinstance(previous, str)
-        or current is None
-        or previous == current
-        or not python_in(layout.env_dir(previous)).exists()
-    ):
-        raise EnvironmentBuildError(
-            f"there is no previous environment to roll back to at {layout.prefix}",
-            hint="torchenv keeps one previous environment after a successful sync",
-            details={"prefix": str(layout.prefix), "previous": previous},
-        )
-    from torchenv.agent.env import integrity
-
-    damage = integrity.quick_check(layout.env_dir(previous))
-    if damage:
-        raise EnvironmentBuildError(
-            f"the previous environment {previous} at {layout.prefix} is damaged: files of "
-            f"{integrity.describe(damage)} changed since it was built",
-            hint="it is no way back; run `torchenv auto` (or sync a lock) to build a new one",
-            details={"previous": previous, "damaged": [d.dist for d in damage]},
-        )
-    commit_switch(layout, previous, None)
-    return previous, current
-
-
 # ---------------------------------------------------------------- creating
-
-
-def find_uv() -> str | None:
-    """The uv binary: TORCHENV_UV, then the one beside this interpreter, then PATH."""
-    explicit = os.environ.get("TORCHENV_UV")
-    if explicit is not None:
-        return explicit or None  # TORCHENV_UV="" forces pip
-    beside = Path(sys.executable).parent / "uv"
-    if beside.is_file():
-        return str(beside)
-    return shutil.which("uv")
-
-
-def interpreter_version(python: str) -> str | None:
-    """ "3.11" for an interpreter path, or None when it does not run."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def find_interpreter(minor: str | None) -> str:
-    """An interpreter of the lock's Python X.Y: this one, pythonX.Y on PATH, or uv's."""
-    import subprocess
-
-    if minor is None or f"{sys.version_info[0]}.{sys.version_info[1]}" == minor:
-        return sys.executable
-    candidates = [shutil.which(f"python{minor}")]
-    uv = find_uv()
-    if uv:
-        found = subprocess.run(
-            [uv, "python", "find", "--no-python-downloads", minor],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        candidates.append(found.stdout.strip() if found.returncode == 0 else None)
-    for candidate in candidates:
-        if candidate and interpreter_version(candidate) == minor:
-            return candidate
-    raise EnvironmentBuildError(
-        f"no Python {minor} interpreter here; the lock was made for Python {minor}",
-        hint=f"install Python {minor} (e.g. `uv python install {minor}`), or lock for this "
-        f"interpreter with `--python {sys.version_info[0]}.{sys.version_info[1]}`",
-        details={"python": minor},
-    )
-
-
-def create_venv(env_dir: Path, python: str, uv: str | None) -> list[str]:
-    """The command that creates an empty environment in place (no pip: the installer is outside)."""
-    if uv:
-        return [
-            uv,
-            "venv",
-            "--quiet",
-            "--no-project",
-            "--no-config",
-            "--python",
-            python,
-            str(env_dir),
-        ]
-    return [python, "-m", "venv", "--without-pip", str(env_dir)]

@@ -1,1 +1,1 @@
-"""The package index: pages, wheel metadata, downloads, the HTTP cache, index configuration."""
+"""The package index: pages, wheel metadata, downloads, the wheel store, the HTTP cache."""

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from torchenv.agent.base.errors import ConfigError
 
 if TYPE_CHECKING:
-    from torchenv.agent.index.client import Artifact, IndexClient
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.index.model import Artifact
     from torchenv.backends.catalog import Catalog
 
 LIVE_FILE = "catalog-live.json"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +22,7 @@ CREATED_BY = "torchenv"
 DEFAULT_NAME = "pylock.toml"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _REGENERATE = "regenerate it with `torchenv lock`"
-MAX_LOCK_BYTES = MAX_LOCK_FILE  # the most of a lock file read (agent/limits.py)
+MAX_LOCK_BYTES = MAX_LOCK_FILE  # the most of a lock file read (agent/base/limits.py)
 URL_SCHEMES = ("https", "http", "file")
 _UNSAFE = frozenset("/\\:\0")  # a wheel name is one file name, on every OS
 
@@ -212,10 +211,8 @@ def parse_pylock(raw: bytes, *, source: str = "the lock", base: Path | None = No
             f"{source} is larger than {MAX_LOCK_BYTES >> 20} MiB, which no lock file is",
             hint=f"pass the pylock.toml itself, or {_REGENERATE}",
         )
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
+    from torchenv.agent.base import toml as tomllib
+
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,38 +10,30 @@ from typing import TYPE_CHECKING, Any
 
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.env import venv
+from torchenv.agent.host.source import HostSource
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
     from torchenv.agent.env.sync import SyncResult
     from torchenv.agent.fleet.locksource import Lookup, SourceLock
-    from torchenv.agent.host.source import HostFlags
     from torchenv.agent.lock.pylock import PyLock
-    from torchenv.agent.verify.check import Expectation, VerifyReport
+    from torchenv.agent.verify.check import VerifyReport
     from torchenv.probes.report import HostReport
-
-REQUEST_KEYS = ("backend", "channel", "torch-index-url", "index-url", "resolver")
+from torchenv.agent.pipeline.decisions import REQUEST_KEYS, lock_mismatches, request_key, unchanged
+from torchenv.agent.pipeline.stages import (
+    Where,
+    _read_bytes,
+    _toml,
+    default_locker,
+    locate,
+    verifier_for,
+)
 
 # (host, requirements, settings, reporter) -> the lock; the seam between auto and lock_for.
 Locker = Callable[["HostReport", Sequence[str], "Settings", Reporter], "PyLock"]
 
 
-@dataclass(frozen=True)
-class HostSource:
-    """Where the host comes from (the --replay / --host-report / flag options)."""
-
-    replay: Path | None = None
-    host_report: Path | None = None
-    flags: HostFlags | None = None
-
-    @property
-    def devices_here(self) -> bool:
-        """Only a live probe of this machine has its devices here to exercise."""
-        return (
-            self.replay is None
-            and self.host_report is None
-            and not (self.flags is not None and self.flags.any())
-        )
+THIS_MACHINE = HostSource()  # no recording, no report file, no facts given
 
 
 @dataclass(frozen=True)
@@ -116,220 +106,14 @@ class _Timed(Reporter):
 # ---------------------------------------------------------------- pure decisions
 
 
-def request_key(requirements: Sequence[str], settings: Mapping[str, Any]) -> str:
-    """What the user asked for, as a short hash: requirements plus the settings that decide."""
-    payload = {"requirements": sorted(requirements), **{k: settings.get(k) for k in REQUEST_KEYS}}
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def _norm(requirements: Sequence[str]) -> list[str]:
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    out = []
-    for text in requirements:
-        try:
-            out.append(str(Requirement(str(text))))
-        except InvalidRequirement:
-            out.append(str(text))
-    return sorted(out)
-
-
-def lock_mismatches(
-    table: Mapping[str, Any],
-    *,
-    fingerprint: str,
-    requirements: Sequence[str],
-    settings: Mapping[str, Any],
-) -> list[str]:
-    """Why an existing lock's [tool.torchenv] does not fit this host and request (empty: fits)."""
-    out = []
-    if table.get("fingerprint") != fingerprint:
-        out.append(f"host fingerprint {table.get('fingerprint')} != {fingerprint}")
-    if _norm(table.get("requirements") or []) != _norm(requirements):
-        out.append(f"requirements {table.get('requirements')} != {list(requirements)}")
-    backend = settings.get("backend")
-    if backend not in (None, "auto") and table.get("backend") != backend:
-        out.append(f"backend {table.get('backend')} != {backend}")
-    for key in ("channel", "torch-index-url", "index-url"):
-        wanted = settings.get(key)
-        if (
-            wanted is not None
-            and key in table
-            and str(table[key]).rstrip("/") != str(wanted).rstrip("/")
-        ):
-            out.append(f"{key} {table[key]} != {wanted}")
-    return out
-
-
-def unchanged(
-    state: Mapping[str, Any],
-    *,
-    active: str | None,
-    fingerprint: str,
-    request: str,
-    lock_sha256: str | None,
-    site: int | None,
-) -> bool:
-    """The last verified state still holds: same env, host, request, lock, installed files."""
-    verified = state.get("verified")
-    if not isinstance(verified, Mapping) or not verified.get("verified") or active is None:
-        return False
-    return (
-        verified.get("env") == active
-        and verified.get("fingerprint") == fingerprint
-        and verified.get("request") == request
-        and verified.get("lock_sha256") == lock_sha256
-        and verified.get("site") == site
-    )
-
-
-def with_torch(requirements: Sequence[str]) -> list[str]:
-    """The request always holds torch: add it when no requirement names it."""
-    import re
-
-    names = {re.split(r"[\s\[<>=!~;@(]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
-    return list(requirements) if "torch" in names else ["torch", *requirements]
-
-
 # ---------------------------------------------------------------- edges
-
-
-@dataclass(frozen=True)
-class Where:
-    """The prefix and lock file auto works on, and the requirements it starts from."""
-
-    prefix: Path
-    lock_path: Path
-    requirements: tuple[str, ...]
-    project: Path | None
-
-
-def locate(
-    requirements: Sequence[str],
-    settings: Settings,
-    *,
-    cwd: Path,
-    lock_path: Path | None = None,
-) -> Where:
-    """A project (pyproject.toml in cwd or above) gives the requirements, .venv and pylock.toml
-    beside it; --prefix elsewhere keeps the lock in the prefix's torchenv directory."""
-    from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
-
-    pyproject = find_pyproject(cwd)
-    project = pyproject.parent if pyproject is not None else None
-    prefix_value = settings["prefix"]
-    base = project if project is not None and prefix_value.source == "default" else cwd
-    prefix = Path(prefix_value.value)
-    prefix = prefix if prefix.is_absolute() else base / prefix
-    reqs = list(requirements)
-    if not reqs and pyproject is not None:
-        reqs = project_dependencies(pyproject, read_toml(pyproject))
-    if lock_path is None:
-        in_project = project is not None and prefix_value.source == "default"
-        lock_path = (
-            project / "pylock.toml"
-            if in_project and project is not None
-            else venv.Layout.for_prefix(prefix).home / "pylock.toml"
-        )
-    return Where(venv.Layout.for_prefix(prefix).prefix, lock_path, tuple(with_torch(reqs)), project)
-
-
-@dataclass(frozen=True)
-class _Chosen:
-    """The selected build, as lock_for reads it."""
-
-    backend: str
-    channel: str
-    torch: str | None
-    reasons: tuple[str, ...]
-    skipped: tuple[str, ...] = ()
-
-
-def default_locker(
-    host: HostReport, requirements: Sequence[str], settings: Settings, reporter: Reporter
-) -> PyLock:
-    """select, then lock_for with the index client and the resolver the settings name."""
-    from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.locker import lock_for
-    from torchenv.agent.lock.resolvers import choose_resolver
-    from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
-
-    cache = Path(settings.get_value("cache-dir"))
-    from torchenv.agent.pipeline.select_with_index import page_max_age
-
-    with IndexClient(
-        cache_dir=cache, reporter=reporter, page_max_age=page_max_age(settings)
-    ) as client:
-        with reporter.stage("select"):
-            selection = run_selection(host, tuple(requirements), settings, client=client)
-        assert selection.backend is not None  # run_selection raises when nothing fits
-        report_selection(selection, reporter)
-        chosen = _Chosen(
-            selection.backend,
-            selection.channel,
-            selection.torch,
-            selection.reasons,
-            selection.skipped,
-        )
-        return lock_for(
-            requirements, host, chosen, settings,
-            resolver=choose_resolver(settings.get_value("resolver"), reporter), client=client,
-            reporter=reporter,
-        )  # fmt: skip
-
-
-def expectation(lock: PyLock) -> Expectation:
-    from torchenv.agent.verify.check import Expectation
-    from torchenv.backends.vocabulary import backend_kind
-
-    torch = lock.package("torch")
-    backend = lock.tool_torchenv.get("backend")
-    if not isinstance(backend, str) and torch is not None:  # another tool's lock: the label
-        backend = torch.version.partition("+")[2] or None
-        if backend is not None and backend_kind(backend) is None:
-            backend = None
-    return Expectation(
-        torch.version if torch else None, backend if isinstance(backend, str) else None
-    )
-
-
-def verifier_for(
-    host: HostReport, lock: PyLock, *, devices_here: bool
-) -> Callable[[Path], VerifyReport]:
-    from torchenv.agent.verify import check as verify
-
-    plan = verify.plan_devices(host, expectation(lock).backend, devices_here=devices_here)
-    return lambda python: verify.verify_env(python, expectation(lock), plan)
-
-
-def _toml(raw: bytes) -> dict[str, Any]:
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - exercised on 3.10 only
-        import tomli as tomllib
-    doc: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
-    return doc
-
-
-def _read_bytes(path: Path) -> bytes | None:
-    """The lock's bytes (at most MAX_LOCK_FILE), or None: a missing or unreadable lock."""
-    from torchenv.agent.base.fsutil import read_bounded
-    from torchenv.agent.base.limits import MAX_LOCK_FILE, TooLarge
-
-    try:
-        return read_bounded(path, MAX_LOCK_FILE, "lock file")
-    except (OSError, TooLarge):
-        return None
 
 
 def auto(
     requirements: Sequence[str] = (),
     *,
     settings: Settings,
-    source: HostSource = HostSource(),
+    source: HostSource = THIS_MACHINE,
     reporter: Reporter | None = None,
     cwd: Path | None = None,
     lock_path: Path | None = None,

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from torchenv.agent.base.reporter import Reporter
     from torchenv.agent.base.settings import Settings
-    from torchenv.agent.index.client import Artifact, IndexClient
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.index.model import Artifact
     from torchenv.backends.availability import Availability, IndexListing
     from torchenv.backends.catalog import Catalog
     from torchenv.backends.select import Request, Selection

@@ -1,6 +1,4 @@
-"""pytest fixtures over the simulator; import them into a test module to use them.
-
-`pytest_plugins = ("indexsim.fixtures",)` (or import the fixtures by name).
+"""pytest fixtures over the simulator, registered for every test by tests/conftest.py.
 
 - `indexsim_site` / `indexsim`: the default catalog (both indexes, every quirk), unpadded,
   built once per session; `indexsim` is a fresh server (fresh knobs, counters) per test.

@@ -1,4 +1,4 @@
-"""pytest fixtures over the real-wheel mirror; import them into a test module to use them.
+"""pytest fixtures over the real-wheel mirror, registered for every test by tests/conftest.py.
 
 - `real_mirror_files`: the layout (session), or a skip saying why the wheels are absent;
 - `real_mirror`: a server over it, one per module (counters reset by the tests that count).

@@ -22,7 +22,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from torchenv.agent.index.config import read_pip_config
+from torchenv.agent.base.indexconfig import read_pip_config
 
 FAMILY = ("torch", "torchvision", "torchaudio")
 DECOY_PROJECTS = ("numpy", "fsspec")  # their two oldest real versions: on the PyTorch side only

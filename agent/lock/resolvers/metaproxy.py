@@ -31,7 +31,8 @@ from urllib.parse import quote, unquote, urlsplit
 from packaging.utils import canonicalize_name
 
 if TYPE_CHECKING:
-    from torchenv.agent.index.client import Artifact, IndexClient
+    from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.index.model import Artifact
 
 
 class MetadataProxy:

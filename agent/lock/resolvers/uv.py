@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,9 @@ from urllib.parse import unquote
 from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
+from torchenv.agent.base import toml as tomllib
 from torchenv.agent.base.errors import ResolutionError
+from torchenv.agent.base.uvbin import find_uv, uv_switched_off
 from torchenv.agent.lock.resolvers.base import (
     Pin,
     Resolution,
@@ -24,22 +25,6 @@ from torchenv.agent.lock.resolvers.base import (
     run_process,
 )
 from torchenv.agent.lock.resolvers.target import Target
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
-
-
-def find_uv() -> str | None:
-    """The uv binary: the `uv` package's own, else one on PATH."""
-    try:
-        import uv  # the PyPI package ships the binary and finds it
-
-        found: str = uv.find_uv_bin()
-        return found
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
 
 
 def compile_argv(uv: str, request: ResolveRequest, infile: Path) -> list[str]:
@@ -134,6 +119,8 @@ class UvResolver:
     name: str = "uv"
 
     def unavailable(self) -> str | None:
+        if self.binary is None and uv_switched_off():
+            return "TORCHENV_UV is set and empty, which switches uv off"
         if (self.binary or find_uv()) is None:
             return "uv is not installed (torchenv depends on it: reinstall it, or put uv on PATH)"
         return None

@@ -1,0 +1,400 @@
+"""HTTP for the index client: retries with backoff, the cache, bounded streamed bodies."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from torchenv.agent.base.errors import IndexError_, IntegrityError
+from torchenv.agent.base.limits import MAX_PAGE
+from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.index.httpcache import CacheEntry, HttpCache, entry_from_response
+from torchenv.agent.index.model import Artifact, IndexStats
+
+if TYPE_CHECKING:  # imported where used: importing the client stays cheap
+    from concurrent.futures import ThreadPoolExecutor
+
+CHUNK = 1 << 20
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+HINT = (
+    "Check the index URL and mirror settings (`torchenv config` shows index-url and "
+    "torch-index-url) and this host's network connection"
+)
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth retrying."""
+
+    def __init__(self, reason: str, *, truncated: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.truncated = truncated
+
+
+class _RangesRefused(Exception):
+    """The server answered a range request with the whole file, now in `body`."""
+
+    def __init__(self, body: IO[bytes]) -> None:
+        super().__init__("range refused")
+        self.body = body
+
+
+class _Partial:
+    """A download in progress: the bytes written so far and their running digests."""
+
+    def __init__(
+        self, out: IO[bytes], hashes: Mapping[str, str], progress: Callable[[int], None]
+    ) -> None:
+        self.out = out
+        self.algorithms = ["sha256"] + [
+            a for a in hashes if a in hashlib.algorithms_guaranteed and a != "sha256"
+        ]
+        self.progress = progress
+        self.received = 0
+        self.hashers = {a: hashlib.new(a) for a in self.algorithms}
+
+    def restart(self) -> None:
+        self.progress(-self.received)
+        self.out.seek(0)
+        self.out.truncate()
+        self.hashers = {a: hashlib.new(a) for a in self.algorithms}
+        self.received = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.out.write(chunk)
+        for h in self.hashers.values():
+            h.update(chunk)
+        self.received += len(chunk)
+        self.progress(len(chunk))
+
+    def digests(self) -> dict[str, str]:
+        return {a: h.hexdigest() for a, h in self.hashers.items()}
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+    url: str
+
+
+class _StreamContext:
+    """client.stream() whose transport failures become _Retry."""
+
+    def __init__(self, client: httpx.Client, url: str, headers: dict[str, str]) -> None:
+        self._url = url
+        self._cm = client.stream("GET", url, headers=headers)
+
+    def __enter__(self) -> httpx.Response:
+        try:
+            return self._cm.__enter__()
+        except httpx.TransportError as exc:
+            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.InvalidURL as exc:
+            raise IndexError_(
+                f"{self._url!r} is not a URL torchenv can fetch ({exc})", hint=HINT
+            ) from exc
+
+    def __exit__(self, *exc: Any) -> None:
+        # closing a broken connection may fail; the attempt's outcome is already known
+        with contextlib.suppress(httpx.TransportError):
+            self._cm.__exit__(*exc)
+
+
+def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
+    seen = 0
+    try:
+        for chunk in response.iter_bytes():  # decoded content, as it arrives (resumable)
+            wire = response.num_bytes_downloaded
+            stats.count_bytes(kind, wire - seen)
+            seen = wire
+            yield chunk
+        stats.count_bytes(kind, response.num_bytes_downloaded - seen)
+    except httpx.TransportError as exc:
+        raise _Retry(f"{type(exc).__name__}: {exc}", truncated=True) from exc
+
+
+def _bounded(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[bytes]:
+    """The chunks, stopping with IndexError_ once they pass `limit` bytes."""
+    seen = 0
+    for chunk in chunks:
+        seen += len(chunk)
+        if seen > limit:
+            from torchenv.agent.base.limits import size_text
+
+            raise IndexError_(
+                f"{url} answered more than {size_text(limit)}, the most torchenv reads of "
+                "such an answer; it was not read further",
+                hint="The index (or a proxy in front of it) answers something that is not a "
+                "package index; " + HINT,
+                details={"url": url, "limit": limit},
+            )
+        yield chunk
+
+
+def _raise_if_retryable(response: httpx.Response) -> None:
+    if response.status_code >= 500 or response.status_code == 429:
+        raise _Retry(f"HTTP {response.status_code}")
+
+
+def _answer_head(response: httpx.Response) -> _Answer:
+    headers = {k.lower(): v for k, v in response.headers.items()}
+    return _Answer(response.status_code, headers, b"", str(response.url))
+
+
+def _entry_headers(entry: CacheEntry) -> dict[str, str]:
+    return {"content-type": entry.content_type} if entry.content_type else {}
+
+
+def _require_ok(answer: _Answer) -> None:
+    if 200 <= answer.status < 300:
+        return
+    raise IndexError_(
+        f"{answer.url} answered HTTP {answer.status}",
+        hint=HINT,
+        details={"url": answer.url, "status": answer.status},
+    )
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class HttpSession:
+    """The client's HTTP side: a pooled httpx client, the caches, retries, bounded bodies."""
+
+    def __init__(
+        self,
+        *,
+        cache_dir: Path | None = None,
+        reporter: Reporter | None = None,
+        concurrency: int = 8,
+        timeout: float = 30.0,
+        retries: int = 3,
+        transport: httpx.BaseTransport | None = None,
+        backoff: float = 0.1,
+        max_backoff: float = 2.0,
+        page_max_age: float = 0.0,
+    ) -> None:
+        self.reporter = reporter or Reporter()
+        # Seconds a cached page the server gave no freshness for is used without asking it
+        # again (the `index-max-age` setting; 0: always revalidate; Cache-Control wins).
+        self.page_max_age = page_max_age
+        self.concurrency = max(1, concurrency)
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.stats = IndexStats()
+        self._http_cache = HttpCache(cache_dir / "http" if cache_dir else None)
+        self._meta_cache = HttpCache(cache_dir / "metadata" if cache_dir else None)
+        # The HTTP client (and its TLS context: some 60 ms of certificate loading) is made at
+        # the first request: a warm lock or select that sends none never pays for it.
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+        self._http_args: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout),
+            "follow_redirects": True,
+            "transport": transport,
+            "limits": httpx.Limits(
+                max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
+            ),
+            "headers": {"User-Agent": "torchenv"},
+        }
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+        # Pages already read by this client: asked for again (selection, then the lock), they
+        # are known, so no request is sent. A client lives for one command.
+        self._pages: dict[str, list[Artifact]] = {}
+
+    # lifecycle
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        if self._http is not None:
+            self._http.close()
+
+    @property
+    def _client(self) -> httpx.Client:
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(**self._http_args)
+            return self._http
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        """fn over items on the worker pool, results in order; the first error is raised."""
+        if len(items) <= 1 or self.concurrency == 1:
+            return [fn(item) for item in items]
+        with self._pool_lock:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="index")
+            pool = self._pool
+        return list(pool.map(fn, items))
+
+    def _fetch_into(self, url: str, into: _Partial, limit: int) -> None:
+        headers = {"Range": f"bytes={into.received}-"} if into.received else {}
+        with self._stream(url, kind="download", headers=headers) as response:
+            _raise_if_retryable(response)
+            status = response.status_code
+            if into.received and status == 416:
+                into.restart()
+                raise _Retry("HTTP 416 on a resumed download")
+            if into.received and (
+                status != 206
+                or _content_range(response.headers.get("content-range"))[0] != into.received
+            ):
+                into.restart()  # the server sends the whole file again
+            _require_ok(_answer_head(response))
+            for chunk in _body_chunks(response, self.stats, "download"):
+                into.write(chunk)
+                if into.received > limit:
+                    raise IntegrityError(
+                        f"{url} sent more than the {limit} bytes expected; the transfer was "
+                        "stopped and the file refused",
+                        hint="The file on the index is not the one expected (or never ends); "
+                        + HINT,
+                        details={"url": url, "expected": limit},
+                    )
+
+    def size_of(self, url: str) -> int:
+        """A file's size from one HEAD request on the pooled connections (PEP 503 pages list
+        no sizes), retried as GETs are; IndexError_ when the server does not say."""
+
+        def once() -> int:
+            self.stats.count_request("head")
+            try:
+                response = self._client.head(url)
+            except httpx.TransportError as exc:
+                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            _raise_if_retryable(response)
+            length = _int(response.headers.get("content-length"))
+            if response.status_code == 200 and length is not None:
+                return length
+            raise IndexError_(
+                f"cannot learn the size of {url} (HTTP {response.status_code}"
+                + (")" if response.status_code != 200 else " without a Content-Length)"),
+                hint=HINT,
+                details={"url": url, "status": response.status_code},
+            )
+
+        return self._with_retries(url, once)
+
+    # HTTP plumbing
+    def _get_cached(
+        self, url: str, *, kind: str, accept: str, fresh: bool = False
+    ) -> _Answer | None:
+        key = f"{accept}\n{url}"
+        if fresh:
+            self._http_cache.delete(key)
+        entry = None if fresh else self._http_cache.get(key)
+        now = time.time()
+        if entry is not None and (
+            entry.fresh(now) or (kind == "page" and entry.young(now, self.page_max_age))
+        ):
+            self.stats.bump("cache_hits")
+            return _Answer(200, _entry_headers(entry), entry.body, entry.url)
+        headers = {"Accept": accept}
+        if entry is not None:
+            headers.update(entry.conditional_headers())
+        answer = self._get(url, kind=kind, headers=headers)
+        if answer.status == 304 and entry is not None:
+            self.stats.bump("not_modified")
+            entry = entry.refreshed(answer.headers, time.time())
+            self._http_cache.put(key, entry)
+            return _Answer(200, _entry_headers(entry), entry.body, entry.url)
+        if answer.status == 404:
+            return None
+        _require_ok(answer)
+        stored = entry_from_response(answer.url, answer.headers, answer.body, time.time())
+        if stored is not None:
+            self._http_cache.put(key, stored)
+        elif entry is not None:
+            self._http_cache.delete(key)
+        return answer
+
+    def _get(
+        self,
+        url: str,
+        *,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+        limit: int = MAX_PAGE,
+    ) -> _Answer:
+        """One GET with retries; any final status is returned (5xx only after the retries).
+
+        A body longer than `limit` is refused (IndexError_), never read to its end.
+        """
+
+        def once() -> _Answer:
+            with self._stream(url, kind=kind, headers=headers) as response:
+                _raise_if_retryable(response)
+                head = _answer_head(response)
+                body = b"".join(_bounded(_body_chunks(response, self.stats, kind), limit, url))
+                return _Answer(head.status, head.headers, body, head.url)
+
+        return self._with_retries(url, once)
+
+    def _stream(
+        self, url: str, *, kind: str, headers: Mapping[str, str] | None = None
+    ) -> _StreamContext:
+        self.stats.count_request(kind)
+        return _StreamContext(self._client, url, dict(headers or {}))
+
+    def _with_retries(self, url: str, attempt: Callable[[], T]) -> T:
+        last: _Retry | None = None
+        for n in range(self.retries + 1):
+            if n:
+                self.stats.bump("retries")
+                time.sleep(self._delay(n))
+            try:
+                return attempt()
+            except _Retry as exc:
+                last = exc
+        assert last is not None
+        tries = self.retries + 1
+        if last.truncated:
+            raise IntegrityError(
+                f"{url} was cut short {tries} times ({last.reason})",
+                hint="The server or a proxy drops the connection mid-transfer; " + HINT,
+                details={"url": url, "attempts": tries},
+            )
+        raise IndexError_(
+            f"Fetching {url} failed after {tries} attempts: {last.reason}",
+            hint=HINT,
+            details={"url": url, "attempts": tries, "reason": last.reason},
+        )
+
+    def _delay(self, attempt: int) -> float:
+        base: float = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        import random
+
+        return base * (0.5 + random.random() / 2)  # jitter spreads concurrent retries
+
+
+def _content_range(value: str | None) -> tuple[int | None, int | None]:
+    """(first byte, total size) from `bytes first-last/total`."""
+    if not value or not value.startswith("bytes "):
+        return None, None
+    span, _, total = value[6:].partition("/")
+    first, _, _ = span.partition("-")
+    try:
+        return int(first), (int(total) if total.strip() != "*" else None)
+    except ValueError:
+        return None, None
