@@ -120,7 +120,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
         from torchenv.agent.cli import fastpath_write
         from torchenv.agent.pipeline import core as pipeline
 
-        pending = fastpath_write.begin()  # the console script's no-op stamp
+        pending = fastpath_write.begin(__file__)  # the console script's no-op stamp
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
@@ -142,6 +142,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             pending.finish(
                 result, settings=settings, requirements=requirements or (), lock=lock,
                 live=source.devices_here, as_json=as_json,
+                render=lambda r: "\n".join(auto_lines(r)) + "\n",
             )  # fmt: skip
 
     guarded(as_json, body)

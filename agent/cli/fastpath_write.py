@@ -146,6 +146,7 @@ class Pending:
     path: str
     before: dict[tuple[str, str], Any]
     watched: list[Watched]
+    code: list[str]  # the calling command's module: its stat is an input too
 
     def finish(
         self,
@@ -156,13 +157,15 @@ class Pending:
         lock: Path | None,
         live: bool,
         as_json: bool,
+        render: Callable[[AutoResult], str],
     ) -> bool:
-        """Write the stamp when the next identical run may answer without the full path."""
+        """Write the stamp when the next identical run may answer without the full path;
+        `render` is the command's text answer (JSON is rendered here)."""
         from torchenv.agent.host import source as hostmod
 
         hostmod.live_io_watch = None
         try:
-            stamp = self._stamp(result, settings, requirements, lock, live, as_json)
+            stamp = self._stamp(result, settings, requirements, lock, live, as_json, render)
             if stamp is None:
                 return False
             _write(self.path, marshal.dumps(stamp))
@@ -178,6 +181,7 @@ class Pending:
         lock: Path | None,
         live: bool,
         as_json: bool,
+        render: Callable[[AutoResult], str],
     ) -> dict[str, Any] | None:
         if not live or len(self.watched) != 1 or settings.get_value("lock-source"):
             return None
@@ -191,12 +195,13 @@ class Pending:
         if noop is None:
             return None
         answer, env_dir, groups, extra = noop
-        for kind, path in extra:
+        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
         return {
             **self._common(inputs), "env_dir": env_dir, "files": groups,
-            "answer": _render(answer, as_json), "spelled": spelled, "format_spec": spec,
+            "answer": _render(answer) if as_json else render(answer),
+            "spelled": spelled, "format_spec": spec,
         }  # fmt: skip
 
     def _common(self, inputs: dict[tuple[str, str], Any]) -> dict[str, Any]:
@@ -247,7 +252,8 @@ class Pending:
         cache = settings.get_value("cache-dir")
         data = Path(_backends_dir()) / "data"
         extra = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
-                 *(("stat", m.__file__ or "") for m in _own_modules(select=True))]  # fmt: skip
+                 *(("stat", m.__file__ or "") for m in _own_modules(select=True)),
+                 *(("stat", f) for f in self.code)]  # fmt: skip
         if cache:
             extra += [("stat", str(catalog_refresh.live_path(cache))),
                       ("stat", str(Path(cache) / selection.LISTINGS_FILE))]  # fmt: skip
@@ -257,7 +263,7 @@ class Pending:
         return {**self._common(inputs), "expires": expires, "answer": answer}
 
 
-def begin() -> Pending | None:
+def begin(caller: str) -> Pending | None:
     """Arm this run (console-script `auto` or `select` only): drop the old stamp, note the
     settings files, watch the live probe."""
     if not fastpath.ARMED:
@@ -280,7 +286,7 @@ def begin() -> Pending | None:
         return watched[-1]
 
     hostmod.live_io_watch = watch
-    return Pending(list(fastpath.ARGV), cwd, path, before, watched)
+    return Pending(list(fastpath.ARGV), cwd, path, before, watched, [caller])
 
 
 def _noop_answer(
@@ -356,16 +362,14 @@ def _own_modules(select: bool = False) -> list[Any]:
     from torchenv.agent.base import settings
 
     if select:
-        from torchenv.agent.cli import select as cmd_select
         from torchenv.agent.pipeline import select_with_index as selection
         from torchenv.backends.select import core as select_core
 
-        return [fastpath, sys.modules[__name__], cmd_select, selection, settings, select_core]
-    from torchenv.agent.cli import env as cmd_env
+        return [fastpath, sys.modules[__name__], selection, settings, select_core]
     from torchenv.agent.env import integrity, venv
     from torchenv.agent.pipeline import core, decisions, stages
 
-    mods = [cmd_env, integrity, core, decisions, stages, settings, venv]
+    mods = [integrity, core, decisions, stages, settings, venv]
     return [fastpath, sys.modules[__name__], *mods]
 
 
@@ -375,12 +379,8 @@ def _backends_dir() -> str:
     return os.path.dirname(torchenv.backends.__file__ or "")
 
 
-def _render(answer: AutoResult, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(answer.to_json(), indent=2, sort_keys=False) + "\n"
-    from torchenv.agent.cli.env import auto_lines
-
-    return "\n".join(auto_lines(answer)) + "\n"
+def _render(answer: AutoResult) -> str:
+    return json.dumps(answer.to_json(), indent=2, sort_keys=False) + "\n"
 
 
 def _write(path: str, data: bytes) -> None:

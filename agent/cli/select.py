@@ -72,7 +72,7 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         from torchenv.agent.cli import fastpath_write
         from torchenv.agent.cli.hostopts import host_source
 
-        pending = fastpath_write.begin()  # the console script keeps the answer while it holds
+        pending = fastpath_write.begin(__file__)  # the console script keeps its answer
 
         settings = load_settings(
             {"channel": channel, "backend": backend, "index-max-age": "0" if refresh else None}
