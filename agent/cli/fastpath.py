@@ -199,6 +199,10 @@ def run(argv: Sequence[str]) -> bool:
             answer = answer.replace(str(spelled), format(seconds, str(stamp["format_spec"])))
     except Exception:  # a stamp of another shape, a vanished directory: the full path decides
         return False
-    sys.stdout.write(answer)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(answer)
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away: stop quietly, as the full path does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     return True
