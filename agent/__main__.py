@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torchenv.agent.cli.main import main
+from torchenv.agent.cli.entry import main
 
 if __name__ == "__main__":
     main()

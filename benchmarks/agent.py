@@ -5,7 +5,7 @@ with the test suite's stand-in provisioner, so the first reconcile is quick and 
 measured is the agent itself, idle. Also reports the CPU one forced reconcile (a full
 probe of the host) costs.
 
-Target (issue 6): idle RSS under 60 MB and near-zero CPU.
+Target (issue 13): idle RSS under 40 MB (issue 6: 60 MB) and near-zero CPU.
 Usage: python benchmarks/agent.py [--seconds N] [--replay DIR] [--outputs]
   --outputs: also write the node_exporter textfile and the NFD feature file, as a node does
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from _common import TESTS, use_test_helpers
 
-TARGET_RSS_MB = 60.0
+TARGET_RSS_MB = 40.0  # issue 13 (issue 6 asked for 60)
 
 
 def _ticks(pid: int) -> tuple[float, float]:

@@ -101,9 +101,10 @@ def torchenv_run(sim: IndexSim, cache: Path) -> None:
          "cache-dir": str(cache)},
         env={}, cwd=cache.parent, user_config=cache / "none", system_config=cache / "none",
     )  # fmt: skip
-    with IndexClient(cache_dir=cache) as client:
-        lock_for(FAMILY, linux_host(), Chosen(), IndexConfig.from_settings(settings),
-                 resolver=UvResolver(), client=client)  # fmt: skip
+    index = IndexConfig.from_settings(settings)
+    # the client lock and auto make: index-max-age (600 s) spares the warm run revalidation
+    with IndexClient(cache_dir=cache, page_max_age=index.page_max_age) as client:
+        lock_for(FAMILY, linux_host(), Chosen(), index, resolver=UvResolver(), client=client)
 
 
 def uv_run(sim: IndexSim, uv: str, project: Path, cache: Path) -> None:
@@ -302,7 +303,10 @@ def real_runs(
         lock = lock_selected(
             host, parse_requirements(REAL_FAMILY), LockOptions.from_settings(settings), Reporter()
         )
-        sizes.append(sum(p.wheel.size or 0 for p in lock.packages))
+        files = mirror.files
+        served = {w.filename: w.size for w in files.default}
+        served.update({w.filename: w.size for ws in files.torch.values() for w in ws})
+        sizes.append(sum(served.get(p.wheel.name or "", 0) for p in lock.packages))
 
     def ours(resolver: str) -> Callable[[int], tuple[Figure, Figure]]:
         def once(i: int) -> tuple[Figure, Figure]:

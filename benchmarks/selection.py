@@ -7,7 +7,14 @@ build it picks is checked against the GPU (how often uv's pick has no code for t
 The dev environment sets PYTHONDONTWRITEBYTECODE=1, so every process recompiles torchenv;
 the CLI is measured both ways (an installed torchenv has its bytecode).
 Target (issue 3): `torchenv select` under 150 ms wall.
-Usage: python benchmarks/selection.py [--runs N]
+
+With --torchenv PATH (an installed console script: `pip install .` into a scratch venv), the
+issue 13 figures: `select --json` for an H100 with driver 580 given as flags, its index pages
+read once from the simulator and kept (younger than index-max-age), timed against that venv's
+`python -c pass` in the same run, alternating: the kept answer (agent/cli/fastpath.py), and the
+answer computed again (TORCHENV_NO_FASTPATH=1; no request is sent either way). Target
+(issue 13): <= 2.5x `python -c pass`.
+Usage: python benchmarks/selection.py [--runs N] [--torchenv PATH]
 """
 
 from __future__ import annotations
@@ -56,8 +63,12 @@ def _uv_rule(catalog: Catalog) -> Callable[[str], str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--torchenv", help="an installed torchenv console script (issue 13)")
     args = parser.parse_args()
     use_test_helpers()
+    if args.torchenv:
+        kept_answer(Path(args.torchenv), args.runs)
+        return
     from helpers.hosts import make_host
 
     exe = shutil.which("torchenv", path=str(Path(sys.executable).parent)) or "torchenv"
@@ -110,6 +121,47 @@ def main() -> None:
     )
     shutil.rmtree(pyc, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
+
+
+H100_FLAGS = ["--json", "--os", "linux", "--arch", "x86_64", "--python", "3.11",
+              "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip
+
+
+def kept_answer(exe: Path, runs: int) -> None:
+    """select with its listings kept, against `python -c pass` of exe's interpreter."""
+    import statistics
+    import subprocess
+    import time
+
+    from indexsim import IndexSim, Knobs, build_site, default_catalog
+
+    work = Path(tempfile.mkdtemp(prefix="torchenv-select-"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    with IndexSim(build_site(default_catalog(), work / "site"), Knobs()) as sim:
+        env.update({"TORCHENV_CACHE_DIR": str(work / "cache"),
+                    "TORCHENV_USER_CONFIG": str(work / "none.toml"),
+                    "TORCHENV_TORCH_INDEX_URL": sim.torch_index_url,
+                    "TORCHENV_INDEX_URL": sim.pypi_url})  # fmt: skip
+        argv = [str(exe), "select", *H100_FLAGS]
+
+        def once(cmd: list[str], extra: dict[str, str]) -> float:
+            start = time.perf_counter()
+            subprocess.run(cmd, env={**env, **extra}, check=True, capture_output=True)
+            return time.perf_counter() - start
+
+        once(argv, {})  # reads the pages; they are kept
+        asked = len(sim.requests())
+        print(f"torchenv: {exe}; {runs} runs each; the first select sent {asked} requests")
+        for label, extra in (("kept answer", {}), ("computed", {"TORCHENV_NO_FASTPATH": "1"})):
+            ours, floor = [], []
+            for _ in range(runs):
+                ours.append(once(argv, extra))
+                floor.append(once([str(exe.parent / "python"), "-c", "pass"], {}))
+            a, b = statistics.median(ours), statistics.median(floor)
+            print(f"select ({label}): median {a * 1000:.1f} ms; python -c pass {b * 1000:.1f} ms;"
+                  f" ratio {a / b:.2f}x (target <= 2.5x)")  # fmt: skip
+        print(f"requests after the first select: {len(sim.requests()) - asked}")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

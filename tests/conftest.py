@@ -31,3 +31,5 @@ def hosts_dir() -> Path:
 UNREACHABLE = "http://127.0.0.1:9"
 os.environ.setdefault("TORCHENV_TORCH_INDEX_URL", UNREACHABLE + "/whl")
 os.environ.setdefault("TORCHENV_INDEX_URL", UNREACHABLE + "/simple")
+# Tests change simulated pages between reads: every read asks (tests of index-max-age set it).
+os.environ.setdefault("TORCHENV_INDEX_MAX_AGE", "0")

@@ -21,6 +21,7 @@ class IndexConfig:
     torch_index_url: str  # the PyTorch index's base (…/whl)
     index_url: str  # the default index, for everything but the torch family
     cache_dir: Path
+    page_max_age: float = 0.0  # seconds a page read before is used as it is (`index-max-age`)
 
     @property
     def default_index(self) -> str:
@@ -32,6 +33,7 @@ class IndexConfig:
             torch_index_url=str(settings.get_value("torch-index-url")),
             index_url=str(settings.get_value("index-url")),
             cache_dir=Path(str(settings.get_value("cache-dir"))),
+            page_max_age=float(settings.get_value("index-max-age")),
         )
 
 

@@ -174,6 +174,15 @@ SETTINGS: tuple[Setting, ...] = (
         _non_negative_float,
     ),
     Setting(
+        "index-max-age",
+        "seconds an index page read before is used without asking the index again, where "
+        "the index sets no Cache-Control of its own (0: always revalidate; `--refresh` "
+        "reads every page again)",
+        lambda _env: 600.0,
+        _non_negative_float,
+        number=True,
+    ),
+    Setting(
         "probe-timeout",
         "seconds any probe command (nvidia-smi, ...) may take",
         lambda _env: 5.0,

@@ -137,6 +137,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
 
     def body() -> None:
         from torchenv.agent.base.options import AutoOptions
+        from torchenv.agent.cli import fastpath_write
         from torchenv.agent.cli.lock import check_lock_name
         from torchenv.agent.cli.reqfiles import requirement_file_lines
         from torchenv.agent.pipeline import core as pipeline
@@ -145,6 +146,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             check_lock_name(lock, "--lock")  # auto writes it: PEP 751's names, as `lock -o`
 
         reqs = (*(requirements or ()), *requirement_file_lines(requirement_file or ()))
+        pending = fastpath_write.begin(__file__)  # the console script's no-op stamp
         settings = _settings(
             prefix=prefix, backend=backend, channel=channel,
             torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
@@ -172,6 +174,12 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             emit_json(result.to_json())
         else:
             typer.echo("\n".join(auto_lines(result)))
+        if pending is not None:
+            pending.finish(
+                result, settings=settings, requirements=requirements or (), lock=lock,
+                live=source.devices_here, as_json=as_json,
+                render=lambda r: "\n".join(auto_lines(r)) + "\n",
+            )  # fmt: skip
 
     guarded(as_json, body)
 

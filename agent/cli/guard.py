@@ -51,8 +51,12 @@ def with_verbosity(command: Callable[..., T]) -> Callable[..., T]:
     return run
 
 
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False) + "\n"
+
+
 def emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False) + "\n")
+    sys.stdout.write(json_text(value))
     sys.stdout.flush()
 
 

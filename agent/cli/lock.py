@@ -66,6 +66,9 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         "--check",
         help="Only say whether the lock at -o still fits the host (exit 1 if not).",
     ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Read every index page again (ignore index-max-age)."
+    ),
     as_json: bool = JSON_OPTION,
     replay: list[Path] | None = REPLAYS,
     host_report: list[Path] | None = HOST_REPORTS,
@@ -102,6 +105,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         settings = load_settings({
             "channel": channel, "backend": backend, "resolver": resolver,
             "index-url": index_url, "torch-index-url": torch_index_url,
+            "index-max-age": "0" if refresh else None,
         })  # fmt: skip
         lock_options = LockOptions.from_settings(settings)
         probe = ProbeOptions.from_settings(settings)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from torchenv.agent.cli import hostopts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text, with_verbosity
 
 if TYPE_CHECKING:
     from torchenv.backends.catalog import Catalog
@@ -64,17 +64,23 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         help="Do not ask the index what it holds: use the pages kept in the cache (their age "
         "is shown), else the catalog alone.",
     ),
+    refresh: bool = typer.Option(
+        False, "--refresh", help="Read every index page again (ignore index-max-age)."
+    ),
 ) -> None:
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
 
     def body() -> None:
         from torchenv.agent.base.options import ProbeOptions, SelectionOptions
         from torchenv.agent.base.settings import load_settings
+        from torchenv.agent.cli import fastpath_write
         from torchenv.agent.cli.hostopts import host_source
+
+        pending = fastpath_write.begin(__file__)  # the console script keeps its answer
 
         settings = load_settings({
             "channel": channel, "backend": backend, "index-url": index_url,
-            "torch-index-url": torch_index_url,
+            "torch-index-url": torch_index_url, "index-max-age": "0" if refresh else None,
         })  # fmt: skip
         host = host_source(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
@@ -95,6 +101,13 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
             typer.echo(explain_text(result))
         else:
             typer.echo(summary_text(result))
+        if pending is not None:
+            pending.finish_select(
+                json_text(result.to_json()) if as_json
+                else (explain_text(result) if explain else summary_text(result)) + "\n",
+                settings=settings, host_given=replay is not None or host_report is not None,
+                offline=offline,
+            )  # fmt: skip
 
     guarded(as_json, body)
 

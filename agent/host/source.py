@@ -25,7 +25,11 @@ from torchenv.probes.report import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from torchenv.agent.base.options import ProbeOptions
+    from torchenv.probes.hostio import HostIO
+
 from torchenv.agent.host.python import target_python
 
 ARCH_ALIASES = {
@@ -37,6 +41,8 @@ ARCH_ALIASES = {
 }
 OS_CHOICES = ("linux", "windows", "macos")
 DESCRIBED_GLIBC = "2.28"  # a described Linux target: the manylinux_2_28 floor of current torch
+# Wraps the live probe's HostIO when set (agent/cli/fastpath_write.py notes what the probe reads).
+live_io_watch: Callable[[HostIO], HostIO] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,6 @@ def load_host(
     """The HostReport a command works for. Raises HostError for unusable inputs."""
     from torchenv.probes import (
         OVERRIDE_VARIABLES,
-        HostIO,
         LiveIO,
         RecordingIO,
         ReplayIO,
@@ -173,8 +178,9 @@ def load_host(
                 details={"path": str(record), "errno": exc.errno},
             ) from exc
     else:
+        live: HostIO = LiveIO()
         report = probe_host(
-            LiveIO(),
+            live if live_io_watch is None else live_io_watch(live),
             disk_path=disk_path,
             command_timeout=command_timeout,
             cache_dir=_live_cache_dir(cache_dir),

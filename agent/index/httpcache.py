@@ -41,6 +41,13 @@ class CacheEntry:
             return False
         return now < self.stored_at + self.max_age
 
+    def young(self, now: float, max_age: float) -> bool:
+        """Fresh by the reader's own policy: stored less than `max_age` seconds ago, and the
+        server set no freshness of its own (no max-age, no no-cache)."""
+        if self.no_cache or self.max_age is not None:
+            return False
+        return self.stored_at <= now < self.stored_at + max_age
+
     @property
     def revalidatable(self) -> bool:
         return bool(self.etag or self.last_modified)

@@ -189,8 +189,12 @@ class HttpSession:
         transport: httpx.BaseTransport | None = None,
         backoff: float = 0.1,
         max_backoff: float = 2.0,
+        page_max_age: float = 0.0,
     ) -> None:
         self.reporter = reporter or Reporter()
+        # Seconds a cached page the server gave no freshness for is used without asking it
+        # again (the `index-max-age` setting; 0: always revalidate; Cache-Control wins).
+        self.page_max_age = page_max_age
         self.concurrency = max(1, concurrency)
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -198,15 +202,19 @@ class HttpSession:
         self.stats = IndexStats()
         self._http_cache = HttpCache(cache_dir / "http" if cache_dir else None)
         self._meta_cache = HttpCache(cache_dir / "metadata" if cache_dir else None)
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            follow_redirects=True,
-            transport=transport,
-            limits=httpx.Limits(
+        # The HTTP client (and its TLS context: some 60 ms of certificate loading) is made at
+        # the first request: a warm lock or select that sends none never pays for it.
+        self._http: httpx.Client | None = None
+        self._http_lock = threading.Lock()
+        self._http_args: dict[str, Any] = {
+            "timeout": httpx.Timeout(timeout),
+            "follow_redirects": True,
+            "transport": transport,
+            "limits": httpx.Limits(
                 max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
             ),
-            headers={"User-Agent": "torchenv"},
-        )
+            "headers": {"User-Agent": "torchenv"},
+        }
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
         # Pages already read by this client: asked for again (selection, then the lock), they
@@ -218,7 +226,15 @@ class HttpSession:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
-        self._client.close()
+        if self._http is not None:
+            self._http.close()
+
+    @property
+    def _client(self) -> httpx.Client:
+        with self._http_lock:
+            if self._http is None:
+                self._http = httpx.Client(**self._http_args)
+            return self._http
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """fn over items on the worker pool, results in order; the first error is raised."""
@@ -289,7 +305,9 @@ class HttpSession:
             self._http_cache.delete(key)
         entry = None if fresh else self._http_cache.get(key)
         now = time.time()
-        if entry is not None and entry.fresh(now):
+        if entry is not None and (
+            entry.fresh(now) or (kind == "page" and entry.young(now, self.page_max_age))
+        ):
             self.stats.bump("cache_hits")
             return _Answer(200, _entry_headers(entry), entry.body, entry.url)
         headers = {"Accept": accept}

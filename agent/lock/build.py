@@ -127,6 +127,5 @@ def _rest_wheel(locker: _Locker, pin: Pin) -> LockedWheel:
     """The resolver's own record of the wheel when it has a hash, else the index page's."""
     ref = pin.wheel
     if ref is not None and ref.sha256 is not None:
-        size = ref.size if ref.size is not None else locker.client.size_of(ref.url)
-        return LockedWheel(name=ref.filename, url=ref.url, size=size, sha256=ref.sha256)
-    return locked_wheel(locker.artifact_for(pin), locker.fetch, locker.client.size_of)
+        return LockedWheel(name=ref.filename, url=ref.url, size=ref.size, sha256=ref.sha256)
+    return locked_wheel(locker.artifact_for(pin), locker.fetch)

@@ -27,22 +27,17 @@ def _sha256(artifact: Artifact) -> str | None:
     return value.lower() if value else None
 
 
-def locked_wheel(
-    artifact: Artifact,
-    fetch: Callable[[Artifact], tuple[str, int]],
-    head: Callable[[str], int],
-) -> LockedWheel:
+def locked_wheel(artifact: Artifact, fetch: Callable[[Artifact], tuple[str, int]]) -> LockedWheel:
     """The lock's record of a wheel.
 
     A wheel whose index publishes no sha256 (the nightly pages) is downloaded into the cache
-    to hash it, so the lock never lacks a hash and sync finds the file there; a wheel with a
-    hash but no size (PEP 503 pages carry none) costs one HEAD request.
+    to hash it, so the lock never lacks a hash and sync finds the file there. A size is kept
+    where the index lists one; PEP 751 makes it optional, so a page without sizes (PEP 503)
+    costs no request for one (sync then bounds the download by MAX_WHEEL and the hash).
     """
     sha, size = _sha256(artifact), artifact.size
     if sha is None:
         sha, size = fetch(artifact)
-    elif size is None:
-        size = head(artifact.url)
     return LockedWheel(name=artifact.filename, url=artifact.url, size=size, sha256=sha)
 
 

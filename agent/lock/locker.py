@@ -119,15 +119,13 @@ class _Locker:
         for choice in family.values():
             url = choice.artifact.url
             if url not in self.records:
-                self.records[url] = self.pool.submit(
-                    locked_wheel, choice.artifact, fetch, self.client.size_of
-                )
+                self.records[url] = self.pool.submit(locked_wheel, choice.artifact, fetch)
 
     def record(self, artifact: Artifact, fetch: Fetch) -> LockedWheel:
         future = self.records.get(artifact.url)
         if future is not None:
             return future.result()
-        return locked_wheel(artifact, fetch, self.client.size_of)
+        return locked_wheel(artifact, fetch)
 
     # pages
     def page(self, index: str, name: str) -> list[Artifact]:

@@ -14,13 +14,13 @@ import contextlib
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from torchenv.agent.base.options import SelectionOptions
+    from torchenv.agent.base.options import IndexConfig, SelectionOptions
     from torchenv.agent.base.reporter import Reporter
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.index.model import Artifact
@@ -102,25 +102,57 @@ class ListingStore:
             write_atomic(self.path, blob.encode("utf-8"))
 
 
+# (url, when its listing was read, or None: unread or an old copy) for each page the last
+# run_selection used; agent/cli/fastpath_write.py keeps a select answer only while all are young.
+reads: list[tuple[str, float | None]] = []
+
+
 @dataclass
 class IndexReader:
-    """Reads the torch page of index URLs for selection: live (through the HTTP cache), else
-    the listing kept from the last read, with its age."""
+    """Reads the torch page of index URLs for selection: a listing read less than `max_age`
+    seconds ago as it is (no request, no client), else live (through the HTTP cache), else the
+    listing kept from the last read, with its age."""
 
-    client: IndexClient
+    client: IndexClient | None
     store: ListingStore
     offline: bool = False
+    max_age: float = 0.0
+    make_client: Callable[[], IndexClient] | None = None
 
     def read(self, urls: Sequence[str]) -> list[IndexListing]:
-        found = self.client.map(self._one, list(urls))
-        self.store.put(found, time.time())
-        return found
+        now = time.time()
+        young = {u: self._young(u, now) for u in urls}
+        todo = [u for u in urls if young[u] is None]
+        if todo and self.client is None and self.make_client is not None and not self.offline:
+            self.client = self.make_client()  # offline: the kept listings, no client at all
+        read = (self.client.map if self.client else _each)(self._one, todo) if todo else []
+        self.store.put(read, time.time())
+        fetched = dict(zip(todo, read, strict=True))
+        done = time.time()
+        for url in urls:
+            if young[url] is not None:
+                kept = self.store.get(url, now)
+                at = now - kept.age if kept is not None and kept.age is not None else None
+            else:
+                got = fetched[url]
+                at = done if got.error is None and got.age is None else None
+            reads.append((url, at))
+        return [young[u] or fetched[u] for u in urls]
+
+    def _young(self, url: str, now: float) -> IndexListing | None:
+        """The kept listing when it is younger than max_age (shown as read now: no warning)."""
+        if self.offline or self.max_age <= 0:
+            return None
+        kept = self.store.get(url, now)
+        if kept is None or kept.age is None or kept.age >= self.max_age:
+            return None
+        return replace(kept, age=None)
 
     def _one(self, url: str) -> IndexListing:
         from torchenv.agent.base.errors import IndexError_
         from torchenv.backends.availability import IndexListing
 
-        if not self.offline:
+        if not self.offline and self.client is not None:
             try:
                 return listing_of(url, self.client.project_page(url, "torch"))
             except IndexError_ as exc:
@@ -129,6 +161,10 @@ class IndexReader:
             problem = OFFLINE
         kept = self.store.get(url, time.time())
         return kept if kept is not None else IndexListing(url.rstrip("/"), error=problem)
+
+
+def _each(fn: Callable[[str], IndexListing], urls: list[str]) -> list[IndexListing]:
+    return [fn(u) for u in urls]
 
 
 def report_selection(selection: Selection, reporter: Reporter) -> None:
@@ -201,6 +237,15 @@ def make_request(requirements: tuple[str, ...], options: SelectionOptions) -> Re
     )
 
 
+def _own_client(index: IndexConfig) -> IndexClient:
+    from torchenv.agent.index.client import IndexClient
+
+    return IndexClient(
+        cache_dir=index.cache_dir, retries=1, timeout=READ_TIMEOUT,
+        page_max_age=index.page_max_age,
+    )  # fmt: skip
+
+
 def run_selection(
     host: HostReport,
     requirements: tuple[str, ...],
@@ -214,17 +259,18 @@ def run_selection(
     theirs, so the pages they read again come from its cache)."""
     from torchenv.agent.base.errors import ConfigError, SelectionError
     from torchenv.agent.index import catalog_refresh
-    from torchenv.agent.index.client import IndexClient
     from torchenv.backends.select import InvalidRequest
 
     request = make_request(requirements, options)
+    reads.clear()
     cache = options.index.cache_dir
     catalog = catalog_refresh.load(cache)
-    own = client is None
     reader = IndexReader(
-        client or IndexClient(cache_dir=Path(cache), retries=1, timeout=READ_TIMEOUT),
+        client,
         ListingStore(Path(cache) / LISTINGS_FILE if cache else None),
         offline=offline,
+        max_age=options.index.page_max_age,
+        make_client=lambda: _own_client(options.index),
     )
     try:
         result, availability = choose(host, request, catalog, reader)
@@ -234,7 +280,7 @@ def run_selection(
             hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
         ) from exc
     finally:
-        if own:
+        if client is None and reader.client is not None:
             reader.client.close()
     notes = read_warnings(availability, result)
     result = replace(result, warnings=tuple(dict.fromkeys((*result.warnings, *notes))))

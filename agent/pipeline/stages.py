@@ -100,7 +100,11 @@ def lock_selected(
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(
-                IndexClient(cache_dir=options.index.cache_dir, reporter=reporter)
+                IndexClient(
+                    cache_dir=options.index.cache_dir,
+                    reporter=reporter,
+                    page_max_age=options.index.page_max_age,
+                )
             )
         with reporter.stage("select"):
             wanted = tuple(str(r) for r in requirements)

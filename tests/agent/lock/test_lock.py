@@ -90,7 +90,8 @@ def test_locking_reads_under_one_percent_of_the_wheels_bytes(
 ) -> None:
     lock = run_lock(padded_sim, tmp_path, linux_host(), Chosen("cpu"))
     family = [lock.package(n) for n in ("torch", "torchvision", "torchaudio")]
-    total = sum(p.wheel.size for p in family if p is not None)
+    served = {f.filename: f.size for f in padded_sim.site.files.values()}
+    total = sum(served[p.wheel.name] for p in family if p is not None and p.wheel.name)
     assert total > 100_000_000  # realistically padded
     wheel_bytes = padded_sim.bytes_sent("/whl/*.whl")
     assert 0 < wheel_bytes < total / 100
@@ -241,3 +242,14 @@ def test_check_says_whether_the_lock_fits_the_host(indexsim: IndexSim, tmp_path:
     diffs = {d.fact: d for d in check_lock(lock, other)}
     assert "arch" in diffs
     assert (diffs["arch"].locked, diffs["arch"].host) == ("x86_64", "aarch64")
+
+
+def test_a_page_without_sizes_costs_no_head_request(indexsim: IndexSim, tmp_path: Path) -> None:
+    """PEP 751 makes sizes optional: the torch index's HTML pages list none, and the lock asks
+    for none; PyPI's JSON pages list them, and the lock keeps them."""
+    lock = run_lock(indexsim, tmp_path, linux_host(), Chosen("cpu"), ("torch",))
+    assert [r.path for r in indexsim.requests() if r.method == "HEAD"] == []
+    torch = lock.package("torch")
+    assert torch is not None and torch.wheel.size is None
+    sized = [p for p in lock.packages if p.name != "torch"]
+    assert sized and all(p.wheel.size for p in sized)

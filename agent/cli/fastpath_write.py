@@ -1,0 +1,399 @@
+"""The stamp `agent/cli/fastpath.py` checks, written after a full `auto` whose no-op check passes.
+
+`begin` (before the settings are read) deletes the old stamp, notes the settings files' stat
+and watches the live probe (`Watched`: every file, listing, existence test, command and fact it
+asks for). `Pending.finish` writes the new stamp only when all of this holds: the probe was
+live and asked only for facts the stamp can stand for (the interpreter, uname, glibc, NVML
+through its driver files; memory, disk and CPU details decide no build), the settings files
+and probe inputs are still what the run saw, no lock source is set, and the full no-op check
+(`pipeline.unchanged` and the environment's stat manifest) passes now. Any doubt: no stamp.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import marshal
+import os
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from torchenv.agent.cli import fastpath
+
+if TYPE_CHECKING:
+    from torchenv.agent.base.settings import Settings
+    from torchenv.agent.pipeline.core import AutoResult
+    from torchenv.probes.hostio import CommandResult, HostIO, Json
+
+# Facts the stamp stands for: (re)computed cheaply (interpreter, uname, libc) or proxied by
+# the NVIDIA driver's files; the rest feed no target fact (HostReport.target_facts).
+FACTS = frozenset({"python", "platform", "libc", "nvml", "memory", "disk", "boot_time",
+                   "cpu_count", "cpuinfo"})  # fmt: skip
+COMMANDS = frozenset({"nvidia-smi", "modinfo"})  # answers the NVIDIA proxies stand for
+VOLATILE_FILES = frozenset({"/proc/cpuinfo", "/proc/meminfo", "/proc/uptime", "/proc/stat"})
+NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/nvidia/gpus"),
+                ("text", "/sys/module/nvidia/version"), ("stat", "/etc/ld.so.cache"),
+                ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip
+PCI = "/sys/bus/pci/devices"
+
+
+class Watched:
+    """A HostIO that notes what the probe asked for (see the module docstring)."""
+
+    live = True
+
+    def __init__(self, inner: HostIO, root: str = "/") -> None:
+        self._inner = inner
+        self._root = root  # LiveIO's root (a test's fake tree): the paths noted are real ones
+        self._lock = threading.Lock()
+        self.inputs: dict[tuple[str, str], Any] = {}
+        self.commands: set[str] = set()
+        self.facts: set[str] = set()
+
+    def _p(self, path: str) -> str:
+        return os.path.join(self._root, path.lstrip("/"))
+
+    def _note(self, kind: str, path: str) -> None:
+        if path not in VOLATILE_FILES:
+            real = path if kind == "which" else self._p(path)
+            value = fastpath.observe(kind, real)
+            with self._lock:
+                self.inputs.setdefault((kind, real), value)
+
+    def read_text(self, path: str) -> str:
+        try:
+            return self._inner.read_text(path)
+        finally:
+            self._note("text", path)
+
+    def list_dir(self, path: str) -> list[str]:
+        try:
+            return self._inner.list_dir(path)
+        finally:
+            self._note("list", path)
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self._inner.exists(path)
+        finally:
+            self._note("exists", path)
+
+    def run(self, argv: Sequence[str], timeout: float = 5.0) -> CommandResult:
+        with self._lock:
+            self.commands.add(argv[0])
+        self._note("which", argv[0])
+        return self._inner.run(argv, timeout)
+
+    def getenv(self, name: str) -> str | None:
+        return self._inner.getenv(name)  # the whole environment is in the stamp
+
+    def fact(self, name: str, compute: Callable[[], Json]) -> Json:
+        with self._lock:
+            self.facts.add(name)
+        return self._inner.fact(name, compute)
+
+    def stands_for_probe(self) -> bool:
+        return (
+            self.facts <= FACTS
+            and {os.path.basename(c) for c in self.commands} <= COMMANDS
+            and (fastpath.libc() is not None or "libc" not in self.facts)
+        )
+
+    def probe_inputs(self) -> dict[tuple[str, str], Any]:
+        """What the probe read, with the NVIDIA driver's files when NVML or its tools answered."""
+        inputs = dict(self.inputs)
+        if "nvml" in self.facts or self.commands:
+            for kind, path in NVIDIA_FILES:
+                inputs.setdefault((kind, self._p(path)), fastpath.observe(kind, self._p(path)))
+            for name in _names(inputs.get(("list", self._p(PCI)))):
+                for leaf in ("vendor", "device", "class"):
+                    key = ("text", self._p(f"{PCI}/{name}/{leaf}"))
+                    inputs.setdefault(key, fastpath.observe(*key))
+            for name in _names(inputs.get(("list", self._p("/dev")))):
+                if name.startswith(("nvidia", "dxg")):
+                    key = ("stat", self._p(f"/dev/{name}"))
+                    inputs.setdefault(key, fastpath.observe(*key))
+        return inputs
+
+
+def _names(listing: object) -> list[str]:
+    return [n for n in listing if isinstance(n, str)] if isinstance(listing, list) else []
+
+
+def _settings_files(cwd: Path) -> list[tuple[str, str]]:
+    from torchenv.agent.base.indexconfig import pip_config_files
+    from torchenv.agent.base.settings import SYSTEM_CONFIG, _user_config_path
+
+    env = os.environ
+    files = [str(d / "pyproject.toml") for d in (cwd, *cwd.parents)]
+    files.append(env.get("TORCHENV_USER_CONFIG") or str(_user_config_path()))
+    files.append(env.get("TORCHENV_SYSTEM_CONFIG", SYSTEM_CONFIG))
+    files += [str(p) for p in pip_config_files(env)]
+    return [("stat", f) for f in files]
+
+
+@dataclasses.dataclass
+class Pending:
+    """One armed `auto` run: what it saw before its work, and its probe's watcher."""
+
+    argv: list[str]
+    cwd: str
+    path: str
+    before: dict[tuple[str, str], Any]
+    watched: list[Watched]
+    code: list[str]  # the calling command's module: its stat is an input too
+
+    def finish(
+        self,
+        result: AutoResult,
+        *,
+        settings: Settings,
+        requirements: Sequence[str],
+        lock: Path | None,
+        live: bool,
+        as_json: bool,
+        render: Callable[[AutoResult], str],
+    ) -> bool:
+        """Write the stamp when the next identical run may answer without the full path;
+        `render` is the command's text answer (JSON is rendered here)."""
+        from torchenv.agent.host import source as hostmod
+
+        hostmod.live_io_watch = None
+        try:
+            stamp = self._stamp(result, settings, requirements, lock, live, as_json, render)
+            if stamp is None:
+                return False
+            _write(self.path, marshal.dumps(stamp))
+        except (OSError, ValueError, TypeError):
+            return False
+        return True
+
+    def _stamp(  # noqa: PLR0917 - finish's arguments, passed on
+        self,
+        result: AutoResult,
+        settings: Settings,
+        requirements: Sequence[str],
+        lock: Path | None,
+        live: bool,
+        as_json: bool,
+        render: Callable[[AutoResult], str],
+    ) -> dict[str, Any] | None:
+        if not live or len(self.watched) != 1 or settings.get_value("lock-source"):
+            return None
+        watched = self.watched[0]
+        if not watched.stands_for_probe() or os.getcwd() != self.cwd:
+            return None
+        inputs = {**self.before, **watched.probe_inputs()}
+        if any(fastpath.observe(k, p) != v for (k, p), v in inputs.items()):
+            return None  # something changed while the run worked
+        noop = _noop_answer(result, settings, requirements, lock, Path(self.cwd))
+        if noop is None:
+            return None
+        answer, env_dir, groups, extra = noop
+        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
+            inputs[(kind, path)] = fastpath.observe(kind, path)
+        spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
+        return {
+            **self._common(inputs), "env_dir": env_dir, "files": groups,
+            "answer": _render(answer) if as_json else render(answer),
+            "spelled": spelled, "format_spec": spec,
+        }  # fmt: skip
+
+    def _common(self, inputs: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        return {
+            "format": fastpath.FORMAT, "argv": self.argv, "cwd": self.cwd,
+            "python": fastpath.interpreter(), "uname": fastpath.uname(), "libc": fastpath.libc(),
+            "env": fastpath.ENV,
+            "inputs": [(k, p, v) for (k, p), v in sorted(inputs.items())],
+        }  # fmt: skip
+
+    def finish_select(
+        self, answer: str, *, settings: Settings, host_given: bool, offline: bool
+    ) -> bool:
+        """Keep select's answer while every input holds and its index pages are young."""
+        from torchenv.agent.host import source as hostmod
+
+        hostmod.live_io_watch = None
+        try:
+            stamp = self._select_stamp(answer, settings, host_given, offline)
+            if stamp is None:
+                return False
+            _write(self.path, marshal.dumps(stamp))
+        except (OSError, ValueError, TypeError):
+            return False
+        return True
+
+    def _select_stamp(
+        self, answer: str, settings: Settings, host_given: bool, offline: bool
+    ) -> dict[str, Any] | None:
+        import time
+
+        from torchenv.agent.base.options import IndexConfig
+        from torchenv.agent.index import catalog_refresh
+        from torchenv.agent.pipeline import select_with_index as selection
+
+        max_age = IndexConfig.from_settings(settings).page_max_age
+        reads = list(selection.reads)
+        if host_given or offline or max_age <= 0 or any(at is None for _, at in reads):
+            return None  # a recorded host, or pages unread or old: the answer may age
+        if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
+            return None
+        inputs = dict(self.before)
+        for watched in self.watched:  # none when the flags describe the whole target
+            inputs.update(watched.probe_inputs())
+        if os.getcwd() != self.cwd or any(
+            fastpath.observe(k, p) != v for (k, p), v in inputs.items()
+        ):
+            return None
+        cache = settings.get_value("cache-dir")
+        data = Path(_backends_dir()) / "data"
+        extra = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
+                 *(("stat", m.__file__ or "") for m in _own_modules(select=True)),
+                 *(("stat", f) for f in self.code)]  # fmt: skip
+        if cache:
+            extra += [("stat", str(catalog_refresh.live_path(cache))),
+                      ("stat", str(Path(cache) / selection.LISTINGS_FILE))]  # fmt: skip
+        for kind, path in extra:
+            inputs[(kind, path)] = fastpath.observe(kind, path)
+        expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
+        return {**self._common(inputs), "expires": expires, "answer": answer}
+
+
+def begin(caller: str) -> Pending | None:
+    """Arm this run (console-script `auto` or `select` only): drop the old stamp, note the
+    settings files, watch the live probe."""
+    if not fastpath.ARMED:
+        return None
+    from torchenv.agent.host import source as hostmod
+
+    cwd = os.getcwd()
+    path = fastpath.stamp_path(os.environ, fastpath.ARGV, cwd)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return None  # a stamp that cannot be removed must not be trusted later
+    before = {key: fastpath.observe(*key) for key in _settings_files(Path(cwd))}
+    watched: list[Watched] = []
+
+    def watch(io: HostIO) -> HostIO:
+        watched.append(Watched(io))
+        return watched[-1]
+
+    hostmod.live_io_watch = watch
+    return Pending(list(fastpath.ARGV), cwd, path, before, watched, [caller])
+
+
+def _noop_answer(
+    result: AutoResult,
+    settings: Settings,
+    requirements: Sequence[str],
+    lock: Path | None,
+    cwd: Path,
+) -> tuple[AutoResult, str, list[Any], list[tuple[str, str]]] | None:
+    """The answer the full no-op path would give now, or None when it would not be a no-op."""
+    from torchenv.agent.base.options import Place
+    from torchenv.agent.env import integrity, venv
+    from torchenv.agent.pipeline import core as pipeline
+    from torchenv.agent.pipeline import decisions
+    from torchenv.agent.pipeline.stages import locate
+
+    where = locate(requirements, Place.from_settings(settings), cwd=cwd, lock_path=lock)
+    layout = venv.Layout.for_prefix(where.prefix)
+    raw = where.lock_path.read_bytes()
+    active = venv.active_env(layout)
+    if active is None or active != result.env_id:
+        return None
+    env_dir = layout.env_dir(active)
+    values = {k: settings.get_value(k) for k in decisions.REQUEST_KEYS}
+    if not decisions.unchanged(
+        venv.read_state(layout),
+        active=active,
+        fingerprint=result.fingerprint,
+        request=decisions.request_key(where.requirements, values),
+        lock_sha256=hashlib.sha256(raw).hexdigest(),
+        site=integrity.site_stamp(env_dir),
+    ):
+        return None
+    manifest = env_dir / integrity.MANIFEST
+    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    if doc.get("schema") != integrity.SCHEMA or integrity.quick_check(env_dir) != []:
+        return None
+    groups = [
+        (d, [tuple(e) for e in entries])
+        for per_dist in doc["files"].values()
+        for d, entries in per_dist.items()
+    ]
+    site = integrity.site_packages(env_dir)
+    extra = [("stat", str(where.lock_path)), ("lstat", str(layout.prefix)),
+             ("link", str(layout.prefix)), ("stat", str(layout.home)), ("stat", str(layout.envs)),
+             ("stat", str(layout.state_file)), ("stat", str(manifest)),
+             ("stat", str(site) if site else str(env_dir)), ("stat", sys.executable),
+             *(("stat", m.__file__ or "") for m in _own_modules())]  # fmt: skip
+    host = _Facts(result.fingerprint, dict(result.host))
+    answer = pipeline._noop(
+        where=where, host=cast("Any", host), raw=raw, active=active,
+        timings={"check": fastpath.SENTINEL}, started=0.0,
+    )  # fmt: skip
+    answer = dataclasses.replace(answer, seconds=fastpath.SENTINEL)
+    return answer, str(env_dir), groups, extra
+
+
+@dataclasses.dataclass(frozen=True)
+class _Facts:
+    """The two things `pipeline._noop` asks of a host."""
+
+    print_: str
+    facts: dict[str, Any]
+
+    def fingerprint(self) -> str:
+        return self.print_
+
+    def target_facts(self) -> dict[str, Any]:
+        return self.facts
+
+
+def _own_modules(select: bool = False) -> list[Any]:
+    """torchenv's files whose code decides the answer: a reinstall changes their stat."""
+    from torchenv.agent.base import settings
+
+    if select:
+        from torchenv.agent.pipeline import select_with_index as selection
+        from torchenv.backends.select import core as select_core
+
+        return [fastpath, sys.modules[__name__], selection, settings, select_core]
+    from torchenv.agent.env import integrity, venv
+    from torchenv.agent.pipeline import core, decisions, stages
+
+    mods = [integrity, core, decisions, stages, settings, venv]
+    return [fastpath, sys.modules[__name__], *mods]
+
+
+def _backends_dir() -> str:
+    import torchenv.backends
+
+    return os.path.dirname(torchenv.backends.__file__ or "")
+
+
+def _render(answer: AutoResult) -> str:
+    return json.dumps(answer.to_json(), indent=2, sort_keys=False) + "\n"
+
+
+def _write(path: str, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,117 @@
+"""select's kept answer: given again only while every input holds and its pages are young."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import HOSTS
+from indexsim import IndexSim, Knobs, build_site, default_catalog
+
+from torchenv.agent.cli import fastpath
+from torchenv.agent.index import catalog_refresh
+from torchenv.agent.pipeline import select_with_index as selection
+
+FLAGS = ["select", "--json", "--os", "linux", "--arch", "x86_64", "--python", "3.11",
+         "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
+    site = build_site(default_catalog(), tmp_path_factory.mktemp("kept-site"))
+    with IndexSim(site, Knobs()) as server:
+        yield server
+
+
+@pytest.fixture
+def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for key in list(os.environ):
+        if key.startswith("TORCHENV_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", sim.torch_index_url)
+    monkeypatch.setenv("TORCHENV_INDEX_URL", sim.pypi_url)
+    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "user.toml"))
+    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def select(*argv: str) -> str:
+    # env given: the C-level environment may hold what os.environ no longer shows
+    done = subprocess.run([sys.executable, "-m", "torchenv.agent", *argv], capture_output=True,
+                          text=True, check=False, timeout=300, env=dict(os.environ))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def kept(capsys: pytest.CaptureFixture[str], argv: list[str] = FLAGS) -> str | None:
+    """The kept answer, as the console script would print it; None: the full path runs."""
+    capsys.readouterr()
+    answered = fastpath.run(argv)
+    out = capsys.readouterr().out
+    assert answered or out == ""
+    return out if answered else None
+
+
+def test_the_kept_answer_is_the_computed_one(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    first = select(*FLAGS)
+    assert kept(capsys) == first
+    assert select(*FLAGS) == first
+
+
+def test_a_page_older_than_index_max_age_ends_it(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    select(*FLAGS)
+    assert kept(capsys) is not None
+    later = fastpath.time.time() + 601  # index-max-age is 600 s by default
+    monkeypatch.setattr(fastpath.time, "time", lambda: later)
+    assert kept(capsys) is None
+
+
+def test_a_refreshed_catalog_or_rewritten_listings_end_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    select(*FLAGS)
+    live = catalog_refresh.live_path(str(env / "cache"))
+    live.write_text("{}")
+    assert kept(capsys) is None
+    live.unlink()
+    select(*FLAGS)
+    assert kept(capsys) is not None
+    listings = env / "cache" / selection.LISTINGS_FILE
+    listings.write_bytes(listings.read_bytes())
+    assert kept(capsys) is None
+
+
+def test_a_changed_settings_file_or_variable_ends_it(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    select(*FLAGS)
+    (env / "user.toml").write_text('channel = "stable"\n')
+    assert kept(capsys) is None
+    select(*FLAGS)
+    assert kept(capsys) is not None
+    monkeypatch.setenv("TORCHENV_BACKEND", "cpu")
+    assert kept(capsys) is None
+
+
+def test_offline_a_recorded_host_and_an_unread_page_are_never_kept(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offline = [*FLAGS, "--offline"]
+    select(*offline)
+    assert kept(capsys, offline) is None
+    replay = ["select", "--json", "--replay", str(HOSTS / "h100-driver580")]
+    select(*replay)
+    assert kept(capsys, replay) is None
+    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", "http://127.0.0.1:9/whl")  # nothing listens
+    select(*FLAGS)
+    assert kept(capsys) is None

@@ -1,0 +1,109 @@
+"""index-max-age: a page read less than that long ago is not asked for again; --refresh asks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import HOSTS
+from indexsim import IndexSim, Knobs, build_site, default_catalog
+from typer.testing import CliRunner
+
+from torchenv.agent.cli.main import app
+from torchenv.agent.index.client import IndexClient
+
+pytest_plugins = ("indexsim.fixtures",)
+H100 = str(HOSTS / "h100-driver580")
+
+
+def pages(sim: IndexSim, cache: Path, max_age: float) -> None:
+    with IndexClient(cache_dir=cache, page_max_age=max_age) as client:
+        assert client.project_page(sim.pypi_url, "demo")
+
+
+def test_a_young_page_is_not_revalidated(focus_sim: IndexSim, tmp_path: Path) -> None:
+    pages(focus_sim, tmp_path, 600)
+    pages(focus_sim, tmp_path, 600)  # a later run, within the age
+    assert focus_sim.count("/simple/demo/") == 1
+
+
+def test_max_age_zero_revalidates_every_read(focus_sim: IndexSim, tmp_path: Path) -> None:
+    pages(focus_sim, tmp_path, 0)
+    pages(focus_sim, tmp_path, 0)
+    statuses = [r.status for r in focus_sim.requests("/simple/demo/")]
+    assert statuses == [200, 304]
+
+
+def test_the_index_own_cache_control_wins(focus_sim: IndexSim, tmp_path: Path) -> None:
+    focus_sim.knobs.page_cache_control = "no-cache"
+    pages(focus_sim, tmp_path, 600)
+    pages(focus_sim, tmp_path, 600)
+    assert focus_sim.count("/simple/demo/") == 2
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
+    site = build_site(default_catalog(), tmp_path_factory.mktemp("fresh-site"))
+    with IndexSim(site, Knobs()) as server:
+        yield server
+
+
+@pytest.fixture
+def isolated(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IndexSim:
+    for key in list(os.environ):
+        if key.startswith("TORCHENV_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", sim.torch_index_url)
+    monkeypatch.setenv("TORCHENV_INDEX_URL", sim.pypi_url)
+    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.chdir(tmp_path)
+    sim.reset_counters()
+    return sim
+
+
+def select(*args: str) -> str:
+    result = CliRunner().invoke(app, ["select", "--replay", H100, *args])
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_select_within_the_default_age_asks_nothing_and_warns_nothing(isolated: IndexSim) -> None:
+    first = select()
+    asked = len(isolated.requests())
+    assert asked > 0
+    second = select()
+    assert len(isolated.requests()) == asked  # the listings are young: not one request
+    assert second == first and "was not read now" not in second
+
+
+def test_refresh_and_a_zero_age_read_the_pages_again(
+    isolated: IndexSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    select()
+    asked = len(isolated.requests())
+    select("--refresh")
+    after_refresh = len(isolated.requests())
+    assert after_refresh > asked
+    monkeypatch.setenv("TORCHENV_INDEX_MAX_AGE", "0")
+    select()
+    assert len(isolated.requests()) > after_refresh
+
+
+def test_lock_refresh_revalidates_the_pages(isolated: IndexSim, tmp_path: Path) -> None:
+    from helpers.hosts import need_uv
+
+    need_uv()
+    runner = CliRunner()
+    first = runner.invoke(app, ["lock", "torch", "--replay", H100])
+    assert first.exit_code == 0, first.output
+    asked = len(isolated.requests("/whl/*/torch/"))
+    again = runner.invoke(app, ["lock", "torch", "--replay", H100])
+    assert again.exit_code == 0, again.output
+    assert len(isolated.requests("/whl/*/torch/")) == asked  # young: no request
+    fresh = runner.invoke(app, ["lock", "torch", "--replay", H100, "--refresh"])
+    assert fresh.exit_code == 0, fresh.output
+    assert len(isolated.requests("/whl/*/torch/")) > asked
