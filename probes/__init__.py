@@ -17,11 +17,14 @@ __all__ = [
     "probe_host",
 ]
 
-# Variables that replace what the probes read; a report lists those in force.
+# Variables that replace what the probes read; a report lists those in force. uv's names
+# come after torchenv's: where both are set, the TORCHENV_ one wins.
 OVERRIDE_VARIABLES = (
     "TORCHENV_CUDA_DRIVER_VERSION",
     "TORCHENV_GPU_COMPUTE_CAPABILITY",
     "TORCHENV_ROCM_GFX",
+    "UV_CUDA_DRIVER_VERSION",
+    "UV_AMD_GPU_ARCHITECTURE",
 )
 
 

@@ -10,6 +10,7 @@ from torchenv.probes.report import AmdGpu, AmdReport
 TOPOLOGY = "/sys/class/kfd/kfd/topology/nodes"
 AMD_VENDOR_ID = 4098  # 0x1002
 OVERRIDE = "TORCHENV_ROCM_GFX"
+UV_OVERRIDE = "UV_AMD_GPU_ARCHITECTURE"  # uv's name for the same override; torchenv's wins
 DEVICE_NAMES = {  # PCI device id -> marketing name (the pci.ids database)
     0x74A1: "AMD Instinct MI300X",
     0x74A5: "AMD Instinct MI325X",
@@ -110,14 +111,16 @@ def _rocm_version(io: HostIO) -> tuple[str | None, str | None]:
     return None, None
 
 
-def parse_override(value: str) -> tuple[tuple[AmdGpu, ...], tuple[str, ...]]:
+def parse_override(
+    value: str, source: str = OVERRIDE
+) -> tuple[tuple[AmdGpu, ...], tuple[str, ...]]:
     """TORCHENV_ROCM_GFX="gfx942,gfx1100" -> the GPUs it names, and a reason per bad name."""
     gpus: list[AmdGpu] = []
     reasons: list[str] = []
     for index, item in enumerate(p for p in value.split(",") if p.strip()):
         gpu = parse_gfx(item, node=index)
         if gpu is None:
-            reasons.append(f"{OVERRIDE}: {item.strip()!r} is not a gfx target such as gfx942")
+            reasons.append(f"{source}: {item.strip()!r} is not a gfx target such as gfx942")
         else:
             gpus.append(gpu)
     return tuple(gpus), tuple(reasons)
@@ -125,7 +128,8 @@ def parse_override(value: str) -> tuple[tuple[AmdGpu, ...], tuple[str, ...]]:
 
 def probe(io: HostIO, *, os_name: str) -> AmdReport:
     """Read the AMD section (Linux only: ROCm torch builds exist for Linux alone)."""
-    override = io.getenv(OVERRIDE)
+    named = OVERRIDE if io.getenv(OVERRIDE) else UV_OVERRIDE
+    override = io.getenv(named)
     if os_name != "linux" and not override:
         return AmdReport()
     reasons: list[str] = []
@@ -144,10 +148,11 @@ def probe(io: HostIO, *, os_name: str) -> AmdReport:
             )
     source = "kfd" if gpus else None
     if override:
-        given, bad = parse_override(override)
+        given, bad = parse_override(override, named)
         reasons += bad
         if given:
             gpus, source = given, "override"
+            reasons.append(f"gfx targets {', '.join(g.gfx for g in given)} from {named}")
     return AmdReport(
         kfd_present=kfd, rocm_version=rocm, gpus=gpus, source=source, reasons=tuple(reasons)
     )

@@ -9,9 +9,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pathlib import Path
 
+# One scheme for every command, the daemon and the entrypoint (README "Exit codes").
 EXIT_OK = 0
-EXIT_UNSATISFIABLE = 1  # the user's input or the host cannot be satisfied
-EXIT_UNEXPECTED = 2
+EXIT_UNSATISFIABLE = 1  # the user's input or the host cannot be satisfied; the message says why
+EXIT_USAGE = 2  # the command line is wrong (click's own code for usage errors)
+EXIT_UNEXPECTED = 3  # a failure torchenv did not anticipate: a bug to report
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report 128 + 2
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 the request, the input or the host cannot be satisfied (the message "
+    "says what to do); 2 usage error; 3 unexpected internal error (please report it); "
+    "130 interrupted (Ctrl-C)."
+)
 
 
 class TorchenvError(Exception):
@@ -58,6 +67,13 @@ class TorchenvError(Exception):
 
 class ConfigError(TorchenvError):
     kind = "config"
+
+
+class UsageError(TorchenvError):
+    """The command line is wrong in a way click cannot see (options that exclude each other)."""
+
+    exit_code = EXIT_USAGE
+    kind = "usage"
 
 
 class HostError(TorchenvError):
@@ -111,7 +127,7 @@ class BusyError(TorchenvError):
 
 
 class UnexpectedError(TorchenvError):
-    """A failure torchenv did not anticipate (exit code 2)."""
+    """A failure torchenv did not anticipate (exit code 3)."""
 
     exit_code = EXIT_UNEXPECTED
     kind = "unexpected"

@@ -71,10 +71,15 @@ class Setting:
     default: Callable[[Mapping[str, str]], Any]
     parse: Callable[[str], Any] = str
     number: bool = False  # a TOML file may give it as a number; every other setting is a string
+    env_aliases: tuple[str, ...] = ()  # more variables, read in this order after env_var
 
     @property
     def env_var(self) -> str:
         return "TORCHENV_" + self.key.upper().replace("-", "_")
+
+    @property
+    def env_vars(self) -> tuple[str, ...]:
+        return (self.env_var, *self.env_aliases)
 
 
 def _default_cache_dir(env: Mapping[str, str]) -> str:
@@ -129,6 +134,7 @@ SETTINGS: tuple[Setting, ...] = (
         "backend",
         "auto, or a torch backend such as cpu, cu126, rocm6.4, xpu, mps",
         lambda _env: "auto",
+        env_aliases=("TORCHENV_TORCH_BACKEND", "UV_TORCH_BACKEND"),  # uv's name, as uv reads it
     ),
     Setting(
         "resolver",
@@ -332,9 +338,10 @@ def load_settings(
     layers.append({k: (str(v), "command line") for k, v in (cli or {}).items() if v is not None})
     layers.append(
         {
-            s.key: (env[s.env_var], f"environment ({s.env_var})")
+            s.key: (env[name], f"environment ({name})")
             for s in SETTINGS
-            if env.get(s.env_var)
+            for name in reversed(s.env_vars)  # the first variable set wins: written last
+            if env.get(name)
         }
     )
     pyproject = find_pyproject(cwd)

@@ -1,4 +1,4 @@
-"""The console reporter: stage lines and a download bar on stderr, or JSON's silence."""
+"""The console reporter: stage lines, a download bar and a spinner on stderr, or silence."""
 
 from __future__ import annotations
 
@@ -9,23 +9,37 @@ from torchenv.agent.base.reporter import Reporter
 
 
 class ConsoleReporter(Reporter):
-    """Stage lines and a download bar on stderr (rich), for people at a terminal."""
+    """Stage lines on stderr (rich), with a download bar and a spinner for the install and
+    verify steps when stderr is a terminal."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, bars: bool = True) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
+        self.bars = bars
         self._bar: Any = None
         self._task: Any = None
 
     def stage_started(self, stage: str, detail: str = "") -> None:
+        self._close_bar()
         self.console.print(f"[bold]{stage}[/bold] {detail}".rstrip())
+        if self.bars and stage in SPINNER_STAGES:  # no byte counts to show: time passing
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=self.console, transient=True,
+            )  # fmt: skip
+            self._bar.start()
+            self._task = self._bar.add_task(f"{stage} {detail}".rstrip(), total=None)
 
     def stage_finished(self, stage: str, seconds: float, detail: str = "") -> None:
         self._close_bar()
         self.console.print(f"  {stage} done in {seconds:.2f} s {detail}".rstrip())
 
     def progress(self, task: str, done: int, total: int | None) -> None:
+        if not self.bars:
+            return
         from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 
         if self._bar is None:
@@ -52,8 +66,17 @@ class ConsoleReporter(Reporter):
         self.console.print(f"[yellow]warning:[/yellow] {message}")
 
 
+SPINNER_STAGES = ("install", "verify")
+
+
 def make_reporter(as_json: bool) -> Reporter:
-    """Rich on a terminal; quiet with --json or when stderr is not a TTY."""
-    if as_json or not sys.stderr.isatty():
+    """Rich on a terminal; quiet with --json or -q, or when stderr is not a TTY (unless -v:
+    then stage lines without bars)."""
+    from torchenv.agent.cli import guard
+
+    if as_json or guard.verbosity < 0:
         return Reporter()
-    return ConsoleReporter()
+    terminal = sys.stderr.isatty()
+    if terminal or guard.verbosity > 0:
+        return ConsoleReporter(bars=terminal)
+    return Reporter()

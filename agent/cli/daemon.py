@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from torchenv.agent.base.errors import ConfigError
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cli import hostopts
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
 DEFAULT_SOCKET = "/run/torchenv/agent.sock"  # for --help; daemon.config.default_socket decides
 
@@ -62,11 +63,12 @@ def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:
 
 def _entrypoint(  # noqa: PLR0917 - the command's options, in order
     prefix: str | None,
-    requirements: list[str],
+    requirement_files: list[Path],
     auto_args: str | None,
     provisioner: str | None,
     command: list[str],
     lock_source: str | None = None,
+    indexes: dict[str, str | None] | None = None,
 ) -> None:
     from torchenv.agent.base.settings import load_settings
     from torchenv.agent.cli.entrypoint import (
@@ -86,12 +88,20 @@ def _entrypoint(  # noqa: PLR0917 - the command's options, in order
     extra = shlex.split(auto_args) if auto_args else []
     if lock_source is not None:
         extra += ["--lock-source", lock_source]
-    ensure(provision_argv(runner, target, requirements, extra), os.environ)
+    for option, url in (indexes or {}).items():
+        extra += [option, url] if url is not None else []
+    from torchenv.agent.cli.reqfiles import read_requirements_file
+
+    for path in requirement_files:
+        read_requirements_file(path)  # a missing file, or a requirement given instead, fails here
+        extra += ["-r", str(path.absolute())]
+    ensure(provision_argv(runner, target, [], extra), os.environ)
     exec_command(command, activated_env(target, os.environ))
 
 
 def register(app: typer.Typer) -> None:
     @app.command("agent")
+    @with_verbosity
     def agent(
         config: Path | None = typer.Option(
             None, "--config", help="agent configuration (default /etc/torchenv/config.toml)"
@@ -114,6 +124,7 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(guarded(as_json, lambda: _agent(config, once, wait_driver, mark_done)))
 
     @app.command("status")
+    @with_verbosity
     def status(
         socket: Path | None = typer.Option(
             None, "--socket", help=f"the agent's socket (default {DEFAULT_SOCKET})"
@@ -134,14 +145,15 @@ def register(app: typer.Typer) -> None:
         "entrypoint",
         context_settings={"allow_interspersed_args": False, "ignore_unknown_options": True},
     )
+    @with_verbosity
     def entrypoint(
         command: list[str] = typer.Argument(
             None, metavar="-- CMD ...", help="the command to run in the environment"
         ),
         *,
         prefix: str | None = typer.Option(None, "--prefix", help="the environment to ensure"),
-        requirement: list[str] = typer.Option(
-            [], "--requirement", "-r", metavar="REQ", help="requirements besides torch"
+        requirement: list[Path] = typer.Option(
+            [], "--requirement", "-r", metavar="FILE", help="read requirements from FILE"
         ),
         lock_source: str | None = typer.Option(
             None,
@@ -149,6 +161,8 @@ def register(app: typer.Typer) -> None:
             metavar="DIR|URL",
             help="take the lock published for this host's class from there (docs/fleet.md)",
         ),
+        index_url: str | None = hostopts.INDEX_URL,
+        torch_index_url: str | None = hostopts.TORCH_INDEX_URL,
         auto_args: str | None = typer.Option(None, "--auto-args", hidden=True),
         provisioner: str | None = typer.Option(None, "--provisioner", hidden=True),
         as_json: bool = JSON_OPTION,
@@ -157,6 +171,12 @@ def register(app: typer.Typer) -> None:
         guarded(
             as_json,
             lambda: _entrypoint(
-                prefix, requirement, auto_args, provisioner, list(command or []), lock_source
+                prefix,
+                list(requirement),
+                auto_args,
+                provisioner,
+                list(command or []),
+                lock_source,
+                {"--index-url": index_url, "--torch-index-url": torch_index_url},
             ),
         )

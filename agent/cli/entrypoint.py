@@ -8,7 +8,16 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from torchenv.agent.base.errors import EXIT_UNEXPECTED, TorchenvError
+from torchenv.agent.base.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_UNEXPECTED,
+    EXIT_UNSATISFIABLE,
+    EXIT_USAGE,
+    TorchenvError,
+)
+
+# The provision's exit codes the entrypoint passes on as they are; any other is unexpected.
+PASSED_ON = (EXIT_UNSATISFIABLE, EXIT_USAGE, EXIT_INTERRUPTED)
 
 
 class EntrypointError(TorchenvError):
@@ -49,7 +58,7 @@ def ensure(argv: Sequence[str], env: Mapping[str, str]) -> None:
             summary.get("hint") or "run `torchenv auto --prefix DIR` in the container to see why"
         ),
         details={"provision": summary} if summary else None,
-        exit_code=None if result.returncode == 1 else EXIT_UNEXPECTED,
+        exit_code=result.returncode if result.returncode in PASSED_ON else EXIT_UNEXPECTED,
     )
     raise error
 

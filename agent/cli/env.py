@@ -8,20 +8,21 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from torchenv.agent.cli import hostopts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cli.console import make_reporter
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
     from torchenv.agent.pipeline.core import AutoResult
+    from torchenv.agent.pipeline.dryrun import Plan
     from torchenv.agent.verify.check import VerifyReport
-from torchenv.agent.cli.console import make_reporter
 
 
 def register(app: typer.Typer) -> None:
-    app.command("auto")(auto)
-    app.command("sync")(sync)
-    app.command("verify")(verify)
-    app.command("rollback")(rollback)
+    app.command("auto")(with_verbosity(auto))
+    app.command("sync")(with_verbosity(sync))
+    app.command("verify")(with_verbosity(verify))
+    app.command("rollback")(with_verbosity(rollback))
 
 
 PREFIX_OPTION = typer.Option(
@@ -29,6 +30,11 @@ PREFIX_OPTION = typer.Option(
 )
 FORCE_OPTION = typer.Option(
     False, "--force", help="Install a lock made for another target; replace an unmanaged prefix."
+)
+DRY_RUN_OPTION = typer.Option(
+    False,
+    "--dry-run",
+    help="Say what would be locked, installed and switched; change no environment, write no lock.",
 )
 
 
@@ -81,17 +87,27 @@ def _settings(**cli: Any) -> Settings:
     return load_settings({k.replace("_", "-"): v for k, v in cli.items()})
 
 
+def _show_plan(plan: Plan, as_json: bool) -> None:
+    if as_json:
+        emit_json(plan.to_json())
+    else:
+        typer.echo("\n".join(plan.lines()))
+
+
 # ---------------------------------------------------------------- commands
 
 
 def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     requirements: list[str] = typer.Argument(None, help="Requirements (default: the project's)."),
+    requirement_file: list[Path] | None = typer.Option(
+        None, "-r", "--requirement", metavar="FILE", help="Read requirements from FILE."
+    ),
     prefix: str | None = PREFIX_OPTION,
     lock: Path | None = typer.Option(None, "--lock", metavar="FILE", help="Where the lock lives."),
     backend: str | None = hostopts.BACKEND,
     channel: str | None = hostopts.CHANNEL,
-    torch_index_url: str | None = typer.Option(None, "--torch-index-url"),
-    index_url: str | None = typer.Option(None, "--index-url"),
+    torch_index_url: str | None = hostopts.TORCH_INDEX_URL,
+    index_url: str | None = hostopts.INDEX_URL,
     lock_source: str | None = typer.Option(
         None,
         "--lock-source",
@@ -106,19 +122,29 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     os: str | None = hostopts.OS,
     arch: str | None = hostopts.ARCH,
     python: str | None = hostopts.PYTHON,
+    python_version: str | None = hostopts.PYTHON_VERSION,
+    python_platform: str | None = hostopts.PYTHON_PLATFORM,
     driver: str | None = hostopts.DRIVER,
     gpu: list[str] | None = hostopts.GPU,
     rocm_gfx: list[str] | None = hostopts.ROCM_GFX,
     xpu: bool = hostopts.XPU,
     macos: str | None = hostopts.MACOS,
     force: bool = FORCE_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
 
     def body() -> None:
         from torchenv.agent.cli import fastpath_write
+        from torchenv.agent.cli.lock import check_lock_name
+        from torchenv.agent.cli.reqfiles import requirement_file_lines
         from torchenv.agent.pipeline import core as pipeline
+
+        if lock is not None:
+            check_lock_name(lock, "--lock")  # auto writes it: PEP 751's names, as `lock -o`
+
+        reqs = (*(requirements or ()), *requirement_file_lines(requirement_file or ()))
 
         pending = fastpath_write.begin(__file__)  # the console script's no-op stamp
         settings = _settings(
@@ -129,18 +155,27 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
         source = hostopts.host_source(
             replay=replay, host_report=host_report, os=os, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+            python_version=python_version, python_platform=python_platform,
         )  # fmt: skip
+        if dry_run:
+            from torchenv.agent.pipeline.dryrun import plan_auto
+
+            _show_plan(plan_auto(
+                reqs, settings=settings, source=source,
+                reporter=make_reporter(as_json), lock_path=lock, force=force,
+            ), as_json)  # fmt: skip
+            return
         result = pipeline.auto(
-            tuple(requirements or ()), settings=settings, reporter=make_reporter(as_json),
-            source=source, lock_path=lock, force=force,
+            reqs, settings=settings, reporter=make_reporter(as_json), source=source,
+            lock_path=lock, force=force,
         )  # fmt: skip
         if as_json:
             emit_json(result.to_json())
         else:
             typer.echo("\n".join(auto_lines(result)))
-        if pending is not None:
+        if pending is not None and not requirement_file:  # -r files are inputs it cannot see
             pending.finish(
-                result, settings=settings, requirements=requirements or (), lock=lock,
+                result, settings=settings, requirements=reqs, lock=lock,
                 live=source.devices_here, as_json=as_json,
                 render=lambda r: "\n".join(auto_lines(r)) + "\n",
             )  # fmt: skip
@@ -154,7 +189,9 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     replay: Path | None = hostopts.REPLAY,
     host_report: Path | None = hostopts.HOST_REPORT,
     python: str | None = hostopts.PYTHON,
+    python_version: str | None = hostopts.PYTHON_VERSION,
     force: bool = FORCE_OPTION,
+    dry_run: bool = DRY_RUN_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
@@ -163,7 +200,17 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
-        source = hostopts.host_source(replay=replay, host_report=host_report, python=python)
+        source = hostopts.host_source(
+            replay=replay, host_report=host_report, python=python, python_version=python_version
+        )
+        if dry_run:
+            from torchenv.agent.pipeline.dryrun import plan_sync
+
+            _show_plan(plan_sync(
+                lock, commands.Place.from_settings(settings), source.load(settings),
+                force=force, reporter=make_reporter(as_json),
+            ), as_json)  # fmt: skip
+            return
         result = commands.sync_lock(
             lock, commands.Place.from_settings(settings), source.load(settings),
             devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),

@@ -1,7 +1,9 @@
-"""What every command shares: turning errors into one paragraph and an exit code, JSON output."""
+"""What every command shares: errors as one paragraph and an exit code, JSON, -q/-v."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import sys
@@ -10,11 +12,43 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from torchenv.agent.base.errors import TorchenvError, UnexpectedError
+from torchenv.agent.base.errors import EXIT_INTERRUPTED, TorchenvError, UnexpectedError
 
 T = TypeVar("T")
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+QUIET_OPTION = typer.Option(
+    0, "-q", "--quiet", count=True, help="Print less: no progress, no stage lines (repeatable)."
+)
+VERBOSE_OPTION = typer.Option(
+    0,
+    "-v",
+    "--verbose",
+    count=True,
+    help="Print more: stage lines even without a terminal; -vv also tracebacks.",
+)
+verbosity = 0  # -v minus -q of the command running now (one command per process)
+
+
+def with_verbosity(command: Callable[..., T]) -> Callable[..., T]:
+    """The typer command with -q/--quiet and -v/--verbose added; they set `verbosity`."""
+    signature = inspect.signature(command, eval_str=True)
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=int)
+        for name, option in (("quiet", QUIET_OPTION), ("verbose", VERBOSE_OPTION))
+    ]
+
+    @functools.wraps(command)
+    def run(*args: Any, quiet: int = 0, verbose: int = 0, **kwargs: Any) -> T:
+        global verbosity
+        verbosity = verbose - quiet
+        return command(*args, **kwargs)
+
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *extra]
+    )
+    run.__annotations__ = {**command.__annotations__, "quiet": int, "verbose": int}
+    return run
 
 
 def json_text(value: Any) -> str:
@@ -35,19 +69,23 @@ def fail(error: TorchenvError, as_json: bool) -> NoReturn:
 
 
 def guarded(as_json: bool, body: Callable[[], T]) -> T:
-    """Run a command body; expected errors exit 1 with a paragraph, others exit 2."""
+    """Run a command body; expected errors exit 1 with a paragraph, others exit 3 (errors.py)."""
     try:
         return body()
     except TorchenvError as exc:
         fail(exc, as_json)
     except KeyboardInterrupt:
         typer.echo("torchenv: interrupted; nothing was switched.", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort, BrokenPipeError):
         raise  # a closed stdout is the reader's choice: cli.main ends quietly
     except Exception as exc:
         if os.environ.get("TORCHENV_DEBUG"):
             raise
+        if verbosity >= 2:
+            import traceback
+
+            traceback.print_exc()
         error = UnexpectedError(
             f"unexpected {type(exc).__name__}: {exc}",
             hint="run again with TORCHENV_DEBUG=1 for the traceback and report it "

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from torchenv.agent.cli import hostopts as opts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,7 +36,7 @@ HOST_REPORTS = typer.Option(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("lock")(lock_command)
+    app.command("lock")(with_verbosity(lock_command))
 
 
 def lock_command(  # noqa: PLR0917 - typer maps parameters to options
@@ -47,7 +47,11 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         None, "-r", "--requirement", metavar="FILE", help="Read requirements from FILE."
     ),
     output: Path | None = typer.Option(
-        None, "-o", "--output", help="The lock to write (default pylock.toml)."
+        None,
+        "-o",
+        "--output",
+        help="The lock to write: pylock.toml or pylock.NAME.toml, as PEP 751 names locks "
+        "(default pylock.toml).",
     ),
     publish: Path | None = typer.Option(
         None,
@@ -71,6 +75,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     os_name: str | None = opts.OS,
     arch: str | None = opts.ARCH,
     python: str | None = opts.PYTHON,
+    python_version: str | None = opts.PYTHON_VERSION,
+    python_platform: str | None = opts.PYTHON_PLATFORM,
     driver: str | None = opts.DRIVER,
     gpu: list[str] | None = opts.GPU,
     rocm_gfx: list[str] | None = opts.ROCM_GFX,
@@ -78,6 +84,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     macos: str | None = opts.MACOS,
     channel: str | None = opts.CHANNEL,
     backend: str | None = opts.BACKEND,
+    index_url: str | None = opts.INDEX_URL,
+    torch_index_url: str | None = opts.TORCH_INDEX_URL,
 ) -> None:
     """Lock the torch family and the rest for exactly this host (or the one described);
     with --publish, one lock per hardware class of the hosts given."""
@@ -86,14 +94,18 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     def options(**source: Path | None) -> HostSource:
         return opts.host_source(
             **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
-            rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+            rocm_gfx=rocm_gfx, xpu=xpu, macos=macos, python_version=python_version,
+            python_platform=python_platform,
         )  # fmt: skip
 
     def body() -> None:
         from torchenv.agent.base.settings import load_settings
 
-        settings = load_settings({"channel": channel, "backend": backend, "resolver": resolver,
-                                  "index-max-age": "0" if refresh else None})  # fmt: skip
+        settings = load_settings({
+            "channel": channel, "backend": backend, "resolver": resolver,
+            "index-url": index_url, "torch-index-url": torch_index_url,
+            "index-max-age": "0" if refresh else None,
+        })  # fmt: skip
         if publish is not None or len(replays) + len(reports) > 1:
             _refuse_with_publish(publish, output, check)
             assert publish is not None
@@ -109,6 +121,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         if check:
             _check(target, host, as_json)
             return
+        check_lock_name(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         lock = run_lock(reqs, host, settings, as_json)
         from torchenv.agent.lock.pylock import write_pylock
@@ -120,6 +133,22 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
             typer.echo(summary_text(lock, target))
 
     guarded(as_json, body)
+
+
+def check_lock_name(path: Path, option: str = "-o") -> None:
+    """PEP 751's names, as uv insists: pylock.toml or pylock.NAME.toml (NAME without dots)."""
+    import re
+
+    from torchenv.agent.base.errors import UsageError
+
+    if path.name == DEFAULT_OUTPUT or re.fullmatch(r"pylock\.[^.]+\.toml", path.name):
+        return
+    raise UsageError(
+        f"{option} {path}: a PEP 751 lock is named pylock.toml or pylock.NAME.toml, "
+        f"not {path.name!r}",
+        hint=f"write it as {path.with_name(DEFAULT_OUTPUT)} or e.g. "
+        f"{path.with_name('pylock.gpu.toml')}; installers find locks by that name",
+    )
 
 
 # ---------------------------------------------------------------- several hosts (--publish)
@@ -243,6 +272,7 @@ def _count(n: int, thing: str) -> str:
 def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement, ...]:
     """Command-line requirements and -r files; else the project's dependencies; else the default."""
     from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
+    from torchenv.agent.cli.reqfiles import read_requirements_file
     from torchenv.agent.lock.inputs import DEFAULT_REQUIREMENTS, parse_requirements
 
     found = list(parse_requirements(given))
@@ -256,30 +286,6 @@ def gather_requirements(given: Any, files: Any, cwd: Path) -> tuple[Requirement,
         if deps:
             return parse_requirements(deps, source=str(pyproject))
     return parse_requirements(DEFAULT_REQUIREMENTS)
-
-
-def read_requirements_file(path: Path) -> list[str]:
-    """The lines of a `-r` file: UTF-8 text of at most MAX_REQUIREMENTS_FILE (ConfigError)."""
-    from torchenv.agent.base.errors import ConfigError
-    from torchenv.agent.base.fsutil import read_bounded
-    from torchenv.agent.base.limits import MAX_REQUIREMENTS_FILE, TooLarge
-
-    try:
-        data = read_bounded(path, MAX_REQUIREMENTS_FILE, "requirements file")
-        return data.decode("utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc.strerror or exc}",
-            hint="pass an existing requirements file with -r",
-        ) from exc
-    except TooLarge as exc:
-        raise ConfigError(str(exc), hint="pass a requirements file with -r") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
-            hint="requirements files are UTF-8 text, one requirement a line; convert it "
-            "(e.g. `iconv -f latin1 -t utf-8`) or pass the right file",
-        ) from exc
 
 
 def run_lock(

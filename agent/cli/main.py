@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
 
 from torchenv.agent import __version__
+from torchenv.agent.base.errors import EXIT_CODES_HELP
+
+# Every command, subcommands included, takes -h as well as --help (context settings inherit).
+CONTEXT = {"help_option_names": ["-h", "--help"]}
 
 _app = typer.Typer(
     name="torchenv",
     help="Install the PyTorch build that fits this machine, prove it runs, keep it right.",
+    epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion, as typer ships them
+    context_settings=CONTEXT,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -75,10 +82,22 @@ def __getattr__(name: str) -> typer.Typer:
 
 
 def main() -> None:
+    """Run the command line; every way out is one of the exit codes in errors.py (typer exits 2
+    for usage errors and 130 for Ctrl-C while parsing; the commands' guard does the rest)."""
+    from torchenv.agent.base.errors import EXIT_INTERRUPTED, EXIT_UNEXPECTED
+
     try:
         _register(sys.argv[1:])(prog_name="torchenv")
     except BrokenPipeError:
         _quiet_broken_pipe()
+    except KeyboardInterrupt:
+        typer.echo("torchenv: interrupted; nothing was switched.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:  # raised outside a command's guard (e.g. while registering)
+        if os.environ.get("TORCHENV_DEBUG"):
+            raise
+        typer.echo(f"torchenv: unexpected {type(exc).__name__}: {exc}.", err=True)
+        sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
 
 

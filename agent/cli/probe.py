@@ -6,12 +6,12 @@ from pathlib import Path
 
 import typer
 
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
 
 def register(app: typer.Typer) -> None:
-    app.command("probe")(probe)
-    app.command("config")(config)
+    app.command("probe")(with_verbosity(probe))
+    app.command("config")(with_verbosity(config))
 
 
 def probe(
@@ -69,7 +69,7 @@ def config(as_json: bool = JSON_OPTION) -> None:
             typer.echo(f"{key:<{width}}  {value.value}")
             typer.echo(
                 f"{'':<{width}}    from {value.source}; {BY_KEY[key].help}; "
-                f"env {BY_KEY[key].env_var}"
+                f"env {', '.join(BY_KEY[key].env_vars)}"
             )
 
     guarded(as_json, body)

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text
+from torchenv.agent.cli import hostopts
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text, with_verbosity
 
 if TYPE_CHECKING:
     from torchenv.backends.catalog import Catalog
@@ -23,7 +24,7 @@ catalog_app = typer.Typer(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("select")(select_command)
+    app.command("select")(with_verbosity(select_command))
     app.add_typer(catalog_app, name="catalog")
 
 
@@ -41,7 +42,9 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     ),
     os_name: str | None = typer.Option(None, "--os", help="linux, windows or macos."),
     arch: str | None = typer.Option(None, "--arch", help="x86_64, aarch64 or arm64."),
-    python: str | None = typer.Option(None, "--python", help="The target Python, e.g. 3.12."),
+    python: str | None = hostopts.PYTHON,
+    python_version: str | None = hostopts.PYTHON_VERSION,
+    python_platform: str | None = hostopts.PYTHON_PLATFORM,
     driver: str | None = typer.Option(None, "--driver", help="NVIDIA driver, e.g. 580.95.05."),
     gpu: list[str] | None = typer.Option(
         None, "--gpu", help="A GPU's compute capability (repeatable), e.g. 8.6."
@@ -52,9 +55,9 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     xpu: bool = typer.Option(False, "--xpu", help="The host has an Intel GPU."),
     macos: str | None = typer.Option(None, "--macos", help="The macOS version, e.g. 14.5."),
     channel: str | None = typer.Option(None, "--channel", help="stable, test or nightly."),
-    backend: str | None = typer.Option(
-        None, "--backend", help="auto, or force one: cpu, cu126, rocm6.4, xpu, mps."
-    ),
+    backend: str | None = hostopts.BACKEND,
+    index_url: str | None = hostopts.INDEX_URL,
+    torch_index_url: str | None = hostopts.TORCH_INDEX_URL,
     offline: bool = typer.Option(
         False,
         "--offline",
@@ -74,12 +77,14 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
 
         pending = fastpath_write.begin(__file__)  # the console script keeps its answer
 
-        settings = load_settings(
-            {"channel": channel, "backend": backend, "index-max-age": "0" if refresh else None}
-        )
+        settings = load_settings({
+            "channel": channel, "backend": backend, "index-url": index_url,
+            "torch-index-url": torch_index_url, "index-max-age": "0" if refresh else None,
+        })  # fmt: skip
         host = host_source(
             replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
+            python_version=python_version, python_platform=python_platform,
         ).load(settings)  # fmt: skip
         from torchenv.agent.pipeline.select_with_index import run_selection
 
@@ -152,6 +157,7 @@ def explain_text(result: Selection, limit: int = 12) -> str:
 
 
 @catalog_app.command("show")
+@with_verbosity
 def catalog_show(as_json: bool = JSON_OPTION) -> None:
     """List the releases and backends torchenv knows, per platform."""
 
@@ -198,8 +204,10 @@ def catalog_rows(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 @catalog_app.command("refresh")
+@with_verbosity
 def catalog_refresh_command(
     as_json: bool = JSON_OPTION,
+    torch_index_url: str | None = hostopts.TORCH_INDEX_URL,
     backend: list[str] | None = typer.Option(
         None,
         "--backend",
@@ -216,7 +224,7 @@ def catalog_refresh_command(
         from torchenv.agent.index.client import IndexClient
         from torchenv.backends.catalog import load_catalog
 
-        settings = load_settings()
+        settings = load_settings({"torch-index-url": torch_index_url})
         cache_dir = Path(str(settings.get_value("cache-dir")))
         names = list(backend or catalog_refresh.backends_to_ask(load_catalog()))
         with IndexClient(cache_dir=cache_dir) as client:

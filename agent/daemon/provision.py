@@ -68,10 +68,12 @@ def child_env(
     }
     env.update(config.extra_env)
     env["TORCHENV_CHANNEL"] = spec.channel
+    from torchenv.agent.base.settings import BY_KEY
+
+    for name in BY_KEY["backend"].env_vars:  # UV_TORCH_BACKEND too: the spec decides
+        env.pop(name, None)
     if spec.backend != "auto":
         env["TORCHENV_BACKEND"] = spec.backend
-    else:
-        env.pop("TORCHENV_BACKEND", None)
     if spec.lock_source is not None:
         env["TORCHENV_LOCK_SOURCE"] = spec.lock_source
     if spec.lock_source_missing is not None:

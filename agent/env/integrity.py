@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-MANIFEST = "torchenv-files.json"  # inside the environment, beside torchenv-pylock.toml
+MANIFEST = "torchenv-files.json"  # inside the environment, beside its pylock.toml
 SCHEMA = 1
 SKIP_QUICK = (".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cu", ".cmake")
 CHUNK = 1 << 20

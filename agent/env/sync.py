@@ -84,6 +84,27 @@ def _stop(process: subprocess.Popen[str] | None) -> None:
         process.wait()
 
 
+def _verify_new(
+    verifier: Verifier | None, env_dir: Path, seconds: dict[str, float], reporter: Reporter
+) -> VerifyReport | None:
+    """Run the verifier in the new environment; VerifyError (nothing switched) if it fails."""
+    if verifier is None:
+        return None
+    start = time.perf_counter()
+    reporter.stage_started("verify", "import torch, compute on each device")
+    report = verifier(venv.python_in(env_dir))
+    seconds["verify"] = time.perf_counter() - start
+    reporter.stage_finished("verify", seconds["verify"])
+    if not report.ok:
+        raise VerifyError(
+            "the new environment failed verification: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in report.failed()),
+            hint="nothing was switched; the active environment is unchanged",
+            details={"checks": [c.to_json() for c in report.checks]},
+        )
+    return report
+
+
 def lock_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -204,6 +225,9 @@ def _build_and_switch(
         seconds["download"] = time.perf_counter() - start
 
         start = time.perf_counter()
+        reporter.stage_started(
+            "install", f"{len(lock.packages)} packages with {'uv' if uv else 'pip'}"
+        )
         _finish(creating, "creating the virtual environment")
         creating = None
         fault_point("install")
@@ -226,19 +250,9 @@ def _build_and_switch(
         (env_dir / LOCK_COPY).write_bytes(raw)
         integrity.write_manifest(env_dir)  # what the no-op path compares the files with
         seconds["install"] = time.perf_counter() - start
+        reporter.stage_finished("install", seconds["install"])
 
-        report = None
-        if verifier is not None:
-            start = time.perf_counter()
-            report = verifier(venv.python_in(env_dir))
-            seconds["verify"] = time.perf_counter() - start
-            if not report.ok:
-                raise VerifyError(
-                    "the new environment failed verification: "
-                    + "; ".join(f"{c.name}: {c.detail}" for c in report.failed()),
-                    hint="nothing was switched; the active environment is unchanged",
-                    details={"checks": [c.to_json() for c in report.checks]},
-                )
+        report = _verify_new(verifier, env_dir, seconds, reporter)
         verified = {
             **stamp,
             "lock_sha256": lock_digest(raw),

@@ -215,7 +215,14 @@ def new_env_id() -> str:
 # ---------------------------------------------------------------- state
 
 
-LOCK_COPY = "torchenv-pylock.toml"  # the lock an environment was built from, inside it
+LOCK_COPY = "pylock.toml"  # the lock an environment was built from, inside it (PEP 751's name)
+LEGACY_LOCK_COPY = "torchenv-pylock.toml"  # its name before; environments built then keep it
+
+
+def lock_copy(env: Path) -> Path:
+    """The lock `env` was built from: pylock.toml, or the older name in an older environment."""
+    legacy = env / LEGACY_LOCK_COPY
+    return legacy if legacy.is_file() and not (env / LOCK_COPY).is_file() else env / LOCK_COPY
 
 
 def _state_file(layout: Layout) -> dict[str, Any] | None:
@@ -255,7 +262,7 @@ def _newest_complete(layout: Layout, *, besides: str | None) -> str | None:
         return None
     for name in names:
         env = layout.env_dir(name)
-        if name != besides and python_in(env).exists() and (env / LOCK_COPY).is_file():
+        if name != besides and python_in(env).exists() and lock_copy(env).is_file():
             return name
     return None
 

@@ -57,6 +57,7 @@ class HostFlags:
     rocm_gfx: tuple[str, ...] = ()
     xpu: bool = False
     macos: str | None = None
+    glibc: str | None = None  # a Linux target's glibc (from --python-platform)
 
     def describes_a_target(self) -> bool:
         """OS, architecture and Python given: a whole other machine, not this one changed."""
@@ -73,6 +74,7 @@ class HostFlags:
                 self.rocm_gfx,
                 self.xpu,
                 self.macos,
+                self.glibc,
             )
         )
 
@@ -202,6 +204,7 @@ def _blank_host(flags: HostFlags) -> HostReport:
 
     os_name = flags.os or "linux"
     linux = os_name == "linux"
+    glibc = (flags.glibc or DESCRIBED_GLIBC) if linux else None
     arch = ARCH_ALIASES.get((flags.arch or "x86_64").lower(), "x86_64")
     return HostReport(
         system=SystemReport(os=os_name, reasons=("described by command-line flags",)),
@@ -209,13 +212,13 @@ def _blank_host(flags: HostFlags) -> HostReport:
             arch=arch,
             machine=flags.arch or arch,
             libc="glibc" if linux else None,
-            libc_version=DESCRIBED_GLIBC if linux else None,
+            libc_version=glibc,
         ),
         python=target_python(
             flags.python or "3.12",
             os_name=os_name,
             arch=arch,
-            libc_version=DESCRIBED_GLIBC if linux else None,
+            libc_version=glibc,
             macos_version=flags.macos,
         ),
     )
@@ -291,6 +294,8 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
         system = dataclasses.replace(
             system, os=os_name, os_release=None, kernel=None, container=None, wsl=None
         )
+    if flags.glibc and os_name == "linux":
+        cpu = dataclasses.replace(cpu, libc="glibc", libc_version=flags.glibc)
     arch = cpu.arch
     if flags.arch:
         arch = ARCH_ALIASES.get(flags.arch.lower(), "")
@@ -360,7 +365,7 @@ def describe(report: HostReport, flags: HostFlags) -> HostReport:
             libc_version=cpu.libc_version,
             macos_version=apple.macos_version,
         )
-    elif flags.os or flags.arch or flags.macos:
+    elif flags.os or flags.arch or flags.macos or flags.glibc:
         python = python_probe.describe(
             python.minor,
             os_name=os_name,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from torchenv.agent import __version__
 from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.lock.locktarget import named
 from torchenv.agent.lock.pylock import LockedWheel, toml_safe
 from torchenv.agent.lock.resolvers import Target
 from torchenv.probes.report import HostReport
@@ -55,7 +56,7 @@ def tool_table(
     return {
         "torchenv-version": __version__,
         "fingerprint": host.fingerprint(),
-        "target": toml_safe(host.target_facts()),
+        "target": toml_safe(named(host.target_facts())),
         "backend": selection.backend,
         "torch": str(release) if release else "",
         "channel": inputs.channel,

@@ -106,8 +106,11 @@ def toml_safe(value: Any) -> Any:
 def target_changes(
     locked: Mapping[str, Any], host_facts: Mapping[str, Any]
 ) -> list[tuple[str, Any, Any]]:
-    """Each target fact where a lock's `target` and a host's facts differ: (key, lock, host)."""
-    host = toml_safe(dict(host_facts))  # the lock holds the TOML form ("" for None)
+    """Each target fact where a lock's `target` and a host's facts differ: (key, lock, host).
+    Compared with named keys; a lock written with the older arrays reads the same."""
+    from torchenv.agent.lock.locktarget import comparable
+
+    host, locked = comparable(host_facts), comparable(locked)  # the TOML form: no None
     return [
         (key, locked.get(key), host.get(key))
         for key in sorted(set(locked) | set(host))

@@ -60,7 +60,6 @@ def verify_prefix(prefix: Path, host: HostReport) -> VerifyReport:
     (EnvironmentBuildError when there is no environment)."""
     from torchenv.agent.base.errors import EnvironmentBuildError
     from torchenv.agent.env import venv
-    from torchenv.agent.env.sync import LOCK_COPY
     from torchenv.agent.lock.pylock import read_pylock
     from torchenv.agent.pipeline import stages
     from torchenv.agent.verify import check as verifymod
@@ -71,7 +70,7 @@ def verify_prefix(prefix: Path, host: HostReport) -> VerifyReport:
             f"there is no environment at {prefix}",
             hint="build one with `torchenv auto` or `torchenv sync LOCK`",
         )
-    copy = prefix / LOCK_COPY
+    copy = venv.lock_copy(prefix)  # pylock.toml, or the name environments had before
     expect = (
         stages.expectation(read_pylock(copy))
         if copy.is_file()

@@ -1,4 +1,4 @@
-"""TORCHENV_CUDA_DRIVER_VERSION and TORCHENV_GPU_COMPUTE_CAPABILITY over what was found."""
+"""The driver (TORCHENV_ or uv's variable) and compute capability overrides over the probe."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from torchenv.probes.nvidia.parsers import CC_RE, parse_driver_version
 from torchenv.probes.report import NvidiaGpu, NvidiaReport, NvidiaState
 
 ENV_DRIVER = "TORCHENV_CUDA_DRIVER_VERSION"
+UV_ENV_DRIVER = "UV_CUDA_DRIVER_VERSION"  # uv's name for the same override; torchenv's wins
 ENV_CC = "TORCHENV_GPU_COMPUTE_CAPABILITY"
 
 
 def apply_overrides(
-    report: NvidiaReport, *, driver: str | None, compute_capability: str | None
+    report: NvidiaReport,
+    *,
+    driver: str | None,
+    compute_capability: str | None,
+    driver_source: str = ENV_DRIVER,
 ) -> NvidiaReport:
-    """TORCHENV_CUDA_DRIVER_VERSION and TORCHENV_GPU_COMPUTE_CAPABILITY, visible as such."""
+    """The driver override (named by `driver_source`) and TORCHENV_GPU_COMPUTE_CAPABILITY,
+    visible as such."""
     if not driver and not compute_capability:
         return report
     reasons = list(report.reasons)
@@ -23,7 +29,7 @@ def apply_overrides(
         given = parse_driver_version(driver)
         if given is None:
             reasons.append(
-                f"{ENV_DRIVER}={driver!r} is not a driver version like 580.95.05; ignored"
+                f"{driver_source}={driver!r} is not a driver version like 580.95.05; ignored"
             )
         else:
             agrees = report.source == "nvml" and report.driver_version == given
@@ -33,7 +39,7 @@ def apply_overrides(
                 cuda_driver_version=report.cuda_driver_version if agrees else None,
             )
             reasons.append(
-                f"driver version {given} from {ENV_DRIVER}"
+                f"driver version {given} from {driver_source}"
                 + ("" if agrees else " (the CUDA level follows from it)")
             )
     if compute_capability:

@@ -18,7 +18,7 @@ from torchenv.probes.nvidia.fallbacks import (
     smi_versions,
 )
 from torchenv.probes.nvidia.nvml import live_snapshot, nvml_error_reason, report_from_snapshot
-from torchenv.probes.nvidia.overrides import ENV_CC, ENV_DRIVER, apply_overrides
+from torchenv.probes.nvidia.overrides import ENV_CC, ENV_DRIVER, UV_ENV_DRIVER, apply_overrides
 from torchenv.probes.nvidia.parsers import parse_tegra_release
 from torchenv.probes.nvidia.visibility import apply_visibility
 from torchenv.probes.report import NvidiaReport, NvidiaState
@@ -49,9 +49,11 @@ def probe(
         mig_devices=found.mig_devices,
         device_order=io.getenv("CUDA_DEVICE_ORDER"),
     )
+    source = ENV_DRIVER if io.getenv(ENV_DRIVER) else UV_ENV_DRIVER
     return apply_overrides(
-        report, driver=io.getenv(ENV_DRIVER), compute_capability=io.getenv(ENV_CC)
-    )
+        report, driver=io.getenv(source), compute_capability=io.getenv(ENV_CC),
+        driver_source=source,
+    )  # fmt: skip
 
 
 def _detect_windows(run: ProbeRun) -> Found:

@@ -2,7 +2,7 @@
 strings and files, recorded hosts, and the agent's requests.
 
 Every property is the same promise: bad input ends in a TorchenvError (exit 1 with a
-paragraph at the CLI) or an HTTP status, never another exception (exit 2, a traceback);
+paragraph at the CLI) or an HTTP status, never another exception (exit 3, a traceback);
 nothing is written outside torchenv's own directories; memory stays bounded. In process, so
 that the suite runs in well under a minute in CI (profile `ci`, the default; set
 HYPOTHESIS_PROFILE=deep for a longer search).
@@ -33,7 +33,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 from torchenv.agent.base.errors import TorchenvError, UnexpectedError
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.cli.lock import read_requirements_file
+from torchenv.agent.cli.reqfiles import read_requirements_file
 from torchenv.agent.env import fetch, sync
 from torchenv.agent.host.source import load_host
 from torchenv.agent.lock.inputs import parse_requirements

@@ -65,7 +65,7 @@ def parse_pylock_output(text: str, target: Target) -> tuple[Pin, ...]:
     except tomllib.TOMLDecodeError as exc:
         raise ResolutionError(
             f"uv's pylock.toml output is not TOML ({exc})",
-            hint="upgrade uv to 0.8 or newer (`--format pylock.toml` is needed)",
+            hint="upgrade uv to 0.8.12 or newer (`--format pylock.toml` is needed)",
         ) from exc
     ranks = {tag: i for i, tag in enumerate(target.tags())}
     pins = []

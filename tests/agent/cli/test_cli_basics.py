@@ -99,7 +99,7 @@ def test_wrong_shaped_report_is_a_host_error(tmp_path: Path) -> None:
         read_host_report(bad)
 
 
-def test_unexpected_failure_is_exit_2_and_expected_is_exit_1(
+def test_unexpected_failure_is_exit_3_and_expected_is_exit_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import typer

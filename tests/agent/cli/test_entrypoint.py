@@ -127,7 +127,9 @@ def test_with_the_real_auto_second_start_is_the_no_op_path(
                "TORCHENV_USER_CONFIG": str(tmp_path / "none.toml")}  # fmt: skip
         env.pop("TORCHENV_FAULT", None)
         code = "import torch, sys; print(torch.__version__); sys.exit(5)"
-        argv = [*TORCHENV, "entrypoint", "--prefix", str(tmp_path / "env"), "-r", "torch==2.9.*",
+        (tmp_path / "requirements.txt").write_text("torch==2.9.*\n")
+        argv = [*TORCHENV, "entrypoint", "--prefix", str(tmp_path / "env"), "-r",
+                "requirements.txt",
                 "--auto-args", f"--replay {HOSTS / 'cpu-cloud-vm'} --python {py}", "--",
                 "python", "-c", code]  # fmt: skip
         first = subprocess.run(argv, env=env, capture_output=True, text=True, check=False,

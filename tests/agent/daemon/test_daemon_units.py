@@ -240,8 +240,8 @@ def test_judge_success_failure_signal_and_interrupt() -> None:
         "h",
         "selection",
     )
-    crashed = judge(2, b"", b"Traceback\nValueError: bad\n", interrupted=False)
-    assert crashed.message == "ValueError: bad" and crashed.exit_code == 2
+    crashed = judge(3, b"", b"Traceback\nValueError: bad\n", interrupted=False)
+    assert crashed.message == "ValueError: bad" and crashed.exit_code == 3
     killed = judge(-9, b"", b"", interrupted=False)
     assert "signal 9 SIGKILL" in (killed.message or "")
     stopped = judge(-15, b"", b"", interrupted=True)
@@ -275,6 +275,8 @@ def test_child_command_and_environment() -> None:
     assert "TORCHENV_BACKEND" not in child_env(
         default, default.environments[0], {"TORCHENV_BACKEND": "cpu"}
     )
+    leaked = {"UV_TORCH_BACKEND": "cu126", "TORCHENV_TORCH_BACKEND": "cpu"}
+    assert not set(leaked) & set(child_env(default, default.environments[0], leaked))
 
 
 def test_metrics_and_nfd() -> None:
