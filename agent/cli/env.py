@@ -174,9 +174,9 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             emit_json(result.to_json())
         else:
             typer.echo("\n".join(auto_lines(result)))
-        if pending is not None:
+        if pending is not None and not requirement_file:  # -r files are inputs it cannot see
             pending.finish(
-                result, settings=settings, requirements=requirements or (), lock=lock,
+                result, settings=settings, requirements=reqs, lock=lock,
                 live=source.devices_here, as_json=as_json,
                 render=lambda r: "\n".join(auto_lines(r)) + "\n",
             )  # fmt: skip

@@ -60,13 +60,15 @@ def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
 def env_digest(env: Mapping[str, str]) -> str:
     """The sha256 of the environment variables (never their values on disk: they may be
     secrets), from the interpreter's own small sha256 module where it has one."""
-    try:
-        from _sha256 import sha256  # type: ignore[import-not-found, unused-ignore]  # <= 3.11
-    except ImportError:
+    sha256: Any = None
+    for name in ("_sha256", "_sha2"):  # 3.11's module, then 3.12's (named, not imported here)
         try:
-            from _sha2 import sha256  # type: ignore[import-not-found, unused-ignore]  # 3.12+
-        except ImportError:
-            from hashlib import sha256
+            sha256 = __import__(name).sha256
+            break
+        except (ImportError, AttributeError):
+            continue
+    if sha256 is None:
+        from hashlib import sha256
     lines = sorted(f"{k}={v}" for k, v in env.items() if k not in VOLATILE_ENV)
     return str(sha256("\0".join(lines).encode("utf-8", "surrogateescape")).hexdigest())
 
