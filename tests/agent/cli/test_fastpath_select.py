@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from helpers import HOSTS
+from helpers.isolation import use_sim
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 
 from torchenv.agent.cli import fastpath
@@ -31,14 +32,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
 
 @pytest.fixture
 def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TORCHENV_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", sim.torch_index_url)
-    monkeypatch.setenv("TORCHENV_INDEX_URL", sim.pypi_url)
-    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "user.toml"))
-    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    use_sim(monkeypatch, tmp_path, sim, user_config="user.toml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

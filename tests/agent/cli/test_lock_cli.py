@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import HOSTS
 from helpers.hosts import need_uv
+from helpers.isolation import use_sim
 from indexsim import IndexSim
 from typer.testing import CliRunner
 
@@ -20,14 +21,7 @@ H100 = str(HOSTS / "h100-driver580")
 @pytest.fixture
 def env(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     need_uv()
-    for key in list(__import__("os").environ):
-        if key.startswith("TORCHENV_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", indexsim.torch_index_url)
-    monkeypatch.setenv("TORCHENV_INDEX_URL", indexsim.pypi_url)
-    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    use_sim(monkeypatch, tmp_path, indexsim)
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.chdir(project)

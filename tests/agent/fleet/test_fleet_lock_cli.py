@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import HOSTS
 from helpers.hosts import need_uv
+from helpers.isolation import use_sim
 from helpers.locks import PY
 from indexsim import IndexSim
 from typer.testing import CliRunner
@@ -18,14 +19,7 @@ from torchenv.agent.host.source import HostFlags, load_host
 
 @pytest.fixture
 def env(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key in list(__import__("os").environ):
-        if key.startswith("TORCHENV_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", indexsim.torch_index_url)
-    monkeypatch.setenv("TORCHENV_INDEX_URL", indexsim.pypi_url)
-    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    use_sim(monkeypatch, tmp_path, indexsim)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

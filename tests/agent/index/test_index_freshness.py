@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import HOSTS
+from helpers.isolation import use_sim
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 from typer.testing import CliRunner
 
@@ -52,14 +52,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
 
 @pytest.fixture
 def isolated(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IndexSim:
-    for key in list(os.environ):
-        if key.startswith("TORCHENV_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", sim.torch_index_url)
-    monkeypatch.setenv("TORCHENV_INDEX_URL", sim.pypi_url)
-    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    use_sim(monkeypatch, tmp_path, sim)
     monkeypatch.chdir(tmp_path)
     sim.reset_counters()
     return sim

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from helpers import HOSTS
 from helpers.hosts import need_uv
+from helpers.isolation import use_sim
 from indexsim import Catalog, Hosted, IndexSim, Knobs, Site, WheelSpec, build_site, default_catalog
 from indexsim.catalog import TEST_DOUBLE, torch_stub
 from typer.testing import CliRunner
@@ -32,14 +33,7 @@ TORCH_CPU = "torch-2.9.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl"
 
 
 def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sim: IndexSim) -> Path:
-    for key in list(os.environ):
-        if key.startswith("TORCHENV_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", sim.torch_index_url)
-    monkeypatch.setenv("TORCHENV_INDEX_URL", sim.pypi_url)
-    monkeypatch.setenv("TORCHENV_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHENV_USER_CONFIG", str(tmp_path / "none.toml"))
-    monkeypatch.setenv("TORCHENV_SYSTEM_CONFIG", str(tmp_path / "none.toml"))
+    use_sim(monkeypatch, tmp_path, sim)
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.chdir(project)
