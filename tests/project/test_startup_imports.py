@@ -1,0 +1,88 @@
+"""Each command imports only what it uses: the modules a command line loaded, read at its exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.isolation import use_sim
+from indexsim import IndexSim, Knobs, build_site, default_catalog
+
+from torchenv.agent.cli.main import COMMAND_MODULES
+
+SELECT = ["select", "--json", "--os", "linux", "--arch", "x86_64", "--python", "3.11",
+          "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip
+
+# Libraries and rooms no select whose answer is at hand needs (no request, no lock, no venv).
+NOT_FOR_SELECT = ("httpx", "h11", "h2", "ssl", "socket", "psutil", "pynvml", "cpuinfo", "rich",
+                  "packaging", "tomli_w", "concurrent", "torchenv.agent.fleet",
+                  "torchenv.agent.lock", "torchenv.agent.env", "torchenv.agent.verify",
+                  "torchenv.agent.daemon", "torchenv.agent.index.client")  # fmt: skip
+
+# What no help text needs: only typer and the commands' own modules.
+NOT_FOR_HELP = (*NOT_FOR_SELECT, "torchenv.agent.pipeline", "torchenv.backends.select",
+                "torchenv.probes.report", "platformdirs")  # fmt: skip
+
+# Run the command line as the console script does, then write the modules it loaded.
+RUN = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+sys.argv[0] = "torchenv"
+from torchenv.agent.cli.entry import main
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
+    site = build_site(default_catalog(), tmp_path_factory.mktemp("imports-site"))
+    with IndexSim(site, Knobs()) as server:
+        yield server
+
+
+@pytest.fixture
+def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    use_sim(monkeypatch, tmp_path, sim)
+    monkeypatch.setenv("TORCHENV_NO_FASTPATH", "1")  # the answer computed, not the kept one
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def loaded(tmp_path: Path, *argv: str) -> set[str]:
+    out = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", RUN, str(out), *argv], capture_output=True,
+                          text=True, check=False, timeout=120, env=dict(os.environ))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def among(modules: set[str], names: tuple[str, ...]) -> set[str]:
+    return {m for m in modules if any(m == n or m.startswith(n + ".") for n in names)}
+
+
+def test_a_select_whose_pages_are_fresh_imports_no_client_lock_or_probe_library(env: Path) -> None:
+    first = loaded(env, *SELECT)  # reads the index pages and keeps them
+    assert "httpx" in first  # the names below are real module names: the check can fail
+    assert among(loaded(env, *SELECT), NOT_FOR_SELECT) == set()
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
+def test_a_command_s_help_imports_its_own_module_and_no_library(env: Path, command: str) -> None:
+    argv = [command, "--help"] if command != "catalog" else ["catalog", "show", "--help"]
+    modules = loaded(env, *argv)
+    own = f"torchenv.agent.{COMMAND_MODULES[command]}"
+    others = {f"torchenv.agent.{m}" for m in COMMAND_MODULES.values()} - {own}
+    assert own in modules
+    assert among(modules, (*NOT_FOR_HELP, *others)) == set()
+
+
+def test_the_command_list_imports_every_command_module_and_no_library(env: Path) -> None:
+    modules = loaded(env, "-h")
+    assert {f"torchenv.agent.{m}" for m in COMMAND_MODULES.values()} <= modules
+    assert among(modules, NOT_FOR_HELP) == set()
