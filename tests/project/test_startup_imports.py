@@ -28,6 +28,11 @@ NOT_FOR_SELECT = ("httpx", "h11", "h2", "ssl", "socket", "psutil", "pynvml", "cp
 NOT_FOR_HELP = (*NOT_FOR_SELECT, "torchenv.agent.pipeline", "torchenv.backends.select",
                 "torchenv.probes.report", "platformdirs")  # fmt: skip
 
+# The entrypoint's own process only starts the provision (`auto`) and becomes the command.
+NOT_FOR_ENTRYPOINT = ("asyncio", "httpx", "psutil", "rich", "packaging", "torchenv.agent.fleet",
+                      "torchenv.agent.lock", "torchenv.agent.env", "torchenv.agent.daemon.config",
+                      "torchenv.agent.daemon.loop", "torchenv.probes.report")  # fmt: skip
+
 # Run the command line as the console script does, then write the modules it loaded.
 RUN = """
 import atexit, json, sys
@@ -54,11 +59,11 @@ def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def loaded(tmp_path: Path, *argv: str) -> set[str]:
+def loaded(tmp_path: Path, *argv: str, exit_code: int = 0) -> set[str]:
     out = tmp_path / "modules.json"
     done = subprocess.run([sys.executable, "-c", RUN, str(out), *argv], capture_output=True,
                           text=True, check=False, timeout=120, env=dict(os.environ))  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.returncode == exit_code, done.stdout + done.stderr
     return set(json.loads(out.read_text()))
 
 
@@ -86,3 +91,10 @@ def test_the_command_list_imports_every_command_module_and_no_library(env: Path)
     modules = loaded(env, "-h")
     assert {f"torchenv.agent.{m}" for m in COMMAND_MODULES.values()} <= modules
     assert among(modules, NOT_FOR_HELP) == set()
+
+
+def test_the_entrypoint_runs_its_provision_without_the_daemon_s_event_loop(env: Path) -> None:
+    # the provision fails, so the process ends (atexit runs) instead of becoming the command
+    modules = loaded(env, "entrypoint", "--provisioner", "false", "--", "true", exit_code=1)
+    assert "torchenv.agent.daemon.provision" in modules
+    assert among(modules, NOT_FOR_ENTRYPOINT) == set()
