@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -13,6 +14,7 @@ from torchenv.agent.base.errors import (
     EXIT_UNEXPECTED,
     EXIT_UNSATISFIABLE,
     EXIT_USAGE,
+    ConfigError,
     TorchenvError,
 )
 
@@ -76,3 +78,36 @@ def exec_command(command: Sequence[str], env: Mapping[str, str]) -> None:
         )
         error.exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
         raise error from exc
+
+
+def provision_then_exec(  # noqa: PLR0917 - the command's options, in order
+    prefix: str | None,
+    requirement_files: list[Path],
+    auto_args: str | None,
+    provisioner: str | None,
+    command: list[str],
+    lock_source: str | None = None,
+    indexes: dict[str, str | None] | None = None,
+) -> None:
+    from torchenv.agent.base.settings import load_settings
+    from torchenv.agent.daemon.provision import provision_argv
+
+    if not command or not command[0].strip():
+        raise ConfigError(
+            "no command to run" if not command else "the command after `--` is an empty string",
+            hint="write it after `--`: torchenv entrypoint -- python train.py",
+        )
+    target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
+    runner = shlex.split(provisioner) if provisioner else []
+    extra = shlex.split(auto_args) if auto_args else []
+    if lock_source is not None:
+        extra += ["--lock-source", lock_source]
+    for option, url in (indexes or {}).items():
+        extra += [option, url] if url is not None else []
+    from torchenv.agent.cli.reqfiles import read_requirements_file
+
+    for path in requirement_files:
+        read_requirements_file(path)  # a missing file, or a requirement given instead, fails here
+        extra += ["-r", str(path.absolute())]
+    ensure(provision_argv(runner, target, [], extra), os.environ)
+    exec_command(command, activated_env(target, os.environ))
