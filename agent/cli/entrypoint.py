@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from torchenv.agent.base.errors import (
     EXIT_INTERRUPTED,
@@ -111,3 +112,61 @@ def provision_then_exec(  # noqa: PLR0917 - the command's options, in order
         extra += ["-r", str(path.absolute())]
     ensure(provision_argv(runner, target, [], extra), os.environ)
     exec_command(command, activated_env(target, os.environ))
+
+
+# The options `entrypoint` takes with a value, by the parameter of `provision_then_exec`.
+VALUED = {"--prefix": "prefix", "--lock-source": "lock_source", "--auto-args": "auto_args",
+          "--provisioner": "provisioner"}  # fmt: skip
+INDEXES = ("--index-url", "--torch-index-url")
+REQUIREMENT = ("-r", "--requirement")
+
+
+def plain_options(argv: Sequence[str]) -> tuple[bool, dict[str, Any]] | None:
+    """--json and `provision_then_exec`'s arguments from `entrypoint ARGV` where each option is
+    spelled plainly (`--prefix DIR`, `--prefix=DIR`, `-r FILE`, `--json`) and the command
+    follows `--` or starts at the first word without a dash, as the typer command reads them;
+    None for anything else (help, -q, -v, an unknown option, no command): typer parses it."""
+    as_json = False
+    indexes: dict[str, str | None] = dict.fromkeys(INDEXES)
+    given: dict[str, Any] = {**dict.fromkeys(VALUED.values()), "requirement_files": [],
+                             "indexes": indexes}  # fmt: skip
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--" or not arg.startswith("-"):
+            command = rest if arg == "--" else [arg, *rest]
+            return (as_json, {**given, "command": command}) if command else None
+        if arg == "--json":
+            as_json = True
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in (*VALUED, *INDEXES, *REQUIREMENT) or not (eq or rest):
+            return None
+        value = value if eq else rest.pop(0)
+        if name in REQUIREMENT:
+            given["requirement_files"].append(Path(value))
+        elif name in INDEXES:
+            indexes[name] = value
+        else:
+            given[VALUED[name]] = value  # given twice: the last one, as click takes it
+    return None
+
+
+def run_plain(argv: Sequence[str]) -> None:
+    """`torchenv entrypoint ARGV` without the typer CLI, where `plain_options` reads ARGV:
+    ends by becoming the command or by exiting as the typer command would; else returns."""
+    parsed = plain_options(argv)
+    if parsed is None:
+        return
+    as_json, arguments = parsed
+    try:
+        provision_then_exec(**arguments)
+    except (Exception, KeyboardInterrupt) as exc:
+        import typer
+
+        from torchenv.agent.cli.guard import fail_for
+
+        try:
+            fail_for(exc, as_json)
+        except typer.Exit as stop:
+            sys.exit(stop.exit_code)
