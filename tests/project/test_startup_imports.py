@@ -28,16 +28,18 @@ NOT_FOR_SELECT = ("httpx", "h11", "h2", "ssl", "socket", "psutil", "pynvml", "cp
 NOT_FOR_HELP = (*NOT_FOR_SELECT, "torchenv.agent.pipeline", "torchenv.backends.select",
                 "torchenv.probes.report", "platformdirs")  # fmt: skip
 
-# The entrypoint's own process only starts the provision (`auto`) and becomes the command.
+# The entrypoint's own process only runs the provision (`auto`) and becomes the command.
 NOT_FOR_ENTRYPOINT = ("asyncio", "httpx", "psutil", "rich", "packaging", "torchenv.agent.fleet",
                       "torchenv.agent.lock", "torchenv.agent.env", "torchenv.agent.daemon.config",
                       "torchenv.agent.daemon.loop", "torchenv.probes.report")  # fmt: skip
 
-# Run the command line as the console script does, then write the modules it loaded.
+# Run the command line as the console script does, then write the modules it loaded (where
+# it would become another program, at that point).
 RUN = """
-import atexit, json, sys
+import atexit, json, os, sys
 out = sys.argv.pop(1)
 atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+os.execvpe = lambda *args: sys.exit(0)
 sys.argv[0] = "torchenv"
 from torchenv.agent.cli.entry import main
 main()
@@ -93,8 +95,11 @@ def test_the_command_list_imports_every_command_module_and_no_library(env: Path)
     assert among(modules, NOT_FOR_HELP) == set()
 
 
-def test_the_entrypoint_runs_its_provision_without_the_daemon_s_event_loop(env: Path) -> None:
-    # the provision fails, so the process ends (atexit runs) instead of becoming the command
-    modules = loaded(env, "entrypoint", "--provisioner", "false", "--", "true", exit_code=1)
+def test_the_entrypoint_runs_its_provision_without_typer_or_the_daemon_s_event_loop(
+    env: Path,
+) -> None:
+    modules = loaded(env, "entrypoint", "--provisioner", "true", "--", "true")
     assert "torchenv.agent.daemon.provision" in modules
-    assert among(modules, NOT_FOR_ENTRYPOINT) == set()
+    assert among(modules, ("typer", *NOT_FOR_ENTRYPOINT)) == set()
+    failed = loaded(env, "entrypoint", "--provisioner", "false", "--", "true", exit_code=1)
+    assert among(failed, NOT_FOR_ENTRYPOINT) == set()  # typer says what failed
