@@ -6,12 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers.isolation import use_sim
-from indexsim import IndexSim, Knobs, build_site, default_catalog
+from indexsim import IndexSim
 
 from torchenv.agent.cli.main import COMMAND_MODULES
 
@@ -46,16 +45,9 @@ main()
 """
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
-    site = build_site(default_catalog(), tmp_path_factory.mktemp("imports-site"))
-    with IndexSim(site, Knobs()) as server:
-        yield server
-
-
 @pytest.fixture
-def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    use_sim(monkeypatch, tmp_path, sim)
+def env(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    use_sim(monkeypatch, tmp_path, indexsim)
     monkeypatch.setenv("TORCHENV_NO_FASTPATH", "1")  # the answer computed, not the kept one
     monkeypatch.chdir(tmp_path)
     return tmp_path
