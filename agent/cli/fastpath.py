@@ -5,13 +5,18 @@ probe of this machine, no lock source), `fastpath_write` stores a stamp: the arg
 directory, the environment variables, the interpreter and torchenv's own files, what the
 settings, the probe and the no-op check read (the text of /proc, /sys and /dev entries; the
 stat of other files: type, inode, device, size, mtime, ctime), the lock, state.json, the active
-environment and its stat manifest, and the answer a no-op prints. `run` compares all of that
-(a few dozen system calls, then one lstat per runtime file, as the full no-op check does) and
-prints that answer. Anything different, missing or unreadable falls through to the full
-command, which deletes the stamp first, probes and compares, and writes a new stamp only when
-its own no-op check would pass. A `select` is kept the same way (its settings, host, catalog
-files and listings), and only until its oldest index page is older than index-max-age. The
-module imports builtins only (marshal, not json: json costs more than the whole check).
+environment's directories and sentinel files (integrity.tree_facts), and the answer a no-op
+prints. `run` compares all of that (a few dozen system calls, then one stat per directory of
+the environment's runtime files and per sentinel: package `__init__.py`, `.pth`, native
+libraries, `*.dist-info/`, `bin/`) and prints that answer. Creating, deleting, renaming or
+replacing any runtime file changes its directory; an in-place write into a file that is no
+sentinel does not, and is left to the full no-op path (one lstat per runtime file), `verify`
+and the agent's integrity interval. Anything different, missing or unreadable falls through
+to the full command, which deletes the stamp first, probes and compares, and writes a new
+stamp only when its own no-op check would pass. A `select` is kept the same way (its
+settings, host, catalog files and listings), and only until its oldest index page is older
+than index-max-age. The module imports builtins only (marshal, not json: json costs more than
+the whole check).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-FORMAT = 1
+FORMAT = 2  # 2: directories and sentinel files, not every runtime file
 # Variables a shell changes between identical commands; torchenv reads none of them.
 VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
@@ -128,25 +133,31 @@ def observe(kind: str, path: str) -> Any:
     raise ValueError(f"unknown input kind {kind}")
 
 
-def files_unchanged(
-    root: str, groups: Sequence[tuple[str, Sequence[tuple[str, int, int, int]]]]
+def tree_unchanged(
+    root: str,
+    dirs: Sequence[tuple[str, int, int]],
+    sentinels: Sequence[tuple[str, int, int, int]],
 ) -> bool:
-    """The environment's runtime files, one lstat each against the manifest (integrity's rule)."""
-    for directory, entries in groups:
-        try:
-            fd = os.open(os.path.join(root, directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return False
-        stat = os.stat
-        try:
-            for name, size, mtime, ino in entries:
-                st = stat(name, dir_fd=fd, follow_symlinks=False)
-                if st.st_mtime_ns != mtime or st.st_ino != ino or st.st_size != size:
-                    return False
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
+    """The environment's directories and sentinel files as the stamp has them (integrity's
+    `tree_facts`): one stat each, relative to the open environment directory."""
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    stat = os.stat
+    try:
+        for path, mtime, ino in dirs:
+            st = stat(path, dir_fd=fd, follow_symlinks=False)
+            if st.st_mtime_ns != mtime or st.st_ino != ino:
+                return False
+        for path, size, mtime, ino in sentinels:
+            st = stat(path, dir_fd=fd, follow_symlinks=False)
+            if st.st_mtime_ns != mtime or st.st_ino != ino or st.st_size != size:
+                return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return True
 
 
@@ -166,7 +177,8 @@ def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env_sha: str)
     for kind, path, expected in stamp["inputs"]:
         if observe(kind, path) != expected:
             return False
-    return stamp.get("env_dir") is None or files_unchanged(stamp["env_dir"], stamp["files"])
+    env_dir = stamp.get("env_dir")
+    return env_dir is None or tree_unchanged(env_dir, stamp["dirs"], stamp["sentinels"])
 
 
 def load(path: str) -> dict[str, Any] | None:

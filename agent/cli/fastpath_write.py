@@ -6,7 +6,9 @@ asks for). `Pending.finish` writes the new stamp only when all of this holds: th
 live and asked only for facts the stamp can stand for (the interpreter, uname, glibc, NVML
 through its driver files; memory, disk and CPU details decide no build), the settings files
 and probe inputs are still what the run saw, no lock source is set, and the full no-op check
-(`pipeline.unchanged` and the environment's stat manifest) passes now. Any doubt: no stamp.
+(`pipeline.unchanged` and the environment's stat manifest) passes now. The environment's part
+of the stamp is `integrity.tree_facts`, its directories stat'ed before that check. Any doubt:
+no stamp.
 """
 
 from __future__ import annotations
@@ -194,12 +196,12 @@ class Pending:
         noop = _noop_answer(result, settings, requirements, lock, Path(self.cwd))
         if noop is None:
             return None
-        answer, env_dir, groups, extra = noop
+        answer, env_dir, (dirs, sentinels), extra = noop
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
         return {
-            **self._common(inputs), "env_dir": env_dir, "files": groups,
+            **self._common(inputs), "env_dir": env_dir, "dirs": dirs, "sentinels": sentinels,
             "answer": _render(answer) if as_json else render(answer),
             "spelled": spelled, "format_spec": spec,
         }  # fmt: skip
@@ -296,7 +298,7 @@ def _noop_answer(
     requirements: Sequence[str],
     lock: Path | None,
     cwd: Path,
-) -> tuple[AutoResult, str, list[Any], list[tuple[str, str]]] | None:
+) -> tuple[AutoResult, str, Any, list[tuple[str, str]]] | None:
     """The answer the full no-op path would give now, or None when it would not be a no-op."""
     from torchenv.agent.base.options import Place
     from torchenv.agent.env import integrity, venv
@@ -322,14 +324,9 @@ def _noop_answer(
     ):
         return None
     manifest = env_dir / integrity.MANIFEST
-    doc = json.loads(manifest.read_text(encoding="utf-8"))
-    if doc.get("schema") != integrity.SCHEMA or integrity.quick_check(env_dir) != []:
+    tree = integrity.tree_facts(env_dir)  # before the check: a later change shows in a directory
+    if integrity.quick_check(env_dir) != []:
         return None
-    groups = [
-        (d, [tuple(e) for e in entries])
-        for per_dist in doc["files"].values()
-        for d, entries in per_dist.items()
-    ]
     site = integrity.site_packages(env_dir)
     extra = [("stat", str(where.lock_path)), ("lstat", str(layout.prefix)),
              ("link", str(layout.prefix)), ("stat", str(layout.home)), ("stat", str(layout.envs)),
@@ -342,7 +339,7 @@ def _noop_answer(
         timings={"check": fastpath.SENTINEL}, started=0.0,
     )  # fmt: skip
     answer = dataclasses.replace(answer, seconds=fastpath.SENTINEL)
-    return answer, str(env_dir), groups, extra
+    return answer, str(env_dir), tree, extra
 
 
 @dataclasses.dataclass(frozen=True)
