@@ -19,8 +19,8 @@ than index-max-age. The module imports builtins only (marshal, not json: json co
 the whole check).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: importing __future__ costs a tenth of this check;
+# the annotations naming typing-only names are strings instead.
 import marshal
 import os
 import sys
@@ -43,7 +43,7 @@ ARGV: list[str] = []
 ENV = ""  # env_digest at start (libraries may change os.environ later)
 
 
-def stamp_dir(env: Mapping[str, str]) -> str:
+def stamp_dir(env: "Mapping[str, str]") -> str:
     """Where stamps live: the default cache directory (settings may move the cache elsewhere;
     the stamps stay here, found without reading any setting)."""
     base = env.get("TORCHENV_CACHE_DIR") or env.get("CACHE_DIRECTORY", "").split(":")[0]
@@ -54,7 +54,7 @@ def stamp_dir(env: Mapping[str, str]) -> str:
     return os.path.join(base, "noop")
 
 
-def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
+def stamp_path(env: "Mapping[str, str]", argv: "Sequence[str]", cwd: str) -> str:
     """One stamp per command line and working directory (FNV-1a: no hashlib import)."""
     digest = 0xCBF29CE484222325
     for byte in repr((list(argv), cwd)).encode("utf-8", "surrogateescape"):
@@ -62,7 +62,7 @@ def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
     return os.path.join(stamp_dir(env), f"{argv[0]}-{digest:016x}.bin")
 
 
-def env_digest(env: Mapping[str, str]) -> str:
+def env_digest(env: "Mapping[str, str]") -> str:
     """The sha256 of the environment variables (never their values on disk: they may be
     secrets), from the interpreter's own small sha256 module where it has one."""
     sha256: Any = None
@@ -109,7 +109,7 @@ def which(name: str, path: str | None) -> str | None:
     return None
 
 
-def observe(kind: str, path: str) -> Any:
+def observe(kind: str, path: str) -> "Any":
     """What one input looks like now; the writer stores it, the check compares it."""
     try:
         if kind == "stat":
@@ -135,8 +135,8 @@ def observe(kind: str, path: str) -> Any:
 
 def tree_unchanged(
     root: str,
-    dirs: Sequence[tuple[str, int, int]],
-    sentinels: Sequence[tuple[str, int, int, int]],
+    dirs: "Sequence[tuple[str, int, int]]",
+    sentinels: "Sequence[tuple[str, int, int, int]]",
 ) -> bool:
     """The environment's directories and sentinel files as the stamp has them (integrity's
     `tree_facts`): one stat each, relative to the open environment directory."""
@@ -161,7 +161,7 @@ def tree_unchanged(
     return True
 
 
-def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env_sha: str) -> bool:
+def holds(stamp: "Mapping[str, Any]", argv: "Sequence[str]", cwd: str, env_sha: str) -> bool:
     """Every input the stamp names is as it was when the full no-op check last passed."""
     if stamp.get("format") != FORMAT or stamp.get("argv") != list(argv):
         return False
@@ -181,7 +181,7 @@ def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env_sha: str)
     return env_dir is None or tree_unchanged(env_dir, stamp["dirs"], stamp["sentinels"])
 
 
-def load(path: str) -> dict[str, Any] | None:
+def load(path: str) -> "dict[str, Any] | None":
     try:
         with open(path, "rb") as fh:
             value = marshal.loads(fh.read())
@@ -190,7 +190,7 @@ def load(path: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def run(argv: Sequence[str]) -> bool:
+def run(argv: "Sequence[str]") -> bool:
     """Print the no-op answer and return True when nothing changed since the stamp was written;
     False (having printed nothing) for any other command, any difference and any doubt."""
     if not argv or argv[0] not in COMMANDS or sys.platform != "linux":

@@ -37,7 +37,11 @@ if TYPE_CHECKING:
 FACTS = frozenset({"python", "platform", "libc", "nvml", "memory", "disk", "boot_time",
                    "cpu_count", "cpuinfo"})  # fmt: skip
 COMMANDS = frozenset({"nvidia-smi", "modinfo"})  # answers the NVIDIA proxies stand for
-VOLATILE_FILES = frozenset({"/proc/cpuinfo", "/proc/meminfo", "/proc/uptime", "/proc/stat"})
+# Read by the probe, deciding no target fact. The boot id keys py-cpuinfo's cache (CPU details
+# decide no build), and what a reboot may change is an input itself (uname, the driver's
+# version files, the PCI devices, /dev): no read of it (at times milliseconds) on the fast path.
+VOLATILE_FILES = frozenset({"/proc/cpuinfo", "/proc/meminfo", "/proc/uptime", "/proc/stat",
+                            "/proc/sys/kernel/random/boot_id"})  # fmt: skip
 NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/nvidia/gpus"),
                 ("text", "/sys/module/nvidia/version"), ("stat", "/etc/ld.so.cache"),
                 ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip

@@ -1,6 +1,7 @@
 """The installed `torchenv` command (scripts/torchenv): pip and uv install it from a wheel, a
-source tree or in editable mode; it runs every command, and the no-op it answers imports no
-`re` (pip's own console scripts import it first: half of Python's start-up).
+source tree or in editable mode; it runs every command, and the no-op it answers imports
+torchenv's own modules and nothing else (pip's console scripts import `re` first: half of
+Python's start-up).
 
 Each installer writes into a fresh virtual environment whose dependencies come from this
 interpreter's site-packages (a .pth line); the builds read pip's configured indexes only.
@@ -106,7 +107,9 @@ def test_the_installed_command_is_the_launcher_and_runs_the_cli(
             _run([str(command), name, "--help"])
 
 
-def test_the_installed_no_op_imports_no_re(built: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_the_installed_no_op_imports_only_torchenv_modules(
+    built: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     command = _install("uv-wheel", built, tmp_path / "venv")
     python = command.read_text().splitlines()[0][2:]  # as the kernel runs it: sys.executable
     lock = build_lock(tmp_path / "lockdir", [torch_spec(), plain_spec("filelock")],
@@ -121,7 +124,13 @@ def test_the_installed_no_op_imports_no_re(built: tuple[Path, Path, Path], tmp_p
     done = _run([python, "-X", "importtime", str(command), *argv], env=env, cwd=tmp_path)
     answer = json.loads(done.stdout)
     assert answer["action"] == "unchanged" and set(answer["stages"]) == {"check"}, answer
-    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
-                if line.startswith("import time:")}  # fmt: skip
-    assert "torchenv.agent.cli.fastpath" in imported
-    assert "re" not in imported and "typer" not in imported
+    floor = _run([python, "-X", "importtime", "-c", "pass"], env=env, cwd=tmp_path)
+    extra = _imported(done.stderr) - _imported(floor.stderr)
+    assert "torchenv.agent.cli.fastpath" in extra
+    others = {m for m in extra if not m.startswith("torchenv")}
+    assert others <= {"_sha256", "_sha2"}, others  # not re, not __future__, not typer
+
+
+def _imported(importtime: str) -> set[str]:
+    return {line.split("|")[-1].strip() for line in importtime.splitlines()
+            if line.startswith("import time:") and "imported package" not in line}  # fmt: skip
