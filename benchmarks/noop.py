@@ -127,6 +127,9 @@ def main() -> None:
     try:
         with real(work) if args.real else standin(work, args) as (lock_args, extra_env):
             env.update(extra_env)
+            if args.keep:  # to run the command by hand: this shell, PYTHONDONTWRITEBYTECODE unset
+                ours = (f"export {k}={v}" for k, v in env.items() if k.startswith(skip[1:]))
+                print(*ours, sep="\n")
             auto = [str(exe), "auto", "torch", "--json", *lock_args, "--prefix", str(work / "env")]
             _, out = _once(auto, env, work)
             if json.loads(out)["action"] != "synced":
