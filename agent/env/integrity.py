@@ -13,7 +13,8 @@ each directory of the manifest's files (mtime, inode: creating, deleting, renami
 a file in it changes them, as installs, uninstalls, `rm` and rename-writing editors do) and
 the sentinel files (`SENTINELS`), which keep their own stat. A write into another file in
 place (same name, same inode) is not seen there; `quick_check` (the full no-op path), `verify`
-and the agent's integrity interval see it.
+and the agent's integrity interval see it. Python creating a package's `__pycache__` (its
+first import without bytecode) changes that directory too: one full no-op, which stamps again.
 """
 
 from __future__ import annotations
