@@ -29,6 +29,7 @@ from torchenv.agent.cli import fastpath
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
+    from torchenv.agent.env.integrity import Dirs, Sentinels
     from torchenv.agent.pipeline.core import AutoResult
     from torchenv.probes.hostio import CommandResult, HostIO, Json
 
@@ -302,7 +303,7 @@ def _noop_answer(
     requirements: Sequence[str],
     lock: Path | None,
     cwd: Path,
-) -> tuple[AutoResult, str, Any, list[tuple[str, str]]] | None:
+) -> tuple[AutoResult, str, tuple[Dirs, Sentinels], list[tuple[str, str]]] | None:
     """The answer the full no-op path would give now, or None when it would not be a no-op."""
     from torchenv.agent.base.options import Place
     from torchenv.agent.env import integrity, venv
