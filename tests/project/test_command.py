@@ -4,7 +4,8 @@ torchenv's own modules and nothing else (pip's console scripts import `re` first
 Python's start-up).
 
 Each installer writes into a fresh virtual environment whose dependencies come from this
-interpreter's site-packages (a .pth line); the builds read pip's configured indexes only.
+interpreter's site-packages (a .pth line); the builds take setuptools from the machine's
+wheels (pip's configuration, as tests/realmirror finds them) with no index at all.
 """
 
 from __future__ import annotations
@@ -25,11 +26,15 @@ else:  # pragma: no cover
 import pytest
 from helpers import ROOT
 from helpers.locks import build_lock, plain_spec, torch_spec
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from realmirror import find_real_wheels
 
 from torchenv.agent.host.source import load_host
 
 pytestmark = pytest.mark.e2e
 PIP = [sys.executable, "-m", "pip"]
+OFFLINE = ["--no-index", "--find-links"]  # then the directory of build-system wheels
 UV = [str(Path(sys.executable).with_name("uv")), "pip"]
 INSTALLERS = ("pip-wheel", "uv-wheel", "pip-editable", "uv-source")
 
@@ -43,24 +48,38 @@ def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A copy of what the build reads (named by pyproject.toml), its wheel, and setuptools
-    wheels for a uv build (pip's indexes: uv does not read pip's configuration)."""
+    """A copy of what the build reads (named by pyproject.toml), its wheel, and the directory
+    of build-system wheels every build here takes (`--no-index`: no network)."""
     tmp = tmp_path_factory.mktemp("command")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tools = _build_tools(tmp / "tools", config["build-system"]["requires"])
     src = tmp / "src"
     src.mkdir()
-    tools = config["tool"]["setuptools"]
-    for name in ["pyproject.toml", "setup.py", config["project"]["readme"], *tools["script-files"]]:
+    setuptools = config["tool"]["setuptools"]
+    files = ["pyproject.toml", "setup.py", config["project"]["readme"], *setuptools["script-files"]]
+    for name in files:
         (src / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, src / name)
-    for directory in tools["package-dir"].values():
+    for directory in setuptools["package-dir"].values():
         shutil.copytree(ROOT / directory, src / directory,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    _run([*PIP, "wheel", "-q", "--no-deps", "-w", str(tmp / "dist"), str(src)])
-    wheel = next((tmp / "dist").glob("torchenv-*.whl"))
-    _run([*PIP, "download", "-q", "--no-deps", "-d", str(tmp / "tools"),
-          *config["build-system"]["requires"]])  # fmt: skip
-    return src, wheel, tmp / "tools"
+    _run(
+        [*PIP, "wheel", "-q", "--no-deps", *OFFLINE, str(tools), "-w", str(tmp / "dist"), str(src)]
+    )
+    return src, next((tmp / "dist").glob("torchenv-*.whl")), tools
+
+
+def _build_tools(into: Path, requires: list[str]) -> Path:
+    """The newest local wheel (pip's configuration: tests/realmirror) for each requirement."""
+    wheels = find_real_wheels().values()
+    into.mkdir()
+    for requirement in map(Requirement, requires):
+        name = canonicalize_name(requirement.name)
+        fits = [w for w in wheels if w.project == name and w.version in requirement.specifier]
+        if not fits:
+            pytest.skip(f"pip's configuration offers no local wheel for {requirement}")
+        shutil.copy2(max(fits, key=lambda w: w.version).path, into)
+    return into
 
 
 def _install(installer: str, built: tuple[Path, Path, Path], venv: Path) -> Path:
@@ -71,14 +90,15 @@ def _install(installer: str, built: tuple[Path, Path, Path], venv: Path) -> Path
     (site / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     python = str(venv / "bin" / "python")
     if installer == "pip-wheel":
-        _run([*PIP, "--python", python, "install", "-q", "--no-deps", str(wheel)])
+        _run([*PIP, "--python", python, "install", "-q", "--no-deps", "--no-index", str(wheel)])
     elif installer == "uv-wheel":
         _run([*UV, "install", "-q", "--offline", "--no-deps", "--python", python, str(wheel)])
     elif installer == "pip-editable":
-        _run([*PIP, "--python", python, "install", "-q", "--no-deps", "-e", str(src)])
+        _run([*PIP, "--python", python, "install", "-q", "--no-deps", *OFFLINE, str(tools),
+              "-e", str(src)])  # fmt: skip
     else:
-        _run([*UV, "install", "-q", "--offline", "--no-index", "--find-links", str(tools),
-              "--no-deps", "--python", python, str(src)])  # fmt: skip
+        _run([*UV, "install", "-q", "--offline", *OFFLINE, str(tools), "--no-deps",
+              "--python", python, str(src)])  # fmt: skip
     return venv / "bin" / "torchenv"
 
 
