@@ -6,9 +6,8 @@ asks for). `Pending.finish` writes the new stamp only when all of this holds: th
 live and asked only for facts the stamp can stand for (the interpreter, uname, glibc, NVML
 through its driver files; memory, disk and CPU details decide no build), the settings files
 and probe inputs are still what the run saw, no lock source is set, and the full no-op check
-(`pipeline.unchanged` and the environment's stat manifest) passes now. The environment's part
-of the stamp is `integrity.tree_facts`, its directories stat'ed before that check. Any doubt:
-no stamp.
+(`pipeline.unchanged`, the stat manifest) passes now; the environment's part of the stamp is
+`integrity.tree_facts`, taken just before that check. Any doubt: no stamp.
 """
 
 from __future__ import annotations

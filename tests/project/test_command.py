@@ -1,7 +1,7 @@
-"""The installed `torchenv` command (scripts/torchenv): pip and uv install it from a wheel, a
-source tree or in editable mode; it runs every command, and the no-op it answers imports
-torchenv's own modules and nothing else (pip's console scripts import `re` first: half of
-Python's start-up).
+"""The installed `torchenv` command on Linux (scripts/torchenv, setup.py): pip and uv install
+it from a wheel, a source tree or in editable mode; it runs every command, and the no-op it
+answers imports torchenv's own modules and nothing else (pip's console scripts import `re`
+first: half of Python's start-up).
 
 Each installer writes into a fresh virtual environment whose dependencies come from this
 interpreter's site-packages (a .pth line); the builds take setuptools from the machine's
@@ -32,7 +32,10 @@ from realmirror import find_real_wheels
 
 from torchenv.agent.host.source import load_host
 
-pytestmark = pytest.mark.e2e
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(sys.platform != "linux", reason="setup.py: the launcher is Linux's command"),
+]
 PIP = [sys.executable, "-m", "pip"]
 OFFLINE = ["--no-index", "--find-links"]  # then the directory of build-system wheels
 UV = [str(Path(sys.executable).with_name("uv")), "pip"]
@@ -48,19 +51,16 @@ def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A copy of what the build reads (named by pyproject.toml), its wheel, and the directory
-    of build-system wheels every build here takes (`--no-index`: no network)."""
+    """A copy of what the build reads (pyproject.toml and setup.py name it), its wheel, and
+    the directory of build-system wheels every build here takes (`--no-index`: no network)."""
     tmp = tmp_path_factory.mktemp("command")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tools = _build_tools(tmp / "tools", config["build-system"]["requires"])
     src = tmp / "src"
     src.mkdir()
-    setuptools = config["tool"]["setuptools"]
-    files = ["pyproject.toml", "setup.py", config["project"]["readme"], *setuptools["script-files"]]
-    for name in files:
-        (src / name).parent.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", "setup.py", config["project"]["readme"]):
         shutil.copy2(ROOT / name, src / name)
-    for directory in setuptools["package-dir"].values():
+    for directory in ["scripts", *config["tool"]["setuptools"]["package-dir"].values()]:
         shutil.copytree(ROOT / directory, src / directory,
                         ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     _run(
@@ -147,7 +147,7 @@ def test_the_installed_no_op_imports_only_torchenv_modules(
     floor = _run([python, "-X", "importtime", "-c", "pass"], env=env, cwd=tmp_path)
     extra = _imported(done.stderr) - _imported(floor.stderr)
     assert "torchenv.agent.cli.fastpath" in extra
-    others = {m for m in extra if not m.startswith("torchenv")}
+    others = {m for m in extra if not m.startswith("torchenv")} - set(sys.builtin_module_names)
     assert others <= {"_sha256", "_sha2"}, others  # not re, not __future__, not typer
 
 
