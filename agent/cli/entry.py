@@ -1,9 +1,8 @@
-"""The console script: the no-op `auto` check (agent/cli/fastpath.py) and a plainly spelled
-`entrypoint` (agent/cli/entrypoint.py) before the typer CLI loads."""
+"""The command (scripts/torchenv, Windows' entry point, `python -m torchenv.agent`): the no-op
+check (agent/cli/fastpath.py) and a plainly spelled `entrypoint` (agent/cli/entrypoint.py)
+before the typer CLI loads."""
 
-from __future__ import annotations
-
-import sys
+import sys  # no `from __future__ import annotations`: see fastpath.py
 
 
 def main() -> None:
