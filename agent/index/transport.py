@@ -220,6 +220,9 @@ class HttpSession:
         # Pages already read by this client: asked for again (selection, then the lock), they
         # are known, so no request is sent. A client lives for one command.
         self._pages: dict[str, list[Artifact]] = {}
+        # (URL, when what this client used of it was last read from the index) for each page
+        # read: a lock kept for reuse is only as young as the oldest (pipeline/locking.py).
+        self.page_reads: list[tuple[str, float]] = []
 
     # lifecycle
     def close(self) -> None:
@@ -309,7 +312,11 @@ class HttpSession:
             entry.fresh(now) or (kind == "page" and entry.young(now, self.page_max_age))
         ):
             self.stats.bump("cache_hits")
+            if kind == "page":
+                self.page_reads.append((url, entry.stored_at))
             return _Answer(200, _entry_headers(entry), entry.body, entry.url)
+        if kind == "page":
+            self.page_reads.append((url, now))  # asked now (a 304 or 404 is an answer too)
         headers = {"Accept": accept}
         if entry is not None:
             headers.update(entry.conditional_headers())
