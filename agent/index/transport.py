@@ -206,13 +206,18 @@ class HttpSession:
         # the first request: a warm lock or select that sends none never pays for it.
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
+        limits = httpx.Limits(
+            max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
+        )
+        if transport is None:  # the TLS context too is made at the first https request
+            from torchenv.agent.index.lazytls import LazyTLSTransport
+
+            transport = LazyTLSTransport(limits)
         self._http_args: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout),
             "follow_redirects": True,
             "transport": transport,
-            "limits": httpx.Limits(
-                max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
-            ),
+            "limits": limits,
             "headers": {"User-Agent": "torchenv"},
         }
         self._pool: ThreadPoolExecutor | None = None
