@@ -281,29 +281,6 @@ class HttpSession:
                         details={"url": url, "expected": limit},
                     )
 
-    def size_of(self, url: str) -> int:
-        """A file's size from one HEAD request on the pooled connections (PEP 503 pages list
-        no sizes), retried as GETs are; IndexError_ when the server does not say."""
-
-        def once() -> int:
-            self.stats.count_request("head")
-            try:
-                response = self._client.head(url)
-            except httpx.TransportError as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-            _raise_if_retryable(response)
-            length = _int(response.headers.get("content-length"))
-            if response.status_code == 200 and length is not None:
-                return length
-            raise IndexError_(
-                f"cannot learn the size of {url} (HTTP {response.status_code}"
-                + (")" if response.status_code != 200 else " without a Content-Length)"),
-                hint=HINT,
-                details={"url": url, "status": response.status_code},
-            )
-
-        return self._with_retries(url, once)
-
     # HTTP plumbing
     def _get_cached(
         self, url: str, *, kind: str, accept: str, fresh: bool = False
