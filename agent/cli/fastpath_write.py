@@ -40,6 +40,8 @@ NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/
                 ("text", "/sys/module/nvidia/version"), ("stat", "/etc/ld.so.cache"),
                 ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip
 PCI = "/sys/bus/pci/devices"
+Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
+Stamp = dict[str, Any]
 
 
 class Watched:
@@ -219,29 +221,19 @@ class Pending:
         import time
 
         from torchenv.agent.base.options import IndexConfig
-        from torchenv.agent.index import catalog_refresh
         from torchenv.agent.pipeline import select_with_index as selection
 
         max_age = IndexConfig.from_settings(settings).page_max_age
         reads = list(selection.reads)
         if host_given or offline or max_age <= 0 or any(at is None for _, at in reads):
             return self.finish_kept(None)  # a recorded host, or pages unread or old
-        cache = settings.get_value("cache-dir")
-        data = Path(_backends_dir()) / "data"
-        extra = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
+        extra = [*selection.catalog_inputs(settings.get_value("cache-dir")),
                  *(("stat", m.__file__ or "") for m in _own_modules(select=True))]  # fmt: skip
-        if cache:
-            extra += [("stat", str(catalog_refresh.live_path(cache))),
-                      ("stat", str(Path(cache) / selection.LISTINGS_FILE))]  # fmt: skip
         expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
         return self.finish_kept(answer, extra=extra, expires=expires)
 
     def finish_kept(
-        self,
-        answer: str | None,
-        *,
-        extra: Sequence[tuple[str, str]] = (),
-        expires: float | None = None,
+        self, answer: str | None, *, extra: Inputs = (), expires: float | None = None
     ) -> bool:
         """Keep a command's answer (None: keep nothing) until `expires` while the settings
         files, the live probe's inputs, `extra` and the calling module hold."""
@@ -250,16 +242,13 @@ class Pending:
         hostmod.live_io_watch = None
         try:
             stamp = None if answer is None else self._kept_stamp(answer, extra, expires)
-            if stamp is None:
-                return False
-            _write(self.path, marshal.dumps(stamp))
+            if stamp is not None:
+                _write(self.path, marshal.dumps(stamp))
         except (OSError, ValueError, TypeError):
             return False
-        return True
+        return stamp is not None
 
-    def _kept_stamp(
-        self, answer: str, extra: Sequence[tuple[str, str]], expires: float | None
-    ) -> dict[str, Any] | None:
+    def _kept_stamp(self, answer: str, extra: Inputs, expires: float | None) -> Stamp | None:
         if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
             return None
         inputs = dict(self.before)
@@ -383,12 +372,6 @@ def _own_modules(select: bool = False) -> list[Any]:
 
     mods = [integrity, core, decisions, stages, settings, venv]
     return [fastpath, sys.modules[__name__], *mods]
-
-
-def _backends_dir() -> str:
-    import torchenv.backends
-
-    return os.path.dirname(torchenv.backends.__file__ or "")
 
 
 def _render(answer: AutoResult) -> str:

@@ -88,27 +88,20 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
 def kept_inputs(options: LockOptions, output: Path, files: Sequence[Path]) -> list[tuple[str, str]]:
     """What a kept lock answer rests on beyond the command line, the environment, the host
     and the settings files: the lock written, the -r files, uv, the catalog, torchenv's code."""
-    import torchenv.backends
     from torchenv.agent.base.uvbin import find_uv
-    from torchenv.agent.index import catalog_refresh
     from torchenv.agent.lock import build, family, locker
     from torchenv.agent.lock.resolvers import uv
     from torchenv.agent.pipeline import select_with_index as selection
     from torchenv.agent.pipeline import stages
 
-    data = Path(torchenv.backends.__file__ or "").parent / "data"
-    cache = options.index.cache_dir
-    uv_binary = find_uv()
     code = [build, family, locker, uv, selection, stages, sys.modules[__name__]]
     return [
         ("stat", str(output.absolute())),
         *(("text", str(f.absolute())) for f in files),
-        ("which", uv_binary or "uv"),
-        ("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
-        ("stat", str(catalog_refresh.live_path(cache))),
-        ("stat", str(cache / selection.LISTINGS_FILE)),
+        ("which", find_uv() or "uv"),
+        *selection.catalog_inputs(options.index.cache_dir),
         *(("stat", m.__file__ or "") for m in code),
-    ]  # fmt: skip
+    ]
 
 
 @dataclass(frozen=True)
