@@ -148,7 +148,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
             expires = locking.young_until(client, lock_options, lock)
             pending.finish_kept(
                 answer if expires is not None else None, expires=expires,
-                extra=locking.kept_inputs(lock_options, target, requirement_file or ()),
+                extra=locking.kept_inputs(lock_options, target, requirement_file or (), python),
             )  # fmt: skip
 
     guarded(as_json, body)

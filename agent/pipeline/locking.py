@@ -85,10 +85,14 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
     return until if until > now else None
 
 
-def kept_inputs(options: LockOptions, output: Path, files: Sequence[Path]) -> list[tuple[str, str]]:
+def kept_inputs(
+    options: LockOptions, output: Path, files: Sequence[Path], python: str | None = None
+) -> list[tuple[str, str]]:
     """What a kept lock answer rests on beyond the command line, the environment, the host
-    and the settings files: the lock written, the -r files, uv, the catalog, torchenv's code."""
+    and the settings files: the lock written, the -r files, the interpreter `--python` names
+    (asked for its version and platform), uv, the catalog, torchenv's code."""
     from torchenv.agent.base.uvbin import find_uv
+    from torchenv.agent.host.python import parse_python_version
     from torchenv.agent.lock import build, family, locker
     from torchenv.agent.lock.resolvers import uv
     from torchenv.agent.pipeline import select_with_index as selection
@@ -98,6 +102,7 @@ def kept_inputs(options: LockOptions, output: Path, files: Sequence[Path]) -> li
     return [
         ("stat", str(output.absolute())),
         *(("text", str(f.absolute())) for f in files),
+        *([("which", python)] if python and parse_python_version(python) is None else []),
         ("which", find_uv() or "uv"),
         *selection.catalog_inputs(options.index.cache_dir),
         *(("stat", m.__file__ or "") for m in code),

@@ -115,3 +115,16 @@ def test_a_recorded_host_is_never_kept(env: Path, capsys: pytest.CaptureFixture[
     replay = ["lock", "torch", "--replay", str(HOSTS / "h100-driver580"), "--python", "3.11"]
     lock(*replay)
     assert kept(capsys, replay) is None
+
+
+def test_the_interpreter_python_names_is_an_input(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    python = env / "bin" / "python3"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    argv = ["lock", "torch", *TARGET[:4], "--python", str(python), "-o", "pylock.toml"]
+    lock(*argv)
+    assert kept(capsys, argv) is not None
+    python.unlink()
+    assert kept(capsys, argv) is None
