@@ -37,7 +37,7 @@ FORMAT = 2  # 2: directories and sentinel files, not every runtime file
 VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
 TEXT_LIMIT = 1 << 20
-COMMANDS = frozenset({"auto", "select"})
+COMMANDS = frozenset({"auto", "select", "lock"})
 # Set by cli.main for a console-script `auto` the check did not answer: the run may stamp.
 ARMED = False
 ARGV: list[str] = []

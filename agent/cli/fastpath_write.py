@@ -46,6 +46,8 @@ NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/
                 ("text", "/sys/module/nvidia/version"), ("stat", "/etc/ld.so.cache"),
                 ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip
 PCI = "/sys/bus/pci/devices"
+Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
+Stamp = dict[str, Any]
 
 
 class Watched:
@@ -222,31 +224,37 @@ class Pending:
         self, answer: str, *, settings: Settings, host_given: bool, offline: bool
     ) -> bool:
         """Keep select's answer while every input holds and its index pages are young."""
-        from torchenv.agent.host import source as hostmod
-
-        hostmod.live_io_watch = None
-        try:
-            stamp = self._select_stamp(answer, settings, host_given, offline)
-            if stamp is None:
-                return False
-            _write(self.path, marshal.dumps(stamp))
-        except (OSError, ValueError, TypeError):
-            return False
-        return True
-
-    def _select_stamp(
-        self, answer: str, settings: Settings, host_given: bool, offline: bool
-    ) -> dict[str, Any] | None:
         import time
 
         from torchenv.agent.base.options import IndexConfig
-        from torchenv.agent.index import catalog_refresh
         from torchenv.agent.pipeline import select_with_index as selection
 
         max_age = IndexConfig.from_settings(settings).page_max_age
         reads = list(selection.reads)
         if host_given or offline or max_age <= 0 or any(at is None for _, at in reads):
-            return None  # a recorded host, or pages unread or old: the answer may age
+            return self.finish_kept(None)  # a recorded host, or pages unread or old
+        extra = [*selection.catalog_inputs(settings.get_value("cache-dir")),
+                 *(("stat", m.__file__ or "") for m in _own_modules(select=True))]  # fmt: skip
+        expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
+        return self.finish_kept(answer, extra=extra, expires=expires)
+
+    def finish_kept(
+        self, answer: str | None, *, extra: Inputs = (), expires: float | None = None
+    ) -> bool:
+        """Keep a command's answer (None: keep nothing) until `expires` while the settings
+        files, the live probe's inputs, `extra` and the calling module hold."""
+        from torchenv.agent.host import source as hostmod
+
+        hostmod.live_io_watch = None
+        try:
+            stamp = None if answer is None else self._kept_stamp(answer, extra, expires)
+            if stamp is not None:
+                _write(self.path, marshal.dumps(stamp))
+        except (OSError, ValueError, TypeError):
+            return False
+        return stamp is not None
+
+    def _kept_stamp(self, answer: str, extra: Inputs, expires: float | None) -> Stamp | None:
         if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
             return None
         inputs = dict(self.before)
@@ -255,18 +263,9 @@ class Pending:
         if os.getcwd() != self.cwd or any(
             fastpath.observe(k, p) != v for (k, p), v in inputs.items()
         ):
-            return None
-        cache = settings.get_value("cache-dir")
-        data = Path(_backends_dir()) / "data"
-        extra = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
-                 *(("stat", m.__file__ or "") for m in _own_modules(select=True)),
-                 *(("stat", f) for f in self.code)]  # fmt: skip
-        if cache:
-            extra += [("stat", str(catalog_refresh.live_path(cache))),
-                      ("stat", str(Path(cache) / selection.LISTINGS_FILE))]  # fmt: skip
-        for kind, path in extra:
+            return None  # something changed while the run worked
+        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
-        expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
         return {**self._common(inputs), "expires": expires, "answer": answer}
 
 
@@ -374,12 +373,6 @@ def _own_modules(select: bool = False) -> list[Any]:
 
     mods = [integrity, core, decisions, stages, settings, venv]
     return [fastpath, sys.modules[__name__], *mods]
-
-
-def _backends_dir() -> str:
-    import torchenv.backends
-
-    return os.path.dirname(torchenv.backends.__file__ or "")
 
 
 def _render(answer: AutoResult) -> str:
