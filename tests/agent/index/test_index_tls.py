@@ -1,6 +1,6 @@
 """https through the index client: the TLS context is made at the first https request, and it
 verifies (a certificate nobody vouches for is refused; one trusted through SSL_CERT_FILE, as
-httpx honours, is taken)."""
+httpx honours, is taken), through an HTTPS_PROXY tunnel as well as direct."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.proxy import forward_proxy
 
 from torchenv.agent.base.errors import IndexError_
 from torchenv.agent.index.client import IndexClient
@@ -78,3 +79,26 @@ def test_a_certificate_trusted_through_ssl_cert_file_is_taken(
     with IndexClient(retries=0) as client:
         page = client.project_page(https_index, "demo")
     assert [a.filename for a in page] == ["demo-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_https_through_a_proxy_is_tunnelled_and_verified(
+    https_index: str, certificate: tuple[Path, Path], trusted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with forward_proxy() as (proxy, asked):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        with IndexClient(retries=0) as client:
+            if trusted:
+                assert [a.filename for a in client.project_page(https_index, "demo")] == [
+                    "demo-1.0-py3-none-any.whl"
+                ]
+            else:
+                with pytest.raises(IndexError_):
+                    client.project_page(https_index, "demo")
+    assert asked == [f"CONNECT {https_index.split('/')[2]}"]
