@@ -114,7 +114,7 @@ def main() -> None:
     torch_peak = torch_import_peak(args.torch_python) if args.torch_python else None
     use_test_helpers()
     from indexsim import IndexSim, Knobs, build_site
-    from test_e2e_auto import real_torch_catalog
+    from helpers.realtorch import real_torch_catalog
 
     found = real_torch_catalog()
     if found is None:
