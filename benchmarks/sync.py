@@ -147,6 +147,8 @@ def main() -> None:
         seconds = time.perf_counter() - start
         if name == "torchenv":
             verify.append(json.loads(outs[0])["seconds"].get("verify", 0.0))
+        if prefix.is_symlink():  # torchenv's prefix links into its home beside it
+            prefix.unlink()
         shutil.rmtree(prefix, ignore_errors=True)
         shutil.rmtree(prefix.with_name(prefix.name + ".torchenv"), ignore_errors=True)
         return seconds
