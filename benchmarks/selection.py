@@ -12,8 +12,9 @@ With --torchenv PATH (an installed console script: `pip install .` into a scratc
 issue 13 figures: `select --json` for an H100 with driver 580 given as flags, its index pages
 read once from the simulator and kept (younger than index-max-age), timed against that venv's
 `python -c pass` in the same run, alternating: the kept answer (agent/cli/fastpath.py), and the
-answer computed again (TORCHENV_NO_FASTPATH=1; no request is sent either way). Target
-(issue 13): <= 2.5x `python -c pass`.
+answer computed again (TORCHENV_NO_FASTPATH=1; no request is sent either way), and the
+interpreter importing typer alone: the floor of every command that reaches the typer CLI.
+Target (issue 13): <= 2.5x `python -c pass`.
 Usage: python benchmarks/selection.py [--runs N] [--torchenv PATH]
 """
 
@@ -152,13 +153,19 @@ def kept_answer(exe: Path, runs: int) -> None:
         once(argv, {})  # reads the pages; they are kept
         asked = len(sim.requests())
         print(f"torchenv: {exe}; {runs} runs each; the first select sent {asked} requests")
-        for label, extra in (("kept answer", {}), ("computed", {"TORCHENV_NO_FASTPATH": "1"})):
+        python = str(exe.parent / "python")
+        rows = (
+            ("select (kept answer)", argv, {}),
+            ("select (computed)", argv, {"TORCHENV_NO_FASTPATH": "1"}),
+            ("import typer (a typer command's floor)", [python, "-c", "import typer"], {}),
+        )
+        for label, cmd, extra in rows:
             ours, floor = [], []
             for _ in range(runs):
-                ours.append(once(argv, extra))
-                floor.append(once([str(exe.parent / "python"), "-c", "pass"], {}))
+                ours.append(once(cmd, extra))
+                floor.append(once([python, "-c", "pass"], {}))
             a, b = statistics.median(ours), statistics.median(floor)
-            print(f"select ({label}): median {a * 1000:.1f} ms; python -c pass {b * 1000:.1f} ms;"
+            print(f"{label}: median {a * 1000:.1f} ms; python -c pass {b * 1000:.1f} ms;"
                   f" ratio {a / b:.2f}x (target <= 2.5x)")  # fmt: skip
         print(f"requests after the first select: {len(sim.requests()) - asked}")
     shutil.rmtree(work, ignore_errors=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,6 +168,8 @@ class HostReport:
 
     def fingerprint(self) -> str:
         """A short hash of the facts that decide which build fits (not memory, disk, ...)."""
+        import hashlib
+
         payload = json.dumps(self.target_facts(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def write_atomic(
     if make_parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     directory = path.parent if str(path.parent) else Path()
-    tmp = directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    tmp = directory / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(tmp, flags, 0o666 if shared else 0o600)  # the kernel applies the umask
     try:

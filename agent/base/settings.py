@@ -201,23 +201,29 @@ class Value:
 
 
 class Settings(Mapping[str, Value]):
-    def __init__(self, values: Mapping[str, Value]) -> None:
-        self._values = dict(values)
+    """Every setting's value and source. A default is worked out when it is first read (the
+    platform's directories, pip's and uv's index), so a command pays for the ones it uses."""
+
+    def __init__(self, given: Mapping[str, Value], env: Mapping[str, str]) -> None:
+        self._values = dict(given)
+        self._env = env
 
     def __getitem__(self, key: str) -> Value:
+        if key not in self._values:
+            self._values[key] = _default(BY_KEY[key], self._env)
         return self._values[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
+        return iter(BY_KEY)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(BY_KEY)
 
     def get_value(self, key: str) -> Any:
-        return self._values[key].value
+        return self[key].value
 
     def to_json(self) -> dict[str, dict[str, Any]]:
-        return {k: {"value": v.value, "source": v.source} for k, v in self._values.items()}
+        return {k: {"value": v.value, "source": v.source} for k, v in self.items()}
 
 
 def find_pyproject(start: Path) -> Path | None:
@@ -362,13 +368,14 @@ def load_settings(
         ]
         if given:
             values[setting.key] = given[0]
-            continue
-        default = setting.default(env)
-        if isinstance(default, Sourced):
-            values[setting.key] = Value(setting.key, default.value, default.source)
-        else:
-            values[setting.key] = Value(setting.key, default, "default")
-    return Settings(values)
+    return Settings(values, dict(env))
+
+
+def _default(setting: Setting, env: Mapping[str, str]) -> Value:
+    default = setting.default(env)
+    if isinstance(default, Sourced):
+        return Value(setting.key, default.value, default.source)
+    return Value(setting.key, default, "default")
 
 
 def _parse(setting: Setting, raw: str, source: str) -> Any:

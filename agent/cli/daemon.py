@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import typer
 
-from torchenv.agent.base.errors import ConfigError
 from torchenv.agent.cli import hostopts
 from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
@@ -59,44 +57,6 @@ def _status(socket: Path, as_json: bool, reconcile: bool, check: bool) -> int:
     all_active = all(e.get("state") == "active" for e in answer.get("environments", []))
     healthy = all_active and not failed_outputs(answer)
     return 1 if check and not healthy else 0
-
-
-def _entrypoint(  # noqa: PLR0917 - the command's options, in order
-    prefix: str | None,
-    requirement_files: list[Path],
-    auto_args: str | None,
-    provisioner: str | None,
-    command: list[str],
-    lock_source: str | None = None,
-    indexes: dict[str, str | None] | None = None,
-) -> None:
-    from torchenv.agent.base.settings import load_settings
-    from torchenv.agent.cli.entrypoint import (
-        activated_env,
-        ensure,
-        exec_command,
-    )
-    from torchenv.agent.daemon.provision import provision_argv
-
-    if not command or not command[0].strip():
-        raise ConfigError(
-            "no command to run" if not command else "the command after `--` is an empty string",
-            hint="write it after `--`: torchenv entrypoint -- python train.py",
-        )
-    target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
-    runner = shlex.split(provisioner) if provisioner else []
-    extra = shlex.split(auto_args) if auto_args else []
-    if lock_source is not None:
-        extra += ["--lock-source", lock_source]
-    for option, url in (indexes or {}).items():
-        extra += [option, url] if url is not None else []
-    from torchenv.agent.cli.reqfiles import read_requirements_file
-
-    for path in requirement_files:
-        read_requirements_file(path)  # a missing file, or a requirement given instead, fails here
-        extra += ["-r", str(path.absolute())]
-    ensure(provision_argv(runner, target, [], extra), os.environ)
-    exec_command(command, activated_env(target, os.environ))
 
 
 def register(app: typer.Typer) -> None:
@@ -168,9 +128,11 @@ def register(app: typer.Typer) -> None:
         as_json: bool = JSON_OPTION,
     ) -> None:
         """Container entry point: ensure the environment for this host, then exec CMD in it."""
+        from torchenv.agent.cli.entrypoint import provision_then_exec
+
         guarded(
             as_json,
-            lambda: _entrypoint(
+            lambda: provision_then_exec(
                 prefix,
                 list(requirement),
                 auto_args,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from torchenv.agent.base.errors import (
     EXIT_INTERRUPTED,
     EXIT_UNEXPECTED,
     EXIT_UNSATISFIABLE,
     EXIT_USAGE,
+    ConfigError,
     TorchenvError,
 )
 
@@ -76,3 +79,94 @@ def exec_command(command: Sequence[str], env: Mapping[str, str]) -> None:
         )
         error.exit_code = 127 if isinstance(exc, FileNotFoundError) else 126
         raise error from exc
+
+
+def provision_then_exec(  # noqa: PLR0917 - the command's options, in order
+    prefix: str | None,
+    requirement_files: list[Path],
+    auto_args: str | None,
+    provisioner: str | None,
+    command: list[str],
+    lock_source: str | None = None,
+    indexes: dict[str, str | None] | None = None,
+) -> None:
+    from torchenv.agent.base.settings import load_settings
+    from torchenv.agent.daemon.provision import provision_argv
+
+    if not command or not command[0].strip():
+        raise ConfigError(
+            "no command to run" if not command else "the command after `--` is an empty string",
+            hint="write it after `--`: torchenv entrypoint -- python train.py",
+        )
+    target = Path(load_settings({"prefix": prefix}).get_value("prefix")).absolute()
+    runner = shlex.split(provisioner) if provisioner else []
+    extra = shlex.split(auto_args) if auto_args else []
+    if lock_source is not None:
+        extra += ["--lock-source", lock_source]
+    for option, url in (indexes or {}).items():
+        extra += [option, url] if url is not None else []
+    from torchenv.agent.cli.reqfiles import read_requirements_file
+
+    for path in requirement_files:
+        read_requirements_file(path)  # a missing file, or a requirement given instead, fails here
+        extra += ["-r", str(path.absolute())]
+    ensure(provision_argv(runner, target, [], extra), os.environ)
+    exec_command(command, activated_env(target, os.environ))
+
+
+# The options `entrypoint` takes with a value, by the parameter of `provision_then_exec`.
+VALUED = {"--prefix": "prefix", "--lock-source": "lock_source", "--auto-args": "auto_args",
+          "--provisioner": "provisioner"}  # fmt: skip
+INDEXES = ("--index-url", "--torch-index-url")
+REQUIREMENT = ("-r", "--requirement")
+
+
+def plain_options(argv: Sequence[str]) -> tuple[bool, dict[str, Any]] | None:
+    """--json and `provision_then_exec`'s arguments from `entrypoint ARGV` where each option is
+    spelled plainly (`--prefix DIR`, `--prefix=DIR`, `-r FILE`, `--json`) and the command
+    follows `--` or starts at the first word without a dash, as the typer command reads them;
+    None for anything else (help, -q, -v, an unknown option, no command): typer parses it."""
+    as_json = False
+    indexes: dict[str, str | None] = dict.fromkeys(INDEXES)
+    given: dict[str, Any] = {**dict.fromkeys(VALUED.values()), "requirement_files": [],
+                             "indexes": indexes}  # fmt: skip
+    rest = list(argv)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--" or not arg.startswith("-"):
+            command = rest if arg == "--" else [arg, *rest]
+            return (as_json, {**given, "command": command}) if command else None
+        if arg == "--json":
+            as_json = True
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in (*VALUED, *INDEXES, *REQUIREMENT) or not (eq or rest):
+            return None
+        value = value if eq else rest.pop(0)
+        if name in REQUIREMENT:
+            given["requirement_files"].append(Path(value))
+        elif name in INDEXES:
+            indexes[name] = value
+        else:
+            given[VALUED[name]] = value  # given twice: the last one, as click takes it
+    return None
+
+
+def run_plain(argv: Sequence[str]) -> None:
+    """`torchenv entrypoint ARGV` without the typer CLI, where `plain_options` reads ARGV:
+    ends by becoming the command or by exiting as the typer command would; else returns."""
+    parsed = plain_options(argv)
+    if parsed is None:
+        return
+    as_json, arguments = parsed
+    try:
+        provision_then_exec(**arguments)
+    except (Exception, KeyboardInterrupt) as exc:
+        import typer
+
+        from torchenv.agent.cli.guard import fail_for
+
+        try:
+            fail_for(exc, as_json)
+        except typer.Exit as stop:
+            sys.exit(stop.exit_code)

@@ -5,17 +5,23 @@ probe of this machine, no lock source), `fastpath_write` stores a stamp: the arg
 directory, the environment variables, the interpreter and torchenv's own files, what the
 settings, the probe and the no-op check read (the text of /proc, /sys and /dev entries; the
 stat of other files: type, inode, device, size, mtime, ctime), the lock, state.json, the active
-environment and its stat manifest, and the answer a no-op prints. `run` compares all of that
-(a few dozen system calls, then one lstat per runtime file, as the full no-op check does) and
-prints that answer. Anything different, missing or unreadable falls through to the full
-command, which deletes the stamp first, probes and compares, and writes a new stamp only when
-its own no-op check would pass. A `select` is kept the same way (its settings, host, catalog
-files and listings), and only until its oldest index page is older than index-max-age. The
-module imports builtins only (marshal, not json: json costs more than the whole check).
+environment's directories and sentinel files (integrity.tree_facts), and the answer a no-op
+prints. `run` compares all of that (a few dozen system calls, then one stat per directory of
+the environment's runtime files and per sentinel: package `__init__.py`, `.pth`, native
+libraries, `*.dist-info/`, `bin/`) and prints that answer. Creating, deleting, renaming or
+replacing any runtime file changes its directory; an in-place write into a file that is no
+sentinel does not, and is left to the full no-op path (one lstat per runtime file), `verify`
+and the agent's integrity interval. Anything different, missing or unreadable falls through
+to the full command, which deletes the stamp first, probes and compares, and writes a new
+stamp only when its own no-op check would pass. A `select` is kept the same way (its
+settings, host, catalog files and listings), and only until its oldest index page is older
+than index-max-age. The module imports builtins only (marshal, not json: json costs more than
+the whole check).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: importing __future__ costs a tenth of this check;
+# the annotations naming typing-only names are strings instead.
+import gc
 import marshal
 import os
 import sys
@@ -26,19 +32,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-FORMAT = 1
+FORMAT = 2  # 2: directories and sentinel files, not every runtime file
 # Variables a shell changes between identical commands; torchenv reads none of them.
 VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
 TEXT_LIMIT = 1 << 20
-COMMANDS = frozenset({"auto", "select"})
+COMMANDS = frozenset({"auto", "select", "lock"})
 # Set by cli.main for a console-script `auto` the check did not answer: the run may stamp.
 ARMED = False
 ARGV: list[str] = []
 ENV = ""  # env_digest at start (libraries may change os.environ later)
 
 
-def stamp_dir(env: Mapping[str, str]) -> str:
+def stamp_dir(env: "Mapping[str, str]") -> str:
     """Where stamps live: the default cache directory (settings may move the cache elsewhere;
     the stamps stay here, found without reading any setting)."""
     base = env.get("TORCHENV_CACHE_DIR") or env.get("CACHE_DIRECTORY", "").split(":")[0]
@@ -49,7 +55,7 @@ def stamp_dir(env: Mapping[str, str]) -> str:
     return os.path.join(base, "noop")
 
 
-def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
+def stamp_path(env: "Mapping[str, str]", argv: "Sequence[str]", cwd: str) -> str:
     """One stamp per command line and working directory (FNV-1a: no hashlib import)."""
     digest = 0xCBF29CE484222325
     for byte in repr((list(argv), cwd)).encode("utf-8", "surrogateescape"):
@@ -57,7 +63,7 @@ def stamp_path(env: Mapping[str, str], argv: Sequence[str], cwd: str) -> str:
     return os.path.join(stamp_dir(env), f"{argv[0]}-{digest:016x}.bin")
 
 
-def env_digest(env: Mapping[str, str]) -> str:
+def env_digest(env: "Mapping[str, str]") -> str:
     """The sha256 of the environment variables (never their values on disk: they may be
     secrets), from the interpreter's own small sha256 module where it has one."""
     sha256: Any = None
@@ -104,7 +110,7 @@ def which(name: str, path: str | None) -> str | None:
     return None
 
 
-def observe(kind: str, path: str) -> Any:
+def observe(kind: str, path: str) -> "Any":
     """What one input looks like now; the writer stores it, the check compares it."""
     try:
         if kind == "stat":
@@ -128,29 +134,35 @@ def observe(kind: str, path: str) -> Any:
     raise ValueError(f"unknown input kind {kind}")
 
 
-def files_unchanged(
-    root: str, groups: Sequence[tuple[str, Sequence[tuple[str, int, int, int]]]]
+def tree_unchanged(
+    root: str,
+    dirs: "Sequence[tuple[str, int, int]]",
+    sentinels: "Sequence[tuple[str, int, int, int]]",
 ) -> bool:
-    """The environment's runtime files, one lstat each against the manifest (integrity's rule)."""
-    for directory, entries in groups:
-        try:
-            fd = os.open(os.path.join(root, directory), os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return False
-        stat = os.stat
-        try:
-            for name, size, mtime, ino in entries:
-                st = stat(name, dir_fd=fd, follow_symlinks=False)
-                if st.st_mtime_ns != mtime or st.st_ino != ino or st.st_size != size:
-                    return False
-        except OSError:
-            return False
-        finally:
-            os.close(fd)
+    """The environment's directories and sentinel files as the stamp has them (integrity's
+    `tree_facts`): one stat each, relative to the open environment directory."""
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return False
+    stat = os.stat
+    try:
+        for path, mtime, ino in dirs:
+            st = stat(path, dir_fd=fd, follow_symlinks=False)
+            if st.st_mtime_ns != mtime or st.st_ino != ino:
+                return False
+        for path, size, mtime, ino in sentinels:
+            st = stat(path, dir_fd=fd, follow_symlinks=False)
+            if st.st_mtime_ns != mtime or st.st_ino != ino or st.st_size != size:
+                return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return True
 
 
-def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env_sha: str) -> bool:
+def holds(stamp: "Mapping[str, Any]", argv: "Sequence[str]", cwd: str, env_sha: str) -> bool:
     """Every input the stamp names is as it was when the full no-op check last passed."""
     if stamp.get("format") != FORMAT or stamp.get("argv") != list(argv):
         return False
@@ -166,10 +178,11 @@ def holds(stamp: Mapping[str, Any], argv: Sequence[str], cwd: str, env_sha: str)
     for kind, path, expected in stamp["inputs"]:
         if observe(kind, path) != expected:
             return False
-    return stamp.get("env_dir") is None or files_unchanged(stamp["env_dir"], stamp["files"])
+    env_dir = stamp.get("env_dir")
+    return env_dir is None or tree_unchanged(env_dir, stamp["dirs"], stamp["sentinels"])
 
 
-def load(path: str) -> dict[str, Any] | None:
+def load(path: str) -> "dict[str, Any] | None":
     try:
         with open(path, "rb") as fh:
             value = marshal.loads(fh.read())
@@ -178,7 +191,7 @@ def load(path: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def run(argv: Sequence[str]) -> bool:
+def run(argv: "Sequence[str]") -> bool:
     """Print the no-op answer and return True when nothing changed since the stamp was written;
     False (having printed nothing) for any other command, any difference and any doubt."""
     if not argv or argv[0] not in COMMANDS or sys.platform != "linux":
@@ -188,18 +201,14 @@ def run(argv: Sequence[str]) -> bool:
         return False
     global ARMED, ARGV, ENV
     ARMED, ARGV, ENV = True, list(argv), env_digest(env)
-    started = time.perf_counter()
+    collecting = gc.isenabled()
+    gc.disable()  # the stamp: thousands of tuples, no garbage; collecting them costs ~0.3 ms
     try:
-        cwd = os.getcwd()
-        stamp = load(stamp_path(env, argv, cwd))
-        if stamp is None or not holds(stamp, argv, cwd, ENV):
-            return False
-        answer = str(stamp["answer"])
-        spelled = stamp.get("spelled")
-        if spelled is not None:  # auto's answer says how long the check took
-            seconds = time.perf_counter() - started
-            answer = answer.replace(str(spelled), format(seconds, str(stamp["format_spec"])))
-    except Exception:  # a stamp of another shape, a vanished directory: the full path decides
+        answer = _answer(argv, env)
+    finally:
+        if collecting:
+            gc.enable()
+    if answer is None:
         return False
     try:
         sys.stdout.write(answer)
@@ -208,3 +217,20 @@ def run(argv: Sequence[str]) -> bool:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
     return True
+
+
+def _answer(argv: "Sequence[str]", env: "Mapping[str, str]") -> "str | None":
+    started = time.perf_counter()
+    try:
+        cwd = os.getcwd()
+        stamp = load(stamp_path(env, argv, cwd))
+        if stamp is None or not holds(stamp, argv, cwd, ENV):
+            return None
+        answer = str(stamp["answer"])
+        spelled = stamp.get("spelled")
+        if spelled is not None:  # auto's answer says how long the check took
+            seconds = time.perf_counter() - started
+            answer = answer.replace(str(spelled), format(seconds, str(stamp["format_spec"])))
+    except Exception:  # a stamp of another shape, a vanished directory: the full path decides
+        return None
+    return answer

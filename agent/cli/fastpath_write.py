@@ -6,7 +6,8 @@ asks for). `Pending.finish` writes the new stamp only when all of this holds: th
 live and asked only for facts the stamp can stand for (the interpreter, uname, glibc, NVML
 through its driver files; memory, disk and CPU details decide no build), the settings files
 and probe inputs are still what the run saw, no lock source is set, and the full no-op check
-(`pipeline.unchanged` and the environment's stat manifest) passes now. Any doubt: no stamp.
+(`pipeline.unchanged`, the stat manifest) passes now; the environment's part of the stamp is
+`integrity.tree_facts`, taken just before that check. Any doubt: no stamp.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torchenv.agent.cli import fastpath
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
+    from torchenv.agent.env.integrity import Dirs, Sentinels
     from torchenv.agent.pipeline.core import AutoResult
     from torchenv.probes.hostio import CommandResult, HostIO, Json
 
@@ -35,11 +37,17 @@ if TYPE_CHECKING:
 FACTS = frozenset({"python", "platform", "libc", "nvml", "memory", "disk", "boot_time",
                    "cpu_count", "cpuinfo"})  # fmt: skip
 COMMANDS = frozenset({"nvidia-smi", "modinfo"})  # answers the NVIDIA proxies stand for
-VOLATILE_FILES = frozenset({"/proc/cpuinfo", "/proc/meminfo", "/proc/uptime", "/proc/stat"})
+# Read by the probe, deciding no target fact. The boot id keys py-cpuinfo's cache (CPU details
+# decide no build), and what a reboot may change is an input itself (uname, the driver's
+# version files, the PCI devices, /dev): no read of it (at times milliseconds) on the fast path.
+VOLATILE_FILES = frozenset({"/proc/cpuinfo", "/proc/meminfo", "/proc/uptime", "/proc/stat",
+                            "/proc/sys/kernel/random/boot_id"})  # fmt: skip
 NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/nvidia/gpus"),
                 ("text", "/sys/module/nvidia/version"), ("stat", "/etc/ld.so.cache"),
                 ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip
 PCI = "/sys/bus/pci/devices"
+Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
+Stamp = dict[str, Any]
 
 
 class Watched:
@@ -194,12 +202,12 @@ class Pending:
         noop = _noop_answer(result, settings, requirements, lock, Path(self.cwd))
         if noop is None:
             return None
-        answer, env_dir, groups, extra = noop
+        answer, env_dir, (dirs, sentinels), extra = noop
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
         return {
-            **self._common(inputs), "env_dir": env_dir, "files": groups,
+            **self._common(inputs), "env_dir": env_dir, "dirs": dirs, "sentinels": sentinels,
             "answer": _render(answer) if as_json else render(answer),
             "spelled": spelled, "format_spec": spec,
         }  # fmt: skip
@@ -216,31 +224,37 @@ class Pending:
         self, answer: str, *, settings: Settings, host_given: bool, offline: bool
     ) -> bool:
         """Keep select's answer while every input holds and its index pages are young."""
-        from torchenv.agent.host import source as hostmod
-
-        hostmod.live_io_watch = None
-        try:
-            stamp = self._select_stamp(answer, settings, host_given, offline)
-            if stamp is None:
-                return False
-            _write(self.path, marshal.dumps(stamp))
-        except (OSError, ValueError, TypeError):
-            return False
-        return True
-
-    def _select_stamp(
-        self, answer: str, settings: Settings, host_given: bool, offline: bool
-    ) -> dict[str, Any] | None:
         import time
 
         from torchenv.agent.base.options import IndexConfig
-        from torchenv.agent.index import catalog_refresh
         from torchenv.agent.pipeline import select_with_index as selection
 
         max_age = IndexConfig.from_settings(settings).page_max_age
         reads = list(selection.reads)
         if host_given or offline or max_age <= 0 or any(at is None for _, at in reads):
-            return None  # a recorded host, or pages unread or old: the answer may age
+            return self.finish_kept(None)  # a recorded host, or pages unread or old
+        extra = [*selection.catalog_inputs(settings.get_value("cache-dir")),
+                 *(("stat", m.__file__ or "") for m in _own_modules(select=True))]  # fmt: skip
+        expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
+        return self.finish_kept(answer, extra=extra, expires=expires)
+
+    def finish_kept(
+        self, answer: str | None, *, extra: Inputs = (), expires: float | None = None
+    ) -> bool:
+        """Keep a command's answer (None: keep nothing) until `expires` while the settings
+        files, the live probe's inputs, `extra` and the calling module hold."""
+        from torchenv.agent.host import source as hostmod
+
+        hostmod.live_io_watch = None
+        try:
+            stamp = None if answer is None else self._kept_stamp(answer, extra, expires)
+            if stamp is not None:
+                _write(self.path, marshal.dumps(stamp))
+        except (OSError, ValueError, TypeError):
+            return False
+        return stamp is not None
+
+    def _kept_stamp(self, answer: str, extra: Inputs, expires: float | None) -> Stamp | None:
         if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
             return None
         inputs = dict(self.before)
@@ -249,18 +263,9 @@ class Pending:
         if os.getcwd() != self.cwd or any(
             fastpath.observe(k, p) != v for (k, p), v in inputs.items()
         ):
-            return None
-        cache = settings.get_value("cache-dir")
-        data = Path(_backends_dir()) / "data"
-        extra = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir())),
-                 *(("stat", m.__file__ or "") for m in _own_modules(select=True)),
-                 *(("stat", f) for f in self.code)]  # fmt: skip
-        if cache:
-            extra += [("stat", str(catalog_refresh.live_path(cache))),
-                      ("stat", str(Path(cache) / selection.LISTINGS_FILE))]  # fmt: skip
-        for kind, path in extra:
+            return None  # something changed while the run worked
+        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
-        expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
         return {**self._common(inputs), "expires": expires, "answer": answer}
 
 
@@ -296,7 +301,7 @@ def _noop_answer(
     requirements: Sequence[str],
     lock: Path | None,
     cwd: Path,
-) -> tuple[AutoResult, str, list[Any], list[tuple[str, str]]] | None:
+) -> tuple[AutoResult, str, tuple[Dirs, Sentinels], list[tuple[str, str]]] | None:
     """The answer the full no-op path would give now, or None when it would not be a no-op."""
     from torchenv.agent.base.options import Place
     from torchenv.agent.env import integrity, venv
@@ -322,14 +327,9 @@ def _noop_answer(
     ):
         return None
     manifest = env_dir / integrity.MANIFEST
-    doc = json.loads(manifest.read_text(encoding="utf-8"))
-    if doc.get("schema") != integrity.SCHEMA or integrity.quick_check(env_dir) != []:
+    tree = integrity.tree_facts(env_dir)  # before the check: a later change shows in a directory
+    if integrity.quick_check(env_dir) != []:
         return None
-    groups = [
-        (d, [tuple(e) for e in entries])
-        for per_dist in doc["files"].values()
-        for d, entries in per_dist.items()
-    ]
     site = integrity.site_packages(env_dir)
     extra = [("stat", str(where.lock_path)), ("lstat", str(layout.prefix)),
              ("link", str(layout.prefix)), ("stat", str(layout.home)), ("stat", str(layout.envs)),
@@ -342,7 +342,7 @@ def _noop_answer(
         timings={"check": fastpath.SENTINEL}, started=0.0,
     )  # fmt: skip
     answer = dataclasses.replace(answer, seconds=fastpath.SENTINEL)
-    return answer, str(env_dir), groups, extra
+    return answer, str(env_dir), tree, extra
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,12 +373,6 @@ def _own_modules(select: bool = False) -> list[Any]:
 
     mods = [integrity, core, decisions, stages, settings, venv]
     return [fastpath, sys.modules[__name__], *mods]
-
-
-def _backends_dir() -> str:
-    import torchenv.backends
-
-    return os.path.dirname(torchenv.backends.__file__ or "")
 
 
 def _render(answer: AutoResult) -> str:

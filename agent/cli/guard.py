@@ -72,23 +72,28 @@ def guarded(as_json: bool, body: Callable[[], T]) -> T:
     """Run a command body; expected errors exit 1 with a paragraph, others exit 3 (errors.py)."""
     try:
         return body()
-    except TorchenvError as exc:
-        fail(exc, as_json)
-    except KeyboardInterrupt:
-        typer.echo("torchenv: interrupted; nothing was switched.", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
     except (typer.Exit, typer.Abort, BrokenPipeError):
         raise  # a closed stdout is the reader's choice: cli.main ends quietly
-    except Exception as exc:
-        if os.environ.get("TORCHENV_DEBUG"):
-            raise
-        if verbosity >= 2:
-            import traceback
+    except (Exception, KeyboardInterrupt) as exc:
+        fail_for(exc, as_json)
 
-            traceback.print_exc()
-        error = UnexpectedError(
-            f"unexpected {type(exc).__name__}: {exc}",
-            hint="run again with TORCHENV_DEBUG=1 for the traceback and report it "
-            "with the output of `torchenv probe --record DIR`",
-        )
-        fail(error, as_json)
+
+def fail_for(exc: BaseException, as_json: bool) -> NoReturn:
+    """What a command body raised, said as every command says it; called while handling it."""
+    if isinstance(exc, TorchenvError):
+        fail(exc, as_json)
+    if isinstance(exc, KeyboardInterrupt):
+        typer.echo("torchenv: interrupted; nothing was switched.", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if os.environ.get("TORCHENV_DEBUG"):
+        raise exc
+    if verbosity >= 2:
+        import traceback
+
+        traceback.print_exc()
+    error = UnexpectedError(
+        f"unexpected {type(exc).__name__}: {exc}",
+        hint="run again with TORCHENV_DEBUG=1 for the traceback and report it "
+        "with the output of `torchenv probe --record DIR`",
+    )
+    fail(error, as_json)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from torchenv.agent.base.errors import UsageError
-from torchenv.agent.host.python import parse_python_version
-from torchenv.agent.host.source import HostFlags, HostSource
+
+if TYPE_CHECKING:
+    from torchenv.agent.host.source import HostSource
 
 REPLAY = typer.Option(None, "--replay", metavar="DIR", help="Work for the host recorded in DIR.")
 HOST_REPORT = typer.Option(
@@ -81,6 +83,8 @@ def host_source(
 ) -> HostSource:
     """The host options of one command line, parsed: where the host comes from, and the facts
     given on top of it. UsageError where two of them name the same fact."""
+    from torchenv.agent.host.source import HostFlags, HostSource
+
     python = _one_python(python, python_version)
     glibc = None
     if python_platform is not None:
@@ -106,6 +110,8 @@ def host_source(
 
 def _one_python(python: str | None, python_version: str | None) -> str | None:
     """--python (a version or an interpreter) or --python-version (a version only)."""
+    from torchenv.agent.host.python import parse_python_version
+
     if python_version is None:
         return python
     if python is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from torchenv.agent.cli import hostopts as opts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text, with_verbosity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -101,7 +102,10 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     def body() -> None:
         from torchenv.agent.base.options import LockOptions, ProbeOptions
         from torchenv.agent.base.settings import load_settings
+        from torchenv.agent.cli import fastpath_write
 
+        one = publish is None and not check and not replays and not reports
+        pending = fastpath_write.begin(__file__) if one else None  # the console script's stamp
         settings = load_settings({
             "channel": channel, "backend": backend, "resolver": resolver,
             "index-url": index_url, "torch-index-url": torch_index_url,
@@ -132,11 +136,20 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
             return
         check_lock_name(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
-        lock = locking.lock_file(reqs, host, lock_options, target, reporter=make_reporter(as_json))
-        if as_json:
-            emit_json(lock_summary(lock, target))
-        else:
-            typer.echo(summary_text(lock, target))
+        reporter = make_reporter(as_json)
+        with locking.index_client(lock_options, reporter) as client:
+            lock = locking.lock_file(reqs, host, lock_options, target, reporter=reporter,
+                                     client=client)  # fmt: skip
+        answer = (json_text(lock_summary(lock, target)) if as_json
+                  else summary_text(lock, target) + "\n")  # fmt: skip
+        sys.stdout.write(answer)
+        sys.stdout.flush()
+        if pending is not None:  # the same lock asked again answers at once while it holds
+            expires = locking.young_until(client, lock_options, lock)
+            pending.finish_kept(
+                answer if expires is not None else None, expires=expires,
+                extra=locking.kept_inputs(lock_options, target, requirement_file or (), python),
+            )  # fmt: skip
 
     guarded(as_json, body)
 

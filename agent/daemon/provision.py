@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -11,9 +10,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
+if TYPE_CHECKING:
+    import asyncio
+
+    from torchenv.agent.daemon.config import AgentConfig, EnvironmentSpec
 
 MAX_OUTPUT = 1 << 20  # bytes of the child's stdout (the JSON summary) kept
 STDERR_TAIL = 4000
@@ -167,6 +169,8 @@ class Provision:
         self._stopped = False
 
     async def run(self, timeout: float) -> Outcome:
+        import asyncio
+
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *self.argv,
@@ -205,6 +209,8 @@ class Provision:
 
     async def stop(self, grace: float) -> None:
         """SIGTERM, then SIGKILL after `grace` seconds."""
+        import asyncio
+
         self._stopped = True
         process = self._process
         if process is None or process.returncode is not None:

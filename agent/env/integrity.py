@@ -7,6 +7,14 @@ read (9,300 of the 12,254 files of torch 2.13's CPU wheel). `quick_check` compar
 one stat per file, cheap enough for every no-op `auto`; `full_check` hashes every file RECORD
 lists against its sha256. Both name the distributions whose files changed, so a rebuild can
 drop those from the installer's cache. The module is stdlib only (the agent imports it).
+
+`tree_facts` is what the no-op fast path (agent/cli/fastpath.py) stats instead of every file:
+each directory of the manifest's files (mtime, inode: creating, deleting, renaming or replacing
+a file in it changes them, as installs, uninstalls, `rm` and rename-writing editors do) and
+the sentinel files (`SENTINELS`), which keep their own stat. A write into another file in
+place (same name, same inode) is not seen there; `quick_check` (the full no-op path), `verify`
+and the agent's integrity interval see it. Python creating a package's `__pycache__` (its
+first import without bytecode) changes that directory too: one full no-op, which stamps again.
 """
 
 from __future__ import annotations
@@ -25,6 +33,9 @@ MANIFEST = "torchenv-files.json"  # inside the environment, beside its pylock.to
 SCHEMA = 1
 SKIP_QUICK = (".h", ".hh", ".hpp", ".hxx", ".cuh", ".inl", ".c", ".cc", ".cpp", ".cu", ".cmake")
 CHUNK = 1 << 20
+# Files the fast path stats one by one: what an import runs first (package __init__, .pth),
+# native code, the distributions' metadata, and the environment's commands.
+SENTINELS = ("__init__.py", ".pth", ".so", ".dylib", ".pyd")
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,44 @@ def _changed(directory: Path, entries: list[list[object]]) -> Iterator[str]:
                 yield str(name)
     finally:
         os.close(fd)
+
+
+def sentinel(relative: str) -> bool:
+    """Whether the fast path stats this file (a path relative to the environment) itself."""
+    directory, name = os.path.split(relative)
+    parts = directory.replace("\\", "/").split("/")
+    return (
+        name.endswith(SENTINELS)
+        or ".so." in name  # libfoo.so.1
+        or parts[0] in {"bin", "Scripts"}
+        or any(p.endswith(".dist-info") for p in parts)
+    )
+
+
+Dirs = list[tuple[str, int, int]]  # (directory, mtime_ns, inode)
+Sentinels = list[tuple[str, int, int, int]]  # (path, size, mtime_ns, inode)
+
+
+def tree_facts(env_dir: Path) -> tuple[Dirs, Sentinels]:
+    """(directory, mtime, inode) of every directory of the manifest's files, stat'ed now, and
+    (path, size, mtime, inode) of its sentinel files as the manifest recorded them; paths are
+    relative to the environment. Take it before `quick_check`: a change after the check then
+    shows in a directory. Raises OSError or ValueError for a missing or unreadable manifest."""
+    doc = json.loads((env_dir / MANIFEST).read_text(encoding="utf-8"))
+    files = doc.get("files") if isinstance(doc, dict) and doc.get("schema") == SCHEMA else None
+    if not isinstance(files, dict):
+        raise ValueError(f"{env_dir / MANIFEST}: not a schema {SCHEMA} manifest")
+    dirs: Dirs = []
+    sentinels: Sentinels = []
+    for groups in files.values():
+        for directory, entries in groups.items():
+            st = os.lstat(env_dir / directory)
+            dirs.append((directory or ".", st.st_mtime_ns, st.st_ino))
+            for name, size, mtime, ino in entries:
+                path = os.path.join(directory, name)
+                if sentinel(path):
+                    sentinels.append((path, int(size), int(mtime), int(ino)))
+    return sorted(set(dirs)), sentinels
 
 
 def full_check(env_dir: Path) -> list[Damage]:

@@ -27,6 +27,7 @@ from torchenv.agent.index.transport import (
     _require_ok,
 )
 from torchenv.agent.index.zipmeta import (
+    METADATA_SUFFIX,
     ZipFormatError,
     central_members,
     find_directory,
@@ -131,7 +132,7 @@ def _read_metadata(reader: _RangeReader, artifact: Artifact) -> bytes:
     directory, record_at = find_directory(tail, tail_offset)
     if record_at is not None:
         directory = zip64_directory(reader.read(record_at, 56))
-    members = central_members(reader.read(directory.offset, directory.size))
+    members = central_members(reader.read(directory.offset, directory.size), METADATA_SUFFIX)
     member = metadata_member(members, artifact.project)
     guess = 30 + len(member.name.encode()) + member.compressed_size + METADATA_SLACK
     if reader.size is not None:

@@ -206,13 +206,18 @@ class HttpSession:
         # the first request: a warm lock or select that sends none never pays for it.
         self._http: httpx.Client | None = None
         self._http_lock = threading.Lock()
+        limits = httpx.Limits(
+            max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
+        )
+        if transport is None:  # the TLS context too is made at the first https request
+            from torchenv.agent.index.lazytls import LazyTLSTransport
+
+            transport = LazyTLSTransport(limits)
         self._http_args: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout),
             "follow_redirects": True,
             "transport": transport,
-            "limits": httpx.Limits(
-                max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
-            ),
+            "limits": limits,
             "headers": {"User-Agent": "torchenv"},
         }
         self._pool: ThreadPoolExecutor | None = None
@@ -220,6 +225,9 @@ class HttpSession:
         # Pages already read by this client: asked for again (selection, then the lock), they
         # are known, so no request is sent. A client lives for one command.
         self._pages: dict[str, list[Artifact]] = {}
+        # (URL, when what this client used of it was last read from the index) for each page
+        # read: a lock kept for reuse is only as young as the oldest (pipeline/locking.py).
+        self.page_reads: list[tuple[str, float]] = []
 
     # lifecycle
     def close(self) -> None:
@@ -273,29 +281,6 @@ class HttpSession:
                         details={"url": url, "expected": limit},
                     )
 
-    def size_of(self, url: str) -> int:
-        """A file's size from one HEAD request on the pooled connections (PEP 503 pages list
-        no sizes), retried as GETs are; IndexError_ when the server does not say."""
-
-        def once() -> int:
-            self.stats.count_request("head")
-            try:
-                response = self._client.head(url)
-            except httpx.TransportError as exc:
-                raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-            _raise_if_retryable(response)
-            length = _int(response.headers.get("content-length"))
-            if response.status_code == 200 and length is not None:
-                return length
-            raise IndexError_(
-                f"cannot learn the size of {url} (HTTP {response.status_code}"
-                + (")" if response.status_code != 200 else " without a Content-Length)"),
-                hint=HINT,
-                details={"url": url, "status": response.status_code},
-            )
-
-        return self._with_retries(url, once)
-
     # HTTP plumbing
     def _get_cached(
         self, url: str, *, kind: str, accept: str, fresh: bool = False
@@ -309,7 +294,11 @@ class HttpSession:
             entry.fresh(now) or (kind == "page" and entry.young(now, self.page_max_age))
         ):
             self.stats.bump("cache_hits")
+            if kind == "page":
+                self.page_reads.append((url, entry.stored_at))
             return _Answer(200, _entry_headers(entry), entry.body, entry.url)
+        if kind == "page":
+            self.page_reads.append((url, now))  # asked now (a 304 or 404 is an answer too)
         headers = {"Accept": accept}
         if entry is not None:
             headers.update(entry.conditional_headers())

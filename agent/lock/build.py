@@ -33,6 +33,11 @@ from torchenv.agent.lock.inputs import (
 from torchenv.agent.lock.locker import _Ask, _Locker
 
 
+def resolver_cache(index: IndexConfig) -> Path:
+    """The resolver's own cache (uv's `--cache-dir`), inside torchenv's."""
+    return index.cache_dir / "resolver"
+
+
 def lock_for(
     requirements: Sequence[Requirement | str],
     host: HostReport,
@@ -50,6 +55,7 @@ def lock_for(
     )
     inputs = lock_inputs(reqs, host, selection, index)
     cache = index.cache_dir
+    resolver.prepare(resolver_cache(index))  # started earlier by lock_selected: a no-op then
     with (
         tempfile.TemporaryDirectory(prefix="torchenv-lock-") as scratch,
         reporter.stage("lock", inputs.target.describe()),
@@ -57,7 +63,7 @@ def lock_for(
     ):
         locker = _Locker(
             inputs, client, resolver, reporter, scratch=Path(scratch), pool=pool,
-            cache_dir=cache / "resolver", wheels_dir=cache / "wheels",
+            cache_dir=resolver_cache(index), wheels_dir=cache / "wheels",
         )  # fmt: skip
         family, pins = _resolve(locker)
         packages = _packages(locker, family, pins)

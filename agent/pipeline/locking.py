@@ -7,6 +7,7 @@ the CLI parses, calls one of them, and renders.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,65 @@ def lock_file(
     )
     write_pylock(output, lock)
     return lock
+
+
+def index_client(options: LockOptions, reporter: Reporter) -> IndexClient:
+    """The index client of one lock (`lock_file`'s), open: use it as a context manager."""
+    from torchenv.agent.index.client import IndexClient
+
+    index = options.index
+    return IndexClient(
+        cache_dir=index.cache_dir, reporter=reporter, page_max_age=index.page_max_age
+    )
+
+
+def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> float | None:
+    """Until when every index page this lock rests on stays younger than index-max-age, so
+    that the same lock made again would read none of them (the console script then keeps its
+    answer: agent/cli/fastpath_write.py): the selection's listings, the pages torchenv's
+    client read (each as old as its last answer from the index) and the pages uv read for the
+    rest (as old as the oldest entry of uv's page cache: uv writes one at each answer). None
+    when that has passed or cannot be told: index-max-age 0 (`--refresh`), a listing unread,
+    another resolver than uv."""
+    import time
+
+    from torchenv.agent.lock.build import resolver_cache
+    from torchenv.agent.pipeline import select_with_index as selection
+
+    max_age = options.index.page_max_age
+    reads = [at for _, at in selection.reads]
+    if max_age <= 0 or lock.tool_torchenv.get("resolver") != "uv" or None in reads:
+        return None
+    times = [at for at in reads if at is not None] + [at for _, at in client.page_reads]
+    pages = resolver_cache(options.index).glob("simple-v*/**/*")
+    times += [p.stat().st_mtime for p in pages if p.is_file()]
+    now = time.time()
+    until = min(times, default=now) + max_age
+    return until if until > now else None
+
+
+def kept_inputs(
+    options: LockOptions, output: Path, files: Sequence[Path], python: str | None = None
+) -> list[tuple[str, str]]:
+    """What a kept lock answer rests on beyond the command line, the environment, the host
+    and the settings files: the lock written, the -r files, the interpreter `--python` names
+    (asked for its version and platform), uv, the catalog, torchenv's code."""
+    from torchenv.agent.base.uvbin import find_uv
+    from torchenv.agent.host.python import parse_python_version
+    from torchenv.agent.lock import build, family, locker
+    from torchenv.agent.lock.resolvers import uv
+    from torchenv.agent.pipeline import select_with_index as selection
+    from torchenv.agent.pipeline import stages
+
+    code = [build, family, locker, uv, selection, stages, sys.modules[__name__]]
+    return [
+        ("stat", str(output.absolute())),
+        *(("text", str(f.absolute())) for f in files),
+        *([("which", python)] if python and parse_python_version(python) is None else []),
+        ("which", find_uv() or "uv"),
+        *selection.catalog_inputs(options.index.cache_dir),
+        *(("stat", m.__file__ or "") for m in code),
+    ]
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,20 @@ class ListingStore:
 reads: list[tuple[str, float | None]] = []
 
 
+def catalog_inputs(cache_dir: str | Path | None) -> list[tuple[str, str]]:
+    """What a kept selection rests on besides its pages (fastpath's (kind, path) pairs): the
+    shipped catalog files, the refreshed catalog and the kept listings in the cache."""
+    import torchenv.backends
+    from torchenv.agent.index import catalog_refresh
+
+    data = Path(torchenv.backends.__file__ or "").parent / "data"
+    out = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir()))]
+    if cache_dir:
+        out += [("stat", str(catalog_refresh.live_path(cache_dir))),
+                ("stat", str(Path(cache_dir) / LISTINGS_FILE))]  # fmt: skip
+    return out
+
+
 @dataclass
 class IndexReader:
     """Reads the torch page of index URLs for selection: a listing read less than `max_age`

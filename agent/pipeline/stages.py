@@ -93,10 +93,12 @@ def lock_selected(
     import contextlib
 
     from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.build import lock_for
+    from torchenv.agent.lock.build import lock_for, resolver_cache
     from torchenv.agent.lock.resolvers import choose_resolver
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
 
+    resolver = resolver or choose_resolver(options.resolver, reporter)
+    resolver.prepare(resolver_cache(options.index))  # uv's interpreter check, while we select
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(
@@ -120,7 +122,7 @@ def lock_selected(
         )
         return lock_for(
             requirements, host, chosen, options.index,
-            resolver=resolver or choose_resolver(options.resolver, reporter), client=client,
+            resolver=resolver, client=client,
             reporter=reporter,
         )  # fmt: skip
 

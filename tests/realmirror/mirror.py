@@ -480,6 +480,9 @@ class _Handler(BaseHTTPRequestHandler):
     mirror: RealMirror
     protocol_version = "HTTP/1.1"
     server_version = "nginx"
+    # as real servers (nginx: tcp_nodelay on): headers then body, each sent at once; with
+    # Nagle each keep-alive answer waits ~40 ms for the client's delayed ACK
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: tests read the counters."""

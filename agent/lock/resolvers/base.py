@@ -89,6 +89,10 @@ class Resolver(Protocol):
     def unavailable(self) -> str | None:
         """Why this backend cannot run here, or None when it can."""
 
+    def prepare(self, cache_dir: Path | None) -> None:
+        """Start, in the background, what `resolve` will wait on anyway (called while the
+        lock still reads the index); nothing to do is fine."""
+
     def resolve(self, request: ResolveRequest) -> Resolution: ...
 
 

@@ -132,6 +132,9 @@ class PipResolver:
             return "pip is not installed in torchenv's environment"
         return None
 
+    def prepare(self, cache_dir: Path | None) -> None:
+        """Nothing to start ahead: pip has no interpreter cache to fill."""
+
     def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve with pip; given torchenv's index client, pip reads every wheel's metadata
         through the metadata proxy and downloads no wheel (see metaproxy)."""

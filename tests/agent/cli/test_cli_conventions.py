@@ -192,11 +192,13 @@ def test_every_command_that_reads_an_index_takes_both_urls(
     assert "--torch-index-url URL The base of the PyTorch index" in text
 
 
-def test_ctrl_c_is_130(tmp_path: Path) -> None:
-    """SIGINT while the entrypoint waits for its provision: 130, and the command never runs."""
+@pytest.mark.parametrize("way_in", ["torchenv.agent.cli.main", "torchenv.agent.cli.entry"])
+def test_ctrl_c_is_130(tmp_path: Path, way_in: str) -> None:
+    """SIGINT while the entrypoint waits for its provision: 130, and the command never runs
+    (through the typer command, and through the console script's plain entrypoint)."""
     marker = tmp_path / "ran"
     sleeper = f"{sys.executable} -c 'import time; time.sleep(60)'"
-    argv = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()", "entrypoint",
+    argv = [sys.executable, "-c", f"from {way_in} import main; main()", "entrypoint",
             "--provisioner", sleeper, "--", "touch", str(marker)]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=tmp_path, env=clean_env(tmp_path), stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip

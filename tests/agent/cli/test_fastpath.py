@@ -59,6 +59,10 @@ def full_noop(result: dict[str, Any]) -> bool:
     return result["action"] == "unchanged" and "probe" in result["stages"]
 
 
+def _site(auto: Auto) -> Path:
+    return next(auto.prefix.resolve().glob("lib/python*/site-packages"))
+
+
 @pytest.fixture
 def auto(tmp_path: Path) -> Auto:
     run = Auto(tmp_path)
@@ -122,13 +126,54 @@ def test_a_rewritten_lock_runs_the_full_path(auto: Auto) -> None:
 
 
 def test_a_damaged_environment_runs_the_full_path_and_is_rebuilt(auto: Auto) -> None:
-    site = next(auto.prefix.resolve().glob("lib/python*/site-packages"))
-    init = site / "torch" / "__init__.py"
+    init = _site(auto) / "torch" / "__init__.py"  # a sentinel: its own stat is in the stamp
     init.write_text(init.read_text() + "\n# damaged\n")
     rebuilt = auto()
     assert rebuilt["action"] == "synced"
     assert any("files changed" in n for n in rebuilt["notes"])
     assert fast(auto())
+
+
+def test_a_deleted_module_is_noticed_by_the_fast_path_and_rebuilt(auto: Auto) -> None:
+    (_site(auto) / "torch" / "version.py").unlink()  # no sentinel: its directory changed
+    rebuilt = auto()
+    assert rebuilt["action"] == "synced"
+    assert any("files changed" in n for n in rebuilt["notes"])
+    assert fast(auto())
+
+
+def test_a_file_added_to_a_package_runs_the_full_path(auto: Auto) -> None:
+    (_site(auto) / "torch" / "extra.py").write_text("X = 1\n")
+    assert full_noop(auto())  # not damage: the full check knows only the wheels' files
+    assert fast(auto())  # stamped again with the directory as it is now
+
+
+def test_a_file_replaced_by_rename_is_noticed_by_the_fast_path(auto: Auto) -> None:
+    version = _site(auto) / "torch" / "version.py"
+    new = version.with_name("version.py.new")
+    new.write_bytes(version.read_bytes())  # the same bytes, as an editor saves them
+    st = version.stat()
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    new.replace(version)
+    rebuilt = auto()
+    assert rebuilt["action"] == "synced"  # another inode: the full check calls it damage
+    assert fast(auto())
+
+
+def test_an_in_place_edit_of_a_module_is_left_to_the_full_check_and_verify(auto: Auto) -> None:
+    """No directory changes and torch/version.py is no sentinel: the fast path may answer (the
+    module docstring says so); the full no-op path and `verify` do notice."""
+    version = _site(auto) / "torch" / "version.py"
+    with version.open("a") as fh:  # the same inode
+        fh.write("# edited in place\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "torchenv.agent", "verify", "--prefix", str(auto.prefix)],
+        env=auto.env, cwd=auto.work, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode != 0 and "torch/version.py" in done.stdout + done.stderr
+    rebuilt = auto(TORCHENV_NO_FASTPATH="1")
+    assert rebuilt["action"] == "synced"
+    assert any("files changed" in n for n in rebuilt["notes"])
 
 
 def test_a_changed_state_or_switched_environment_runs_the_full_path(auto: Auto) -> None:

@@ -208,3 +208,38 @@ def test_the_agent_hashes_the_files_it_keeps_and_rebuilds_a_damaged_environment(
         assert "installed files differ from their wheels: x (1 file: lib/python3.11/" in log
         assert "provisioning into" in log and "files changed since they were installed" in log
         assert agent.terminate() == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "stat_itself"),
+    [
+        ("lib/python3.11/site-packages/torch/__init__.py", True),
+        ("lib/python3.11/site-packages/torch/lib/libtorch_cpu.so", True),
+        ("lib/python3.11/site-packages/nvidia/cudnn/lib/libcudnn.so.9", True),
+        ("lib/python3.11/site-packages/torch/_C.cpython-311-x86_64-linux-gnu.so", True),
+        ("Lib/site-packages/torch/lib/c10.pyd", True),
+        ("lib/python3.11/site-packages/torch-2.13.0+cpu.dist-info/RECORD", True),
+        ("lib/python3.11/site-packages/distutils-precedence.pth", True),
+        ("bin/torchrun", True),
+        ("lib/python3.11/site-packages/torch/version.py", False),
+        ("lib/python3.11/site-packages/torch/_refs/nn/functional/__init__.pyi", False),
+        ("lib/python3.11/site-packages/sympy/solvers/ode/ode.py", False),
+    ],
+)
+def test_the_fast_path_stats_sentinels_itself(path: str, stat_itself: bool) -> None:
+    assert integrity.sentinel(path) is stat_itself
+
+
+def test_tree_facts_are_every_directory_and_the_sentinels(tmp_path: Path) -> None:
+    lock = build_lock(tmp_path / "lockdir", [torch_spec(), plain_spec("filelock")], host=HOST)
+    result = run_sync(lock, tmp_path / "env", tmp_path / "cache")
+    env = result.env_dir
+    manifest = json.loads((env / integrity.MANIFEST).read_text())
+    listed = {d for groups in manifest["files"].values() for d in groups}
+    dirs, sentinels = integrity.tree_facts(env)
+    assert {d for d, _, _ in dirs} == listed
+    assert all(os.lstat(env / d).st_ino == ino for d, _, ino in dirs)
+    names = {p for p, *_ in sentinels}
+    assert any(p.endswith("torch/__init__.py") for p in names)
+    assert any(".dist-info/" in p for p in names)
+    assert not any(p.endswith("torch/version.py") for p in names)

@@ -227,3 +227,25 @@ def test_torchenv_uv_steers_the_lock_as_it_steers_sync(
     assert "TORCHENV_UV" in (UvResolver().unavailable() or "")
     with pytest.raises(ResolutionError, match="uv: TORCHENV_UV"):
         choose_resolver("uv")
+
+
+def test_uvs_interpreter_check_ahead_fills_the_cache_and_decides_nothing(
+    indexsim: IndexSim, tmp_path: Path
+) -> None:
+    """prepare() starts `uv python find` into the resolver's cache; the compile waits for it.
+    A uv whose `python find` fails still resolves: the compile asks the interpreter itself."""
+    uv = need_uv()
+    req = _request(indexsim, tmp_path / "ok", linux_host(), TORCH_X86)
+    resolver = UvResolver(binary=uv)
+    resolver.prepare(req.cache_dir)
+    resolver._warmed()  # what resolve waits for first
+    assert req.cache_dir is not None
+    assert list(req.cache_dir.glob("interpreter-v*/**/*.msgpack"))  # before any compile
+    expected = resolver.resolve(req).versions()
+    failing = tmp_path / "uv"
+    failing.write_text(f'#!/bin/sh\n[ "$1" = python ] && exit 3\nexec {uv} "$@"\n')
+    failing.chmod(0o755)
+    req = _request(indexsim, tmp_path / "failing", linux_host(), TORCH_X86)
+    resolver = UvResolver(binary=str(failing))
+    resolver.prepare(req.cache_dir)
+    assert resolver.resolve(req).versions() == expected

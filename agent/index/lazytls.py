@@ -1,0 +1,38 @@
+"""An httpx transport that makes its TLS context at the first https request, never for http."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+
+class LazyTLSTransport(httpx.BaseTransport):
+    """httpx's own transport, one per scheme, each made when first asked: loading the
+    certificate store costs ~50 ms of CPU, which a lock from a plain-http mirror never needs.
+    An https request (a redirect from http included) goes through a verifying transport."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._by_scheme: dict[str, httpx.HTTPTransport] = {}
+
+    def _for(self, scheme: str) -> httpx.HTTPTransport:
+        with self._lock:
+            transport = self._by_scheme.get(scheme)
+            if transport is None:
+                # verify=False makes an empty context instead of loading the store: plain http
+                # requests use no TLS at all; every other scheme gets the verifying default
+                plain = scheme == "http"
+                transport = httpx.HTTPTransport(limits=self._limits, verify=not plain)
+                self._by_scheme[scheme] = transport
+            return transport
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._for(request.url.scheme).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            transports, self._by_scheme = list(self._by_scheme.values()), {}
+        for transport in transports:
+            transport.close()

@@ -1,0 +1,16 @@
+"""How the `torchenv` command is installed, by the platform the wheel is built on.
+
+Linux: scripts/torchenv, a launcher that imports only sys before the no-op check (a console
+script imports re first, half of Python's own start-up); pip and uv write the environment's
+interpreter into its `#!python` line. Elsewhere the fast check does not run, and a
+console-script entry point writes the command (torchenv.exe on Windows).
+"""
+
+import sys
+
+from setuptools import setup
+
+if sys.platform.startswith("linux"):
+    setup(scripts=["scripts/torchenv"])
+else:
+    setup(entry_points={"console_scripts": ["torchenv = torchenv.agent.cli.entry:main"]})

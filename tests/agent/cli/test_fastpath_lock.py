@@ -1,0 +1,130 @@
+"""lock's kept answer: the same lock asked again answers at once only while every input holds
+and every page it rests on (torchenv's and uv's) is younger than index-max-age."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import HOSTS
+from helpers.hosts import need_uv
+from helpers.isolation import use_sim
+from indexsim import IndexSim, Knobs, build_site, default_catalog
+
+from torchenv.agent.cli import fastpath
+
+TARGET = ["--os", "linux", "--arch", "x86_64", "--python", "3.11",
+          "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip
+LOCK = ["lock", "-r", "requirements.txt", *TARGET, "-o", "pylock.toml"]
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
+    site = build_site(default_catalog(pythons=("cp311",)), tmp_path_factory.mktemp("lock-site"))
+    with IndexSim(site, Knobs()) as server:
+        yield server
+
+
+@pytest.fixture
+def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    need_uv()
+    use_sim(monkeypatch, tmp_path, sim)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "requirements.txt").write_text("torch\n")
+    return tmp_path
+
+
+def lock(*argv: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "torchenv.agent", *argv], capture_output=True,
+                          text=True, check=False, timeout=300, env=dict(os.environ))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def kept(capsys: pytest.CaptureFixture[str], argv: list[str] = LOCK) -> str | None:
+    """The kept answer, as the console script would print it; None: the full path runs."""
+    capsys.readouterr()
+    answered = fastpath.run(argv)
+    out = capsys.readouterr().out
+    assert answered or out == ""
+    return out if answered else None
+
+
+def test_the_kept_answer_is_the_computed_one_and_the_lock_stays(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = lock(*LOCK)
+    written = (env / "pylock.toml").read_bytes()
+    assert first.startswith("Locked ")
+    assert kept(capsys) == first
+    assert lock(*LOCK) == first
+    assert (env / "pylock.toml").read_bytes() == written
+
+
+def test_a_changed_requirements_file_or_lock_ends_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock(*LOCK)
+    (env / "requirements.txt").write_text("torch\ntorchvision\n")
+    assert kept(capsys) is None
+    lock(*LOCK)
+    assert kept(capsys) is not None
+    lock_file = env / "pylock.toml"
+    lock_file.write_bytes(lock_file.read_bytes())  # the same bytes, written again
+    assert kept(capsys) is None
+    lock_file.unlink()
+    assert kept(capsys) is None
+
+
+def test_later_than_index_max_age_or_refresh_ends_it(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refreshed = [*LOCK, "--refresh"]
+    lock(*refreshed)
+    assert kept(capsys, refreshed) is None  # index-max-age 0: nothing is young
+    lock(*LOCK)
+    assert kept(capsys) is not None
+    later = fastpath.time.time() + 601  # index-max-age is 600 s by default
+    monkeypatch.setattr(fastpath.time, "time", lambda: later)
+    assert kept(capsys) is None
+
+
+def test_old_copies_in_uvs_page_cache_keep_nothing(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uv answers from copies it deems fresh; a lock resting on one older than index-max-age
+    is not kept, though every page torchenv read itself is young."""
+    lock(*LOCK)
+    pages = [p for p in (env / "cache" / "resolver").glob("simple-v*/**/*") if p.is_file()]
+    assert pages
+    old = fastpath.time.time() - 3600
+    for page in pages:
+        os.utime(page, (old, old))
+    (env / "requirements.txt").write_text("torch \n")  # the same request, another input
+    lock(*LOCK)
+    assert kept(capsys) is None
+
+
+def test_a_recorded_host_is_never_kept(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    replay = ["lock", "torch", "--replay", str(HOSTS / "h100-driver580"), "--python", "3.11"]
+    lock(*replay)
+    assert kept(capsys, replay) is None
+
+
+def test_the_interpreter_python_names_is_an_input(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    python = env / "bin" / "python3"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    argv = ["lock", "torch", *TARGET[:4], "--python", str(python), "-o", "pylock.toml"]
+    lock(*argv)
+    assert kept(capsys, argv) is not None
+    python.unlink()
+    assert kept(capsys, argv) is None

@@ -1,0 +1,97 @@
+"""Each command imports only what it uses: the modules a command line loaded, read at its exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.isolation import use_sim
+from indexsim import IndexSim
+
+from torchenv.agent.cli.main import COMMAND_MODULES
+
+SELECT = ["select", "--json", "--os", "linux", "--arch", "x86_64", "--python", "3.11",
+          "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip
+
+# Libraries and rooms no select whose answer is at hand needs (no request, no lock, no venv).
+NOT_FOR_SELECT = ("httpx", "h11", "h2", "ssl", "socket", "psutil", "pynvml", "cpuinfo", "rich",
+                  "packaging", "tomli_w", "concurrent", "torchenv.agent.fleet",
+                  "torchenv.agent.lock", "torchenv.agent.env", "torchenv.agent.verify",
+                  "torchenv.agent.daemon", "torchenv.agent.index.client")  # fmt: skip
+
+# What no help text needs: only typer and the commands' own modules.
+NOT_FOR_HELP = (*NOT_FOR_SELECT, "torchenv.agent.pipeline", "torchenv.backends.select",
+                "torchenv.probes.report", "platformdirs")  # fmt: skip
+
+# The entrypoint's own process only runs the provision (`auto`) and becomes the command.
+NOT_FOR_ENTRYPOINT = ("asyncio", "httpx", "psutil", "rich", "packaging", "torchenv.agent.fleet",
+                      "torchenv.agent.lock", "torchenv.agent.env", "torchenv.agent.daemon.config",
+                      "torchenv.agent.daemon.loop", "torchenv.probes.report")  # fmt: skip
+
+# Run the command line as the console script does, then write the modules it loaded (where
+# it would become another program, at that point).
+RUN = """
+import atexit, json, os, sys
+out = sys.argv.pop(1)
+atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
+os.execvpe = lambda *args: sys.exit(0)
+sys.argv[0] = "torchenv"
+from torchenv.agent.cli.entry import main
+main()
+"""
+
+
+@pytest.fixture
+def env(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    use_sim(monkeypatch, tmp_path, indexsim)
+    monkeypatch.setenv("TORCHENV_NO_FASTPATH", "1")  # the answer computed, not the kept one
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def loaded(tmp_path: Path, *argv: str, exit_code: int = 0) -> set[str]:
+    out = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", RUN, str(out), *argv], capture_output=True,
+                          text=True, check=False, timeout=120, env=dict(os.environ))  # fmt: skip
+    assert done.returncode == exit_code, done.stdout + done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def among(modules: set[str], names: tuple[str, ...]) -> set[str]:
+    return {m for m in modules if any(m == n or m.startswith(n + ".") for n in names)}
+
+
+def test_a_select_whose_pages_are_fresh_imports_no_client_lock_or_probe_library(env: Path) -> None:
+    first = loaded(env, *SELECT)  # reads the index pages and keeps them
+    assert "httpx" in first  # the names below are real module names: the check can fail
+    assert among(loaded(env, *SELECT), NOT_FOR_SELECT) == set()
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
+def test_a_command_s_help_imports_its_own_module_and_no_library(env: Path, command: str) -> None:
+    argv = [command, "--help"] if command != "catalog" else ["catalog", "show", "--help"]
+    modules = loaded(env, *argv)
+    own = f"torchenv.agent.{COMMAND_MODULES[command]}"
+    others = {f"torchenv.agent.{m}" for m in COMMAND_MODULES.values()} - {own}
+    assert own in modules
+    assert among(modules, (*NOT_FOR_HELP, *others)) == set()
+
+
+def test_the_command_list_imports_every_command_module_and_no_library(env: Path) -> None:
+    modules = loaded(env, "-h")
+    assert {f"torchenv.agent.{m}" for m in COMMAND_MODULES.values()} <= modules
+    assert among(modules, NOT_FOR_HELP) == set()
+
+
+def test_the_entrypoint_runs_its_provision_without_typer_or_the_daemon_s_event_loop(
+    env: Path,
+) -> None:
+    modules = loaded(env, "entrypoint", "--provisioner", "true", "--", "true")
+    assert "torchenv.agent.daemon.provision" in modules
+    assert among(modules, ("typer", *NOT_FOR_ENTRYPOINT)) == set()
+    failed = loaded(env, "entrypoint", "--provisioner", "false", "--", "true", exit_code=1)
+    assert among(failed, NOT_FOR_ENTRYPOINT) == set()  # typer says what failed
