@@ -1,5 +1,6 @@
-"""A loopback forward HTTP proxy for tests: it records what it is asked for, forwards plain
-http requests (absolute URLs) and tunnels CONNECT, as a real proxy in front of an index does."""
+"""Loopback HTTP for the index client's transport tests: a one-wheel project page, and a
+forward proxy that records what it is asked for, forwards plain http requests (absolute URLs)
+and tunnels CONNECT, as a real proxy in front of an index does."""
 
 from __future__ import annotations
 
@@ -12,6 +13,22 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
+
+PAGE = b'<html><body><a href="demo-1.0-py3-none-any.whl#sha256=' + b"0" * 64 + b'">x</a></body>'
+
+
+class Page(BaseHTTPRequestHandler):
+    """Answers every GET with PAGE."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
 
 
 class _Forward(BaseHTTPRequestHandler):

@@ -6,28 +6,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import ThreadingHTTPServer
 
 import pytest
-from helpers.proxy import forward_proxy
+from helpers.proxy import Page, forward_proxy
 
 from torchenv.agent.index.client import IndexClient
 
-PAGE = b'<html><body><a href="demo-1.0-py3-none-any.whl#sha256=' + b"0" * 64 + b'">x</a></body>'
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-class _Page(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
 
 
 @pytest.fixture
@@ -35,7 +21,7 @@ def index(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/simple"
     server.shutdown()

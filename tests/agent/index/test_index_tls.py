@@ -9,29 +9,14 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from helpers.proxy import forward_proxy
+from helpers.proxy import Page, forward_proxy
 
 from torchenv.agent.base.errors import IndexError_
 from torchenv.agent.index.client import IndexClient
-
-PAGE = b'<html><body><a href="demo-1.0-py3-none-any.whl#sha256=' + b"0" * 64 + b'">x</a></body>'
-
-
-class _Page(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +38,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def https_index(certificate: tuple[Path, Path]) -> Iterator[str]:
     cert, key = certificate
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
