@@ -145,11 +145,13 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         sys.stdout.write(answer)
         sys.stdout.flush()
         if pending is not None:  # the same lock asked again answers at once while it holds
-            expires = locking.young_until(client, lock_options, lock)
-            pending.finish_kept(
-                answer if expires is not None else None, expires=expires,
-                extra=locking.kept_inputs(lock_options, target, requirement_file or (), python),
-            )  # fmt: skip
+            try:  # a uv cache entry another lock renames meanwhile: keep nothing, exit 0
+                expires = locking.young_until(client, lock_options, lock)
+                extra = locking.kept_inputs(lock_options, target, requirement_file or (), python)
+            except (OSError, ValueError):
+                expires, extra = None, []
+            pending.finish_kept(answer if expires is not None else None, expires=expires,
+                                extra=extra)  # fmt: skip
 
     guarded(as_json, body)
 

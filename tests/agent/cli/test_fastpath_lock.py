@@ -128,3 +128,26 @@ def test_the_interpreter_python_names_is_an_input(
     assert kept(capsys, argv) is not None
     python.unlink()
     assert kept(capsys, argv) is None
+
+
+def test_a_uv_cache_entry_vanishing_at_the_end_keeps_nothing_and_exits_0(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parallel lock renames uv's page between its listing and its stat: the lock succeeded,
+    so the command exits 0; it keeps no answer."""
+    from typer.testing import CliRunner
+
+    from torchenv.agent.cli.main import app
+    from torchenv.agent.pipeline import locking
+
+    def renamed(*_: object) -> float:
+        raise FileNotFoundError(2, "No such file or directory", "simple-v18/x.rkyv")
+
+    monkeypatch.setattr(locking, "young_until", renamed)
+    monkeypatch.setattr(fastpath, "ARMED", True)
+    monkeypatch.setattr(fastpath, "ARGV", LOCK)
+    monkeypatch.setattr(fastpath, "ENV", fastpath.env_digest(os.environ))
+    done = CliRunner().invoke(app, LOCK)
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("Locked ")
+    assert not os.path.exists(fastpath.stamp_path(os.environ, LOCK, str(env)))
