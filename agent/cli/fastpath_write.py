@@ -380,14 +380,34 @@ def _render(answer: AutoResult) -> str:
 
 
 def _write(path: str, data: bytes) -> None:
+    """Write the stamp (a fresh O_EXCL temporary: containers sharing a cache share pids), then
+    prune the directory: stamps older than KEEP_DAYS, and all but the newest KEEP_STAMPS."""
+    from torchenv.agent.base.fsutil import write_atomic
+
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_atomic(Path(path), data, mode=0o600, make_parents=False)
+    _prune(os.path.dirname(path))
+
+
+KEEP_DAYS = 30
+KEEP_STAMPS = 256
+
+
+def _prune(directory: str) -> None:
+    import time
+
+    stamps: list[tuple[float, str]] = []
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                if entry.name.endswith(".bin"):
+                    stamps.append((mtime, entry.path))
+                elif entry.name.endswith(".tmp") and mtime < time.time() - 86400:
+                    os.unlink(entry.path)  # a writer that died a day ago
+    stamps.sort(reverse=True)
+    oldest = time.time() - KEEP_DAYS * 86400
+    for rank, (mtime, stamp) in enumerate(stamps):
+        if rank >= KEEP_STAMPS or mtime < oldest:
+            with contextlib.suppress(OSError):
+                os.unlink(stamp)

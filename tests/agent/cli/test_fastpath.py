@@ -258,3 +258,39 @@ def test_the_stamp_keeps_no_environment_value(tmp_path: Path) -> None:
     assert len(stamps) == 1 and secret.encode() not in stamps[0].read_bytes()
     assert fast(run(API_TOKEN=secret))
     assert full_noop(run(API_TOKEN=secret + "x"))  # another value: the full path
+
+
+def test_a_stamp_written_prunes_old_and_surplus_stamps(auto: Auto) -> None:
+    """Stamps (one per command line and directory) are bounded: a stamp written removes those
+    older than KEEP_DAYS and all but the newest KEEP_STAMPS."""
+    from torchenv.agent.cli import fastpath_write
+
+    noop = auto.work / "cache" / "noop"
+    ours = auto.stamps()[0]
+    now = fastpath.time.time()
+    for n in range(fastpath_write.KEEP_STAMPS + 10):
+        other = noop / f"auto-{n:016x}.bin"
+        other.write_bytes(b"")
+        age = 40 * 86400 if n < 5 else n  # five a month old, the rest seconds old
+        os.utime(other, (now - age, now - age))
+    ours.unlink()
+    assert full_noop(auto())  # writes its stamp again
+    left = auto.stamps()
+    assert ours in left
+    assert len(left) == fastpath_write.KEEP_STAMPS
+    assert not any((noop / f"auto-{n:016x}.bin").exists() for n in range(5))
+
+
+def test_the_stamp_is_written_through_a_fresh_temporary_file(tmp_path: Path) -> None:
+    """A temporary name another process (another container: same pid) left, even a link to
+    some file, is neither truncated nor followed."""
+    from torchenv.agent.cli.fastpath_write import _write
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    path = tmp_path / "noop" / "auto-0.bin"
+    path.parent.mkdir()
+    os.symlink(victim, f"{path}.{os.getpid()}.tmp")
+    _write(str(path), b"stamp")
+    assert victim.read_bytes() == b"keep me"
+    assert path.read_bytes() == b"stamp" and not path.is_symlink()
