@@ -32,11 +32,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-FORMAT = 2  # 2: directories and sentinel files, not every runtime file
+FORMAT = 3  # 2: directories and sentinel files; 3: text inputs as (size, sha256)
 # Variables a shell changes between identical commands; torchenv reads none of them.
 VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
-TEXT_LIMIT = 1 << 20
+TEXT_LIMIT = 4 << 20  # limits.MAX_REQUIREMENTS_FILE (not imported: builtins only)
+UNKEPT = "unkept"  # observe's mark for an input no stamp may rest on
 COMMANDS = frozenset({"auto", "select", "lock"})
 # Set by cli.main for a console-script `auto` the check did not answer: the run may stamp.
 ARMED = False
@@ -65,7 +66,13 @@ def stamp_path(env: "Mapping[str, str]", argv: "Sequence[str]", cwd: str) -> str
 
 def env_digest(env: "Mapping[str, str]") -> str:
     """The sha256 of the environment variables (never their values on disk: they may be
-    secrets), from the interpreter's own small sha256 module where it has one."""
+    secrets)."""
+    lines = sorted(f"{k}={v}" for k, v in env.items() if k not in VOLATILE_ENV)
+    return sha256_hex("\0".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def sha256_hex(data: bytes) -> str:
+    """sha256 from the interpreter's own small module where it has one (hashlib costs more)."""
     sha256: Any = None
     for name in ("_sha256", "_sha2"):  # 3.11's module, then 3.12's (named, not imported here)
         try:
@@ -75,8 +82,7 @@ def env_digest(env: "Mapping[str, str]") -> str:
             continue
     if sha256 is None:
         from hashlib import sha256
-    lines = sorted(f"{k}={v}" for k, v in env.items() if k not in VOLATILE_ENV)
-    return str(sha256("\0".join(lines).encode("utf-8", "surrogateescape")).hexdigest())
+    return str(sha256(data).hexdigest())
 
 
 def interpreter() -> list[str]:
@@ -120,8 +126,11 @@ def observe(kind: str, path: str) -> "Any":
         if kind == "link":
             return os.readlink(path)
         if kind == "text":
-            with open(path, "rb") as fh:
-                return fh.read(TEXT_LIMIT + 1)
+            with open(path, "rb") as fh:  # its digest: a -r file may hold user:token@ URLs
+                data = fh.read(TEXT_LIMIT + 1)
+            return (
+                (UNKEPT, "too large") if len(data) > TEXT_LIMIT else (len(data), sha256_hex(data))
+            )
         if kind == "list":
             return sorted(os.listdir(path))
         if kind == "exists":

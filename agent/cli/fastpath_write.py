@@ -213,6 +213,8 @@ class Pending:
         }  # fmt: skip
 
     def _common(self, inputs: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        if any(isinstance(v, tuple) and v[:1] == (fastpath.UNKEPT,) for v in inputs.values()):
+            raise ValueError("an input no stamp may rest on")  # finish*: keep nothing
         return {
             "format": fastpath.FORMAT, "argv": self.argv, "cwd": self.cwd,
             "python": fastpath.interpreter(), "uname": fastpath.uname(), "libc": fastpath.libc(),

@@ -151,3 +151,22 @@ def test_a_uv_cache_entry_vanishing_at_the_end_keeps_nothing_and_exits_0(
     assert done.exit_code == 0, done.output
     assert done.output.startswith("Locked ")
     assert not os.path.exists(fastpath.stamp_path(os.environ, LOCK, str(env)))
+
+
+def test_a_requirements_file_is_compared_whole_and_never_stored(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A -r file may hold up to 4 MiB: a change past its first MiB ends the kept answer. The
+    stamp holds its digest, never its text (a URL in it may carry a token)."""
+    from torchenv.agent.base.limits import MAX_REQUIREMENTS_FILE
+
+    assert fastpath.TEXT_LIMIT == MAX_REQUIREMENTS_FILE
+    reqs = env / "requirements.txt"
+    comment = "# see https://user:s3cret-token@example.invalid/simple " + "x" * (2 << 20)
+    reqs.write_text(f"torch\n{comment}a\n")
+    lock(*LOCK)
+    stamp = Path(fastpath.stamp_path(os.environ, LOCK, str(env))).read_bytes()
+    assert b"s3cret-token" not in stamp
+    assert kept(capsys) is not None
+    reqs.write_text(f"torch\n{comment}b\n")  # the same size, one byte changed at 2 MiB
+    assert kept(capsys) is None
