@@ -170,3 +170,31 @@ def test_a_requirements_file_is_compared_whole_and_never_stored(
     assert kept(capsys) is not None
     reqs.write_text(f"torch\n{comment}b\n")  # the same size, one byte changed at 2 MiB
     assert kept(capsys) is None
+
+
+def test_an_interpreter_that_is_a_script_keeps_nothing(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shim (pyenv's is a shell script) may run another interpreter while it stays as it
+    was: only a binary is an input a stamp can stand for."""
+    shim = env / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    argv = ["lock", "torch", *TARGET[:4], "--python", str(shim), "-o", "pylock.toml"]
+    lock(*argv)
+    assert kept(capsys, argv) is None
+
+
+def test_a_tilde_in_python_names_the_same_interpreter_for_both(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(env))
+    python = env / "bin" / "python3"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    argv = ["lock", "torch", *TARGET[:4], "--python", "~/bin/python3", "-o", "pylock.toml"]
+    lock(*argv)
+    assert kept(capsys, argv) is not None
+    python.unlink()
+    assert kept(capsys, argv) is None
