@@ -240,6 +240,11 @@ class Pending:
         expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
         return self.finish_kept(answer, extra=extra, expires=expires)
 
+    def hold(self, inputs: Inputs) -> None:
+        """Note `inputs` as they are now: a stamp is written only while they still are."""
+        for key in inputs:
+            self.before.setdefault(key, fastpath.observe(*key))
+
     def finish_kept(
         self, answer: str | None, *, extra: Inputs = (), expires: float | None = None
     ) -> bool:

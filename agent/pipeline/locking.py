@@ -86,11 +86,12 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
 
 
 def kept_inputs(
-    options: LockOptions, output: Path, files: Sequence[Path], python: str | None = None
+    options: LockOptions, files: Sequence[Path], python: str | None = None
 ) -> list[tuple[str, str]]:
-    """What a kept lock answer rests on beyond the command line, the environment, the host
-    and the settings files: the lock written, the -r files, the interpreter `--python` names
-    (asked for its version and platform), uv, the catalog, torchenv's code."""
+    """What a kept lock answer rests on beyond the command line, the environment, the host,
+    the settings files and what the lock writes (`written_inputs`), observed before the lock
+    starts: the -r files, the interpreter `--python` names (asked for its version and
+    platform), uv, the catalog, torchenv's code."""
     from torchenv.agent.base.uvbin import find_uv
     from torchenv.agent.host.python import parse_python_version
     from torchenv.agent.lock import build, family, locker
@@ -100,13 +101,29 @@ def kept_inputs(
 
     code = [build, family, locker, uv, selection, stages, sys.modules[__name__]]
     return [
-        ("stat", str(output.absolute())),
         *(("text", str(f.absolute())) for f in files),
         *([("which", python)] if python and parse_python_version(python) is None else []),
         ("which", find_uv() or "uv"),
-        *selection.catalog_inputs(options.index.cache_dir),
+        *selection.catalog_inputs(options.index.cache_dir, listings=False),
         *(("stat", m.__file__ or "") for m in code),
     ]
+
+
+def written_inputs(options: LockOptions, output: Path) -> list[tuple[str, str]]:
+    """What the lock itself writes, observed once it is done (then `wrote` tells whether the
+    lock at `output` is still the one written): the lock and the selection's kept listings."""
+    from torchenv.agent.pipeline import select_with_index as selection
+
+    cache_dir = options.index.cache_dir
+    listings = [("stat", str(Path(cache_dir) / selection.LISTINGS_FILE))] if cache_dir else []
+    return [("stat", str(output.absolute())), *listings]
+
+
+def wrote(output: Path, lock: PyLock) -> bool:
+    """The file at `output` holds `lock` as `lock_file` wrote it."""
+    from torchenv.agent.lock.pylock import dumps
+
+    return output.read_bytes() == dumps(lock).encode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import HOSTS
@@ -135,22 +136,46 @@ def test_a_uv_cache_entry_vanishing_at_the_end_keeps_nothing_and_exits_0(
 ) -> None:
     """A parallel lock renames uv's page between its listing and its stat: the lock succeeded,
     so the command exits 0; it keeps no answer."""
-    from typer.testing import CliRunner
-
-    from torchenv.agent.cli.main import app
     from torchenv.agent.pipeline import locking
 
     def renamed(*_: object) -> float:
         raise FileNotFoundError(2, "No such file or directory", "simple-v18/x.rkyv")
 
     monkeypatch.setattr(locking, "young_until", renamed)
+    assert in_process(monkeypatch).startswith("Locked ")
+    assert not os.path.exists(fastpath.stamp_path(os.environ, LOCK, str(env)))
+
+
+def in_process(monkeypatch: pytest.MonkeyPatch) -> str:
+    """LOCK run in this process as the console script runs it (armed to keep its answer)."""
+    from typer.testing import CliRunner
+
+    from torchenv.agent.cli.main import app
+
     monkeypatch.setattr(fastpath, "ARMED", True)
     monkeypatch.setattr(fastpath, "ARGV", LOCK)
     monkeypatch.setattr(fastpath, "ENV", fastpath.env_digest(os.environ))
     done = CliRunner().invoke(app, LOCK)
     assert done.exit_code == 0, done.output
-    assert done.output.startswith("Locked ")
-    assert not os.path.exists(fastpath.stamp_path(os.environ, LOCK, str(env)))
+    return done.output
+
+
+def test_a_requirements_file_saved_while_the_lock_runs_keeps_nothing(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock was made from the old text: the new one must not be stamped beside it."""
+    from torchenv.agent.pipeline import locking
+
+    real = locking.lock_file
+
+    def saved_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        done = real(*args, **kwargs)
+        (env / "requirements.txt").write_text("torch\ntorchvision\n")
+        return done
+
+    monkeypatch.setattr(locking, "lock_file", saved_meanwhile)
+    in_process(monkeypatch)
+    assert kept(capsys) is None
 
 
 def test_a_requirements_file_is_compared_whole_and_never_stored(
