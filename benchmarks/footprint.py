@@ -113,8 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     torch_peak = torch_import_peak(args.torch_python) if args.torch_python else None
     use_test_helpers()
+    from helpers.realtorch import real_torch_catalog
     from indexsim import IndexSim, Knobs, build_site
-    from test_e2e_auto import real_torch_catalog
 
     found = real_torch_catalog()
     if found is None:

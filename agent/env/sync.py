@@ -105,6 +105,22 @@ def _verify_new(
     return report
 
 
+def _verify_with_manifest(
+    verifier: Verifier | None, env_dir: Path, seconds: dict[str, float], reporter: Reporter
+) -> VerifyReport | None:
+    """Verify the new environment while a thread writes its stat manifest (what the no-op
+    path compares the files with): the verifier waits on the environment's interpreter, the
+    manifest on lstat, and neither changes a file the other reads. Both end before this
+    returns, whichever fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        manifest = pool.submit(integrity.write_manifest, env_dir)
+        report = _verify_new(verifier, env_dir, seconds, reporter)
+        manifest.result()
+    return report
+
+
 def lock_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -248,11 +264,10 @@ def _build_and_switch(
             fetched += again
             _install(lock.packages, files, env_dir, uv, link)
         (env_dir / LOCK_COPY).write_bytes(raw)
-        integrity.write_manifest(env_dir)  # what the no-op path compares the files with
         seconds["install"] = time.perf_counter() - start
         reporter.stage_finished("install", seconds["install"])
 
-        report = _verify_new(verifier, env_dir, seconds, reporter)
+        report = _verify_with_manifest(verifier, env_dir, seconds, reporter)
         verified = {
             **stamp,
             "lock_sha256": lock_digest(raw),

@@ -52,15 +52,28 @@ def build_lock(
     name: str = "pylock.toml",
 ) -> Path:
     """Build the wheels under directory/wheels and a lock naming them (file:// by default)."""
+    wheels = [(s.project, s.version, build_wheel(s, directory / "wheels")) for s in specs]
+    return lock_wheels(directory, wheels, host=host, backend=backend, url_for=url_for, name=name)
+
+
+def lock_wheels(
+    directory: Path,
+    wheels: Iterable[tuple[str, str, Path]],
+    *,
+    host: HostReport,
+    backend: str = "cpu",
+    url_for: Any = None,
+    name: str = "pylock.toml",
+) -> Path:
+    """A lock at directory/name naming these (project, version, wheel file)s for `host`."""
     packages = []
-    for spec in specs:
-        path = build_wheel(spec, directory / "wheels")
+    for project, version, path in wheels:
         data = path.read_bytes()
         url = url_for(path) if url_for else path.resolve().as_uri()
         packages.append(
             LockedPackage(
-                name=spec.project,
-                version=spec.version,
+                name=project,
+                version=version,
                 index="file://local",
                 wheels=(
                     LockedWheel(
