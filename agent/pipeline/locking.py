@@ -64,10 +64,11 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
     """Until when every index page this lock rests on stays younger than index-max-age, so
     that the same lock made again would read none of them (the console script then keeps its
     answer: agent/cli/fastpath_write.py): the selection's listings, the pages torchenv's
-    client read (each as old as its last answer from the index) and the pages uv read for the
-    rest (as old as the oldest entry of uv's page cache: uv writes one at each answer). None
-    when that has passed or cannot be told: index-max-age 0 (`--refresh`), a listing unread,
-    another resolver than uv."""
+    client read (each young for the server's max-age or index-max-age, whichever is less) and
+    the pages uv read for the rest (as old as the oldest entry of uv's page cache: uv writes
+    one at each answer). None when that has passed or cannot be told: index-max-age 0
+    (`--refresh`), a listing unread, a page the server said no-cache or no-store for, another
+    resolver than uv."""
     import time
 
     from torchenv.agent.lock.build import resolver_cache
@@ -75,13 +76,14 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
 
     max_age = options.index.page_max_age
     reads = [at for _, at in selection.reads]
-    if max_age <= 0 or lock.tool_torchenv.get("resolver") != "uv" or None in reads:
+    ours = [until for _, until in client.page_reads]
+    if max_age <= 0 or lock.tool_torchenv.get("resolver") != "uv" or None in reads + ours:
         return None
-    times = [at for at in reads if at is not None] + [at for _, at in client.page_reads]
+    times = [at for at in reads if at is not None]
     pages = resolver_cache(options.index).glob("simple-v*/**/*")
     times += [p.stat().st_mtime for p in pages if p.is_file()]
     now = time.time()
-    until = min(times, default=now) + max_age
+    until = min([min(times, default=now) + max_age, *(u for u in ours if u is not None)])
     return until if until > now else None
 
 

@@ -223,3 +223,29 @@ def test_a_tilde_in_python_names_the_same_interpreter_for_both(
     assert kept(capsys, argv) is not None
     python.unlink()
     assert kept(capsys, argv) is None
+
+
+def test_an_indexs_own_cache_control_wins_over_index_max_age(
+    env: Path, sim: IndexSim, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max-age shorter than index-max-age ends the kept answer sooner."""
+    monkeypatch.setattr(sim.knobs, "page_cache_control", "max-age=60")
+    lock(*LOCK)
+    assert kept(capsys) is not None
+    soon = fastpath.time.time() + 61
+    monkeypatch.setattr(fastpath.time, "time", lambda: soon)
+    assert kept(capsys) is None
+
+
+@pytest.mark.parametrize("never", ["no-cache", "no-store"])
+def test_pages_the_index_says_not_to_keep_keep_nothing(
+    env: Path,
+    sim: IndexSim,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    never: str,
+) -> None:
+    """A full run would ask the index again: the answer is not kept."""
+    monkeypatch.setattr(sim.knobs, "page_cache_control", never)
+    lock(*LOCK)
+    assert kept(capsys) is None
