@@ -61,14 +61,14 @@ def index_client(options: LockOptions, reporter: Reporter) -> IndexClient:
 
 
 def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> float | None:
-    """Until when every index page this lock rests on stays younger than index-max-age, so
-    that the same lock made again would read none of them (the console script then keeps its
-    answer: agent/cli/fastpath_write.py): the selection's listings, the pages torchenv's
-    client read (each young for the server's max-age or index-max-age, whichever is less) and
-    the pages uv read for the rest (as old as the oldest entry of uv's page cache: uv writes
-    one at each answer). None when that has passed or cannot be told: index-max-age 0
-    (`--refresh`), a listing unread, a page the server said no-cache or no-store for, another
-    resolver than uv."""
+    """Until when every index page this lock rests on stays young, so that the same lock
+    made again would read none of them (the console script then keeps its answer:
+    agent/cli/fastpath_write.py): the selection's listings, the pages torchenv's client read
+    (each young for the server's max-age or index-max-age, whichever is less) and the pages
+    uv read for the rest (as old as the oldest entry of uv's page cache for the packages
+    locked: uv writes one at each answer). None when that has passed or cannot be told:
+    index-max-age 0 (`--refresh`), a listing unread, a page the server said no-cache or
+    no-store for, another resolver than uv."""
     import time
 
     from torchenv.agent.lock.build import resolver_cache
@@ -80,11 +80,21 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
     if max_age <= 0 or lock.tool_torchenv.get("resolver") != "uv" or None in reads + ours:
         return None
     times = [at for at in reads if at is not None]
-    pages = resolver_cache(options.index).glob("simple-v*/**/*")
-    times += [p.stat().st_mtime for p in pages if p.is_file()]
+    times += [p.stat().st_mtime for p in _uv_pages(resolver_cache(options.index), lock)]
     now = time.time()
     until = min([min(times, default=now) + max_age, *(u for u in ours if u is not None)])
     return until if until > now else None
+
+
+def _uv_pages(cache: Path, lock: PyLock) -> list[Path]:
+    """The entries of uv's page cache for the packages this lock holds (uv keeps one per index
+    and project: simple-v*/index/HASH/NAME.rkyv); every entry where none is named that way
+    (another uv's layout), so that no old page goes unseen. Pages of projects other locks
+    read do not age this one."""
+    entries = [p for p in cache.glob("simple-v*/**/*") if p.is_file()]
+    names = set(lock.names)
+    mine = [p for p in entries if p.suffix == ".rkyv" and p.stem in names]
+    return mine or entries
 
 
 def kept_inputs(

@@ -249,3 +249,21 @@ def test_pages_the_index_says_not_to_keep_keep_nothing(
     monkeypatch.setattr(sim.knobs, "page_cache_control", never)
     lock(*LOCK)
     assert kept(capsys) is None
+
+
+def test_old_pages_of_projects_this_lock_does_not_hold_do_not_age_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uv's page cache holds one entry per index and project: a project another lock read
+    days ago is no page this lock rests on."""
+    lock(*LOCK)
+    pages = list((env / "cache" / "resolver").glob("simple-v*/**/*.rkyv"))
+    assert pages and all(p.stem != "unrelated" for p in pages)
+    other = pages[0].with_name("unrelated.rkyv")
+    other.write_bytes(pages[0].read_bytes())
+    old = fastpath.time.time() - 3600
+    os.utime(other, (old, old))
+    (env / "requirements.txt").write_text("torch \n")  # the same request, another input
+    lock(*LOCK)
+    assert kept(capsys) is not None
+    assert other.exists()
