@@ -7,7 +7,8 @@ live and asked only for facts the stamp can stand for (the interpreter, uname, g
 through its driver files; memory, disk and CPU details decide no build), the settings files
 and probe inputs are still what the run saw, no lock source is set, and the full no-op check
 (`pipeline.unchanged`, the stat manifest) passes now; the environment's part of the stamp is
-`integrity.tree_facts`, taken just before that check. Any doubt: no stamp.
+`integrity.tree_facts`, taken just before that check, none of its mtimes under 2 s old
+(`racy`). Any doubt: no stamp.
 """
 
 from __future__ import annotations
@@ -203,6 +204,8 @@ class Pending:
         if noop is None:
             return None
         answer, env_dir, (dirs, sentinels), extra = noop
+        if racy(dirs, sentinels):
+            return None  # the next run takes the full path and stamps then
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
@@ -274,6 +277,18 @@ class Pending:
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         return {**self._common(inputs), "expires": expires, "answer": answer}
+
+
+RACY_NS = 2_000_000_000  # file system clocks are coarse: an mtime this recent may yet repeat
+
+
+def racy(dirs: Dirs, sentinels: Sentinels) -> bool:
+    """git's racy rule: a directory or sentinel whose mtime is within RACY_NS of now may yet
+    change in the same clock tick without its mtime changing; no stamp may rest on it."""
+    import time
+
+    since = time.time_ns() - RACY_NS
+    return any(d[1] > since for d in dirs) or any(s[2] > since for s in sentinels)
 
 
 def begin(caller: str) -> Pending | None:
