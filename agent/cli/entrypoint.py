@@ -164,9 +164,11 @@ def run_plain(argv: Sequence[str]) -> None:
     except (Exception, KeyboardInterrupt) as exc:
         import typer
 
-        from torchenv.agent.cli.guard import fail_for
+        from torchenv.agent.cli.guard import fail_for, quiet_broken_pipe
 
         try:
             fail_for(exc, as_json)
         except typer.Exit as stop:
             sys.exit(stop.exit_code)
+        except BrokenPipeError:  # the reader went away: 1, quietly, as the typer path ends
+            quiet_broken_pipe()

@@ -97,3 +97,13 @@ def fail_for(exc: BaseException, as_json: bool) -> NoReturn:
         "with the output of `torchenv probe --record DIR`",
     )
     fail(error, as_json)
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader went away (`torchenv catalog show | head -1`): stop quietly, as CLIs do.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(1)

@@ -89,7 +89,9 @@ def main() -> None:
     try:
         _register(sys.argv[1:])(prog_name="torchenv")
     except BrokenPipeError:
-        _quiet_broken_pipe()
+        from torchenv.agent.cli.guard import quiet_broken_pipe
+
+        quiet_broken_pipe()
     except KeyboardInterrupt:
         typer.echo("torchenv: interrupted; nothing was switched.", err=True)
         sys.exit(EXIT_INTERRUPTED)
@@ -99,15 +101,3 @@ def main() -> None:
         typer.echo(f"torchenv: unexpected {type(exc).__name__}: {exc}.", err=True)
         sys.exit(EXIT_UNEXPECTED)
     sys.exit(0)
-
-
-def _quiet_broken_pipe() -> None:
-    """The reader went away (`torchenv catalog show | head -1`): stop quietly, as CLIs do.
-
-    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
-    """
-    import os
-
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(1)

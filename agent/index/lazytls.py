@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import threading
+from urllib.request import getproxies  # what httpx reads the environment's proxies with
 
 import httpx
+
+
+def environment_names_a_proxy() -> bool:
+    """Whether httpx would send some request through a proxy from the environment
+    (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY in either case; the system's settings on macOS and
+    Windows). httpx honours these only for a client that brings no transport of its own."""
+    proxies = getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
 
 
 class LazyTLSTransport(httpx.BaseTransport):

@@ -209,10 +209,14 @@ class HttpSession:
         limits = httpx.Limits(
             max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
         )
-        if transport is None:  # the TLS context too is made at the first https request
-            from torchenv.agent.index.lazytls import LazyTLSTransport
+        if transport is None:
+            from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy
 
-            transport = LazyTLSTransport(limits)
+            # The TLS context too is made at the first https request; but httpx reads the
+            # environment's proxies only for transports it makes itself, so with a proxy set
+            # it makes them (one per proxy, NO_PROXY honoured), as any httpx client does.
+            if not environment_names_a_proxy():
+                transport = LazyTLSTransport(limits)
         self._http_args: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout),
             "follow_redirects": True,

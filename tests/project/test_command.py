@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -51,14 +53,14 @@ def _run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
-    """A copy of what the build reads (pyproject.toml and setup.py name it), its wheel, and
+    """A copy of what the build reads (pyproject.toml, setup.py, MANIFEST.in), its wheel, and
     the directory of build-system wheels every build here takes (`--no-index`: no network)."""
     tmp = tmp_path_factory.mktemp("command")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     tools = _build_tools(tmp / "tools", config["build-system"]["requires"])
     src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "setup.py", config["project"]["readme"]):
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", config["project"]["readme"]):
         shutil.copy2(ROOT / name, src / name)
     for directory in ["scripts", *config["tool"]["setuptools"]["package-dir"].values()]:
         shutil.copytree(ROOT / directory, src / directory,
@@ -149,6 +151,32 @@ def test_the_installed_no_op_imports_only_torchenv_modules(
     assert "torchenv.agent.cli.fastpath" in extra
     others = {m for m in extra if not m.startswith("torchenv")} - set(sys.builtin_module_names)
     assert others <= {"_sha256", "_sha2"}, others  # not re, not __future__, not typer
+
+
+def test_an_sdist_made_off_linux_builds_the_launcher_on_linux(
+    built: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """setup.py names the launcher only on Linux: an sdist made on Windows or macOS carries it
+    anyway (MANIFEST.in), and the wheel pip builds from it on Linux installs it."""
+    src, _, tools = built
+    setuptools = tmp_path / "setuptools"
+    _run([*PIP, "install", "-q", "--no-deps", "--no-index", "--target", str(setuptools),
+          *map(str, tools.glob("*.whl"))])  # fmt: skip
+    shutil.copytree(src, tmp_path / "src", ignore=shutil.ignore_patterns("*.egg-info", "build"))
+    env = {**os.environ, "PYTHONPATH": str(setuptools), "TORCHENV_BUILD_PLATFORM": "win32"}
+    make = f"from setuptools import build_meta; build_meta.build_sdist({str(tmp_path)!r})"
+    _run([sys.executable, "-c", make], env=env, cwd=tmp_path / "src")
+    sdist = next(tmp_path.glob("torchenv-*.tar.gz"))
+    with tarfile.open(sdist) as archive:
+        names = {name.split("/", 1)[-1] for name in archive.getnames()}
+    assert {"scripts/torchenv", "setup.py", "README.md", "backends/data/cuda.json"} <= names
+    assert "entry_points.txt" in {name.rsplit("/", 1)[-1] for name in names}  # made as win32
+    _run([*PIP, "wheel", "-q", "--no-deps", *OFFLINE, str(tools), "-w", str(tmp_path / "dist"),
+          str(sdist)])  # fmt: skip
+    with zipfile.ZipFile(next((tmp_path / "dist").glob("torchenv-*.whl"))) as wheel:
+        wheel_names = wheel.namelist()
+    assert [name for name in wheel_names if name.endswith(".data/scripts/torchenv")]
+    assert not [name for name in wheel_names if name.endswith("entry_points.txt")]
 
 
 def _imported(importtime: str) -> set[str]:

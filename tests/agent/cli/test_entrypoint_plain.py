@@ -26,9 +26,15 @@ class Ran:
     command: list[str] | None  # the command's argv, None if it never ran
 
 
-def run(way_in: list[str], args: list[str], tmp_path: Path, provision_exit: int = 0) -> Ran:
+def run(
+    way_in: list[str],
+    args: list[str],
+    tmp_path: Path,
+    provision_exit: int = 0,
+    stdout: int = subprocess.PIPE,
+) -> Ran:
     """`entrypoint ARGS` with a provisioner and a command that write down how they were run;
-    SPY in ARGS is the provisioner, CMD the command."""
+    SPY in ARGS is the provisioner, CMD the command; stdout: where the output goes."""
     for name in ("provision.json", "command.json"):
         (tmp_path / name).unlink(missing_ok=True)
     spy = tmp_path / "spy.py"
@@ -40,13 +46,14 @@ def run(way_in: list[str], args: list[str], tmp_path: Path, provision_exit: int 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHENV_", "UV_"))}
     env["TORCHENV_USER_CONFIG"] = env["TORCHENV_SYSTEM_CONFIG"] = str(tmp_path / "none.toml")
     done = subprocess.run([*way_in, "entrypoint", *argv], cwd=tmp_path, env=env, text=True,
-                          capture_output=True, check=False, timeout=120)  # fmt: skip
+                          stdout=stdout, stderr=subprocess.PIPE, check=False,
+                          timeout=120)  # fmt: skip
 
     def read(name: str) -> list[str] | None:
         path = tmp_path / name
         return json.loads(path.read_text()) if path.exists() else None
 
-    return Ran(done.returncode, done.stdout, done.stderr, read("provision.json"),
+    return Ran(done.returncode, done.stdout or "", done.stderr, read("provision.json"),
                read("command.json"))  # fmt: skip
 
 
@@ -119,3 +126,17 @@ def test_without_a_command_both_ways_say_so(tmp_path: Path) -> None:
     plain = run(CONSOLE, ["--provisioner", "SPY", "--"], tmp_path)
     assert plain == run(TYPER, ["--provisioner", "SPY", "--"], tmp_path)
     assert plain.code == 1 and "no command" in plain.err and plain.provision is None
+
+
+@pytest.mark.parametrize("way_in", [CONSOLE, TYPER], ids=["plain", "typer"])
+def test_a_json_error_to_a_closed_stdout_exits_1_quietly(way_in: list[str], tmp_path: Path) -> None:
+    """The reader went away (`... --json | head -0`): the error cannot be written, and the
+    command stops with 1 and no traceback, both ways in."""
+    args = ["--json", "--provisioner", "SPY", "-r", "missing.txt", "--", *COMMAND]
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        ran = run(way_in, args, tmp_path, stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert (ran.code, ran.err, ran.provision) == (1, "", None)

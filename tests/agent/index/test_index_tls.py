@@ -1,6 +1,6 @@
 """https through the index client: the TLS context is made at the first https request, and it
 verifies (a certificate nobody vouches for is refused; one trusted through SSL_CERT_FILE, as
-httpx honours, is taken)."""
+httpx honours, is taken), through an HTTPS_PROXY tunnel as well as direct."""
 
 from __future__ import annotations
 
@@ -9,28 +9,14 @@ import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from helpers.proxy import Page, forward_proxy
 
 from torchenv.agent.base.errors import IndexError_
 from torchenv.agent.index.client import IndexClient
-
-PAGE = b'<html><body><a href="demo-1.0-py3-none-any.whl#sha256=' + b"0" * 64 + b'">x</a></body>'
-
-
-class _Page(BaseHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html")
-        self.send_header("Content-Length", str(len(PAGE)))
-        self.end_headers()
-        self.wfile.write(PAGE)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +38,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def https_index(certificate: tuple[Path, Path]) -> Iterator[str]:
     cert, key = certificate
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -78,3 +64,26 @@ def test_a_certificate_trusted_through_ssl_cert_file_is_taken(
     with IndexClient(retries=0) as client:
         page = client.project_page(https_index, "demo")
     assert [a.filename for a in page] == ["demo-1.0-py3-none-any.whl"]
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_https_through_a_proxy_is_tunnelled_and_verified(
+    https_index: str, certificate: tuple[Path, Path], trusted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NO_PROXY", "no_proxy", "https_proxy", "SSL_CERT_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    with forward_proxy() as (proxy, asked):
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        with IndexClient(retries=0) as client:
+            if trusted:
+                assert [a.filename for a in client.project_page(https_index, "demo")] == [
+                    "demo-1.0-py3-none-any.whl"
+                ]
+            else:
+                with pytest.raises(IndexError_):
+                    client.project_page(https_index, "demo")
+    assert asked == [f"CONNECT {https_index.split('/')[2]}"]
