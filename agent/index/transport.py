@@ -322,20 +322,12 @@ class HttpSession:
             self._http_cache.delete(key)
         return answer
 
-    def _page_read(
-        self, kind: str, url: str, entry: CacheEntry | None, missing: float | None = None
-    ) -> None:
-        """Note until when a page read stays young: stored_at plus the server's max-age or
-        index-max-age, whichever is less; None when the server said no-cache or no-store
-        (`missing`: a 404 read at that time, young for index-max-age)."""
-        if kind != "page":
-            return
-        if entry is None or entry.no_cache:
-            until = None if missing is None else missing + self.page_max_age
-        else:
-            limit = self.page_max_age if entry.max_age is None else entry.max_age
-            until = entry.stored_at + min(limit, self.page_max_age)
-        self.page_reads.append((url, until))
+    def _page_read(self, kind: str, url: str, entry: CacheEntry | None, at: float = 0) -> None:
+        """Note until when a page read stays young (None: no-cache or no-store); `at`: a 404
+        then, young for index-max-age."""
+        if kind == "page":
+            until = at + self.page_max_age if at else entry and entry.until(self.page_max_age)
+            self.page_reads.append((url, until))
 
     def _get(
         self,
