@@ -326,8 +326,8 @@ class HttpSession:
         """Note until when a page read stays young (None: no-cache or no-store); `at`: a 404
         then, young for index-max-age."""
         if kind == "page":
-            until = at + self.page_max_age if at else entry and entry.until(self.page_max_age)
-            self.page_reads.append((url, until))
+            young = None if entry is None else entry.until(self.page_max_age)
+            self.page_reads.append((url, at + self.page_max_age if at else young))
 
     def _get(
         self,
