@@ -8,12 +8,11 @@ through its driver files; memory, disk and CPU details decide no build), the set
 and probe inputs are still what the run saw, no lock source is set, and the full no-op check
 (`pipeline.unchanged`, the stat manifest) passes now; the environment's part of the stamp is
 `integrity.tree_facts`, taken just before that check, none of its mtimes under 2 s old
-(`racy`). Any doubt: no stamp.
+(`stamps.racy`). Any doubt: no stamp.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -25,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from torchenv.agent.cli import fastpath
+from torchenv.agent.cli import fastpath, stamps
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
@@ -177,7 +176,7 @@ class Pending:
             stamp = self._stamp(result, settings, requirements, lock, live, as_json, render)
             if stamp is None:
                 return False
-            _write(self.path, marshal.dumps(stamp))
+            stamps.write(self.path, marshal.dumps(stamp))
         except (OSError, ValueError, TypeError):
             return False
         return True
@@ -204,7 +203,7 @@ class Pending:
         if noop is None:
             return None
         answer, env_dir, (dirs, sentinels), extra = noop
-        if racy(dirs, sentinels):
+        if stamps.racy(dirs, sentinels):
             return None  # the next run takes the full path and stamps then
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
@@ -259,7 +258,7 @@ class Pending:
         try:
             stamp = None if answer is None else self._kept_stamp(answer, extra, expires)
             if stamp is not None:
-                _write(self.path, marshal.dumps(stamp))
+                stamps.write(self.path, marshal.dumps(stamp))
         except (OSError, ValueError, TypeError):
             return False
         return stamp is not None
@@ -277,18 +276,6 @@ class Pending:
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         return {**self._common(inputs), "expires": expires, "answer": answer}
-
-
-RACY_NS = 2_000_000_000  # file system clocks are coarse: an mtime this recent may yet repeat
-
-
-def racy(dirs: Dirs, sentinels: Sentinels) -> bool:
-    """git's racy rule: a directory or sentinel whose mtime is within RACY_NS of now may yet
-    change in the same clock tick without its mtime changing; no stamp may rest on it."""
-    import time
-
-    since = time.time_ns() - RACY_NS
-    return any(d[1] > since for d in dirs) or any(s[2] > since for s in sentinels)
 
 
 def begin(caller: str) -> Pending | None:
@@ -399,37 +386,3 @@ def _own_modules(select: bool = False) -> list[Any]:
 
 def _render(answer: AutoResult) -> str:
     return json.dumps(answer.to_json(), indent=2, sort_keys=False) + "\n"
-
-
-def _write(path: str, data: bytes) -> None:
-    """Write the stamp (a fresh O_EXCL temporary: containers sharing a cache share pids), then
-    prune the directory: stamps older than KEEP_DAYS, and all but the newest KEEP_STAMPS."""
-    from torchenv.agent.base.fsutil import write_atomic
-
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    write_atomic(Path(path), data, mode=0o600, make_parents=False)
-    _prune(os.path.dirname(path))
-
-
-KEEP_DAYS = 30
-KEEP_STAMPS = 256
-
-
-def _prune(directory: str) -> None:
-    import time
-
-    stamps: list[tuple[float, str]] = []
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            with contextlib.suppress(OSError):
-                mtime = entry.stat(follow_symlinks=False).st_mtime
-                if entry.name.endswith(".bin"):
-                    stamps.append((mtime, entry.path))
-                elif entry.name.endswith(".tmp") and mtime < time.time() - 86400:
-                    os.unlink(entry.path)  # a writer that died a day ago
-    stamps.sort(reverse=True)
-    oldest = time.time() - KEEP_DAYS * 86400
-    for rank, (mtime, stamp) in enumerate(stamps):
-        if rank >= KEEP_STAMPS or mtime < oldest:
-            with contextlib.suppress(OSError):
-                os.unlink(stamp)

@@ -19,7 +19,7 @@ import pytest
 from helpers import HOSTS
 from helpers.locks import build_lock, plain_spec, torch_spec
 
-from torchenv.agent.cli import fastpath, fastpath_write
+from torchenv.agent.cli import fastpath, stamps
 from torchenv.agent.cli.fastpath_write import Watched
 from torchenv.agent.host.source import load_host
 from torchenv.probes import LiveIO, probe_host
@@ -58,7 +58,7 @@ class Auto:
         newest = max(os.lstat(os.path.join(d, n)).st_mtime_ns
                      for d, _, files in os.walk(self.prefix.resolve())
                      for n in [".", *files])  # fmt: skip
-        wait = newest + fastpath_write.RACY_NS - fastpath.time.time_ns()
+        wait = newest + stamps.RACY_NS - fastpath.time.time_ns()
         if wait > 0:
             fastpath.time.sleep(wait / 1e9 + 0.05)
         assert full_noop(self(**env))
@@ -284,12 +284,11 @@ def test_the_stamp_keeps_no_environment_value(tmp_path: Path) -> None:
 def test_a_stamp_written_prunes_old_and_surplus_stamps(auto: Auto) -> None:
     """Stamps (one per command line and directory) are bounded: a stamp written removes those
     older than KEEP_DAYS and all but the newest KEEP_STAMPS."""
-    from torchenv.agent.cli import fastpath_write
 
     noop = auto.work / "cache" / "noop"
     ours = auto.stamps()[0]
     now = fastpath.time.time()
-    for n in range(fastpath_write.KEEP_STAMPS + 10):
+    for n in range(stamps.KEEP_STAMPS + 10):
         other = noop / f"auto-{n:016x}.bin"
         other.write_bytes(b"")
         age = 40 * 86400 if n < 5 else n  # five a month old, the rest seconds old
@@ -298,20 +297,20 @@ def test_a_stamp_written_prunes_old_and_surplus_stamps(auto: Auto) -> None:
     assert full_noop(auto())  # writes its stamp again
     left = auto.stamps()
     assert ours in left
-    assert len(left) == fastpath_write.KEEP_STAMPS
+    assert len(left) == stamps.KEEP_STAMPS
     assert not any((noop / f"auto-{n:016x}.bin").exists() for n in range(5))
 
 
 def test_the_stamp_is_written_through_a_fresh_temporary_file(tmp_path: Path) -> None:
     """A temporary name another process (another container: same pid) left, even a link to
     some file, is neither truncated nor followed."""
-    from torchenv.agent.cli.fastpath_write import _write
+    from torchenv.agent.cli.stamps import write
 
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep me")
     path = tmp_path / "noop" / "auto-0.bin"
     path.parent.mkdir()
     os.symlink(victim, f"{path}.{os.getpid()}.tmp")
-    _write(str(path), b"stamp")
+    write(str(path), b"stamp")
     assert victim.read_bytes() == b"keep me"
     assert path.read_bytes() == b"stamp" and not path.is_symlink()
