@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import configparser
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,8 @@ def pip_config_files(env: Mapping[str, str]) -> list[Path]:
 
 def read_pip_config(env: Mapping[str, str] | None = None) -> ToolIndexConfig:
     """index-url, extra-index-url and find-links as pip would see them ([global] and [install])."""
+    import configparser  # here: listing the files (a kept answer stamps them) needs no parser
+
     env = os.environ if env is None else env
     parser = configparser.RawConfigParser()
     used: list[str] = []

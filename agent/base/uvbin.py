@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -14,13 +15,9 @@ def find_uv() -> str | None:
     explicit = os.environ.get("TORCHENV_UV")
     if explicit is not None:
         return explicit or None  # TORCHENV_UV="" forces pip
-    try:
-        import uv  # the PyPI package ships the binary and finds it
-
-        found: str = uv.find_uv_bin()
-        return found
-    except (ImportError, FileNotFoundError):
-        pass
+    packaged = _packaged_uv()
+    if packaged is not None:
+        return packaged
     beside = Path(sys.executable).parent / "uv"
     if beside.is_file():
         return str(beside)
@@ -30,3 +27,17 @@ def find_uv() -> str | None:
 def uv_switched_off() -> bool:
     """TORCHENV_UV="": the user asked for no uv."""
     return os.environ.get("TORCHENV_UV") == ""
+
+
+@functools.cache
+def _packaged_uv() -> str | None:
+    """The binary the `uv` package ships (it searches its install schemes: asked once)."""
+    try:
+        import uv
+    except ImportError:
+        return None
+    try:
+        found: str = uv.find_uv_bin()
+    except FileNotFoundError:
+        return None
+    return found

@@ -34,7 +34,6 @@ from torchenv.agent.index.pages import (
     parse_json_page,
     project_url,
 )
-from torchenv.agent.index.ranges import _RangeReader, _read_metadata
 from torchenv.agent.index.transport import (
     CHUNK,
     HINT,
@@ -43,7 +42,6 @@ from torchenv.agent.index.transport import (
     _RangesRefused,
     _require_ok,
 )
-from torchenv.agent.index.zipmeta import ZipFormatError, ZipMember, metadata_member
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -146,6 +144,10 @@ class IndexClient(HttpSession):
         return answer.body
 
     def _metadata_by_ranges(self, artifact: Artifact) -> bytes:
+        # Only for wheels without a metadata file (HTML-only mirrors): loaded when one is met.
+        from torchenv.agent.index.ranges import _RangeReader, _read_metadata
+        from torchenv.agent.index.zipmeta import ZipFormatError
+
         reader = _RangeReader(self, artifact.url)
         try:
             return _read_metadata(reader, artifact)
@@ -161,6 +163,8 @@ class IndexClient(HttpSession):
 
     def _metadata_from_whole(self, artifact: Artifact, body: IO[bytes]) -> bytes:
         import zipfile
+
+        from torchenv.agent.index.zipmeta import ZipFormatError, ZipMember, metadata_member
 
         body.seek(0)
         _check_hash(artifact, _hash_stream(body), artifact.url)

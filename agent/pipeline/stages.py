@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.env import venv
 from torchenv.agent.pipeline.decisions import with_torch
 
 if TYPE_CHECKING:
@@ -42,6 +41,7 @@ def locate(
     """A project (pyproject.toml in cwd or above) gives the requirements, .venv and pylock.toml
     beside it; --prefix elsewhere keeps the lock in the prefix's torchenv directory."""
     from torchenv.agent.base.settings import find_pyproject, project_dependencies, read_toml
+    from torchenv.agent.env import venv
 
     pyproject = find_pyproject(cwd)
     project = pyproject.parent if pyproject is not None else None

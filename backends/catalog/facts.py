@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class Facts:
     gfx: Mapping[str, tuple[tuple[str, ...], bool]]
 
 
+@functools.cache  # the catalog and the rows an index adds both ask: the files parsed once
 def load_facts() -> Facts:
     cuda, rocm = read_data("cuda.json"), read_data("rocm.json")
     return Facts(

@@ -23,6 +23,13 @@ NOT_FOR_SELECT = ("httpx", "h11", "h2", "ssl", "socket", "psutil", "pynvml", "cp
                   "torchenv.agent.lock", "torchenv.agent.env", "torchenv.agent.verify",
                   "torchenv.agent.daemon", "torchenv.agent.index.client")  # fmt: skip
 
+# What a lock from an index with metadata files (PEP 658) does without: no environment, no
+# wheel read through ranges, no fleet, no verifier, no daemon.
+NOT_FOR_LOCK = ("psutil", "pynvml", "cpuinfo", "rich", "torchenv.agent.env",
+                "torchenv.agent.index.ranges", "torchenv.agent.index.zipmeta",
+                "torchenv.agent.fleet", "torchenv.agent.verify",
+                "torchenv.agent.daemon")  # fmt: skip
+
 # What no help text needs: only typer and the commands' own modules.
 NOT_FOR_HELP = (*NOT_FOR_SELECT, "torchenv.agent.pipeline", "torchenv.backends.select",
                 "torchenv.probes.report", "platformdirs")  # fmt: skip
@@ -69,6 +76,15 @@ def test_a_select_whose_pages_are_fresh_imports_no_client_lock_or_probe_library(
     first = loaded(env, *SELECT)  # reads the index pages and keeps them
     assert "httpx" in first  # the names below are real module names: the check can fail
     assert among(loaded(env, *SELECT), NOT_FOR_SELECT) == set()
+
+
+def test_a_lock_from_an_index_with_metadata_files_imports_no_env_zip_reader_or_daemon(
+    env: Path,
+) -> None:
+    modules = loaded(env, "lock", "torch", "--backend", "cu126", *SELECT[2:], "-o", "pylock.toml")
+    assert (env / "pylock.toml").is_file()
+    assert "torchenv.agent.lock.resolvers.uv" in modules  # it locked: the check can fail
+    assert among(modules, NOT_FOR_LOCK) == set()
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
