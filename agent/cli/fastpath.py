@@ -3,8 +3,9 @@
 After an `auto` through the console script that ended with a verified environment (a live
 probe of this machine, no lock source), `fastpath_write` stores a stamp: the argv, the working
 directory, the environment variables, the interpreter and torchenv's own files, what the
-settings, the probe and the no-op check read (the text of /proc, /sys and /dev entries; the
-stat of other files: type, inode, device, size, mtime, ctime), the lock, state.json, the active
+settings, the probe and the no-op check read (the size and sha256 of /proc and /sys entries'
+text; the stat of other files: type, inode, device, size, mtime, ctime; a command's binary:
+a script keeps nothing), the lock, state.json, the active
 environment's directories and sentinel files (integrity.tree_facts), and the answer a no-op
 prints. `run` compares all of that (a few dozen system calls, then one stat per directory of
 the environment's runtime files and per sentinel: package `__init__.py`, `.pth`, native
@@ -32,11 +33,15 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from typing import Any
 
-FORMAT = 2  # 2: directories and sentinel files, not every runtime file
+FORMAT = 3  # 2: directories and sentinel files; 3: text inputs as (size, sha256)
 # Variables a shell changes between identical commands; torchenv reads none of them.
 VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
-TEXT_LIMIT = 1 << 20
+TEXT_LIMIT = 4 << 20  # limits.MAX_REQUIREMENTS_FILE (not imported: builtins only)
+# ELF, Mach-O (32, 64 bit, either byte order) and fat Mach-O: a program, not a script
+BINARIES = frozenset({b"\x7fELF", b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                      b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"})  # fmt: skip
+UNKEPT = "unkept"  # observe's mark for an input no stamp may rest on
 COMMANDS = frozenset({"auto", "select", "lock"})
 # Set by cli.main for a console-script `auto` the check did not answer: the run may stamp.
 ARMED = False
@@ -65,7 +70,13 @@ def stamp_path(env: "Mapping[str, str]", argv: "Sequence[str]", cwd: str) -> str
 
 def env_digest(env: "Mapping[str, str]") -> str:
     """The sha256 of the environment variables (never their values on disk: they may be
-    secrets), from the interpreter's own small sha256 module where it has one."""
+    secrets)."""
+    lines = sorted(f"{k}={v}" for k, v in env.items() if k not in VOLATILE_ENV)
+    return sha256_hex("\0".join(lines).encode("utf-8", "surrogateescape"))
+
+
+def sha256_hex(data: bytes) -> str:
+    """sha256 from the interpreter's own small module where it has one (hashlib costs more)."""
     sha256: Any = None
     for name in ("_sha256", "_sha2"):  # 3.11's module, then 3.12's (named, not imported here)
         try:
@@ -75,8 +86,7 @@ def env_digest(env: "Mapping[str, str]") -> str:
             continue
     if sha256 is None:
         from hashlib import sha256
-    lines = sorted(f"{k}={v}" for k, v in env.items() if k not in VOLATILE_ENV)
-    return str(sha256("\0".join(lines).encode("utf-8", "surrogateescape")).hexdigest())
+    return str(sha256(data).hexdigest())
 
 
 def interpreter() -> list[str]:
@@ -100,7 +110,9 @@ def _sig(st: os.stat_result) -> tuple[int, ...]:
 
 
 def which(name: str, path: str | None) -> str | None:
-    """The executable a command name runs (shutil.which's rule for a plain name)."""
+    """The executable a command name runs (shutil.which's rule for a plain name; `~` expanded
+    as host.python.find_interpreter_path does)."""
+    name = os.path.expanduser(name)
     if os.sep in name:
         return name if os.access(name, os.X_OK) and not os.path.isdir(name) else None
     for directory in (path or os.defpath).split(os.pathsep):
@@ -120,15 +132,23 @@ def observe(kind: str, path: str) -> "Any":
         if kind == "link":
             return os.readlink(path)
         if kind == "text":
-            with open(path, "rb") as fh:
-                return fh.read(TEXT_LIMIT + 1)
+            with open(path, "rb") as fh:  # its digest: a -r file may hold user:token@ URLs
+                data = fh.read(TEXT_LIMIT + 1)
+            return (
+                (UNKEPT, "too large") if len(data) > TEXT_LIMIT else (len(data), sha256_hex(data))
+            )
         if kind == "list":
             return sorted(os.listdir(path))
         if kind == "exists":
             return os.path.exists(path)
         if kind == "which":
             exe = which(path, os.environ.get("PATH"))
-            return None if exe is None else (exe, _sig(os.stat(exe)))
+            if exe is None:
+                return None
+            with open(exe, "rb") as fh:  # through its links: a script (pyenv's shim) may
+                if fh.read(4) not in BINARIES:  # run another interpreter, itself unchanged
+                    return (UNKEPT, "not a binary")
+            return (exe, _sig(os.stat(exe)))
     except OSError as exc:
         return ("error", exc.errno)
     raise ValueError(f"unknown input kind {kind}")

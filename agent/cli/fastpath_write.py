@@ -7,12 +7,12 @@ live and asked only for facts the stamp can stand for (the interpreter, uname, g
 through its driver files; memory, disk and CPU details decide no build), the settings files
 and probe inputs are still what the run saw, no lock source is set, and the full no-op check
 (`pipeline.unchanged`, the stat manifest) passes now; the environment's part of the stamp is
-`integrity.tree_facts`, taken just before that check. Any doubt: no stamp.
+`integrity.tree_facts`, taken just before that check, none of its mtimes under 2 s old
+(`stamps.racy`). Any doubt: no stamp.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from torchenv.agent.cli import fastpath
+from torchenv.agent.cli import fastpath, stamps
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
@@ -176,7 +176,7 @@ class Pending:
             stamp = self._stamp(result, settings, requirements, lock, live, as_json, render)
             if stamp is None:
                 return False
-            _write(self.path, marshal.dumps(stamp))
+            stamps.write(self.path, marshal.dumps(stamp))
         except (OSError, ValueError, TypeError):
             return False
         return True
@@ -203,6 +203,8 @@ class Pending:
         if noop is None:
             return None
         answer, env_dir, (dirs, sentinels), extra = noop
+        if stamps.racy(dirs, sentinels):
+            return None  # the next run takes the full path and stamps then
         for kind, path in [*extra, *(("stat", f) for f in self.code)]:
             inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
@@ -213,6 +215,8 @@ class Pending:
         }  # fmt: skip
 
     def _common(self, inputs: dict[tuple[str, str], Any]) -> dict[str, Any]:
+        if any(isinstance(v, tuple) and v[:1] == (fastpath.UNKEPT,) for v in inputs.values()):
+            raise ValueError("an input no stamp may rest on")  # finish*: keep nothing
         return {
             "format": fastpath.FORMAT, "argv": self.argv, "cwd": self.cwd,
             "python": fastpath.interpreter(), "uname": fastpath.uname(), "libc": fastpath.libc(),
@@ -238,6 +242,11 @@ class Pending:
         expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
         return self.finish_kept(answer, extra=extra, expires=expires)
 
+    def hold(self, inputs: Inputs) -> None:
+        """Note `inputs` as they are now: a stamp is written only while they still are."""
+        for key in inputs:
+            self.before.setdefault(key, fastpath.observe(*key))
+
     def finish_kept(
         self, answer: str | None, *, extra: Inputs = (), expires: float | None = None
     ) -> bool:
@@ -249,7 +258,7 @@ class Pending:
         try:
             stamp = None if answer is None else self._kept_stamp(answer, extra, expires)
             if stamp is not None:
-                _write(self.path, marshal.dumps(stamp))
+                stamps.write(self.path, marshal.dumps(stamp))
         except (OSError, ValueError, TypeError):
             return False
         return stamp is not None
@@ -377,17 +386,3 @@ def _own_modules(select: bool = False) -> list[Any]:
 
 def _render(answer: AutoResult) -> str:
     return json.dumps(answer.to_json(), indent=2, sort_keys=False) + "\n"
-
-
-def _write(path: str, data: bytes) -> None:
-    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -137,6 +137,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         check_lock_name(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         reporter = make_reporter(as_json)
+        if pending is not None:  # the inputs as the lock reads them (one saved later: not kept)
+            pending.hold(locking.kept_inputs(lock_options, requirement_file or (), python))
         with locking.index_client(lock_options, reporter) as client:
             lock = locking.lock_file(reqs, host, lock_options, target, reporter=reporter,
                                      client=client)  # fmt: skip
@@ -145,11 +147,13 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         sys.stdout.write(answer)
         sys.stdout.flush()
         if pending is not None:  # the same lock asked again answers at once while it holds
-            expires = locking.young_until(client, lock_options, lock)
-            pending.finish_kept(
-                answer if expires is not None else None, expires=expires,
-                extra=locking.kept_inputs(lock_options, target, requirement_file or (), python),
-            )  # fmt: skip
+            try:  # a uv cache entry another lock renames meanwhile: keep nothing, exit 0
+                expires = locking.young_until(client, lock_options, lock)
+                pending.hold(locking.written_inputs(lock_options, target))
+                expires = expires if locking.wrote(target, lock) else None
+            except (OSError, ValueError):
+                expires = None
+            pending.finish_kept(answer if expires is not None else None, expires=expires)
 
     guarded(as_json, body)
 

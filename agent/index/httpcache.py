@@ -48,6 +48,13 @@ class CacheEntry:
             return False
         return self.stored_at <= now < self.stored_at + max_age
 
+    def until(self, max_age: float) -> float | None:
+        """Until when a reader keeping pages `max_age` seconds uses this entry unasked: the
+        server's max-age wins where shorter; None for no-cache."""
+        if self.no_cache:
+            return None
+        return self.stored_at + (max_age if self.max_age is None else min(self.max_age, max_age))
+
     @property
     def revalidatable(self) -> bool:
         return bool(self.etag or self.last_modified)

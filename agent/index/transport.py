@@ -229,9 +229,9 @@ class HttpSession:
         # Pages already read by this client: asked for again (selection, then the lock), they
         # are known, so no request is sent. A client lives for one command.
         self._pages: dict[str, list[Artifact]] = {}
-        # (URL, when what this client used of it was last read from the index) for each page
-        # read: a lock kept for reuse is only as young as the oldest (pipeline/locking.py).
-        self.page_reads: list[tuple[str, float]] = []
+        # (URL, until when what this client used of it stays young: `_page_read`) for each
+        # page read: a lock kept for reuse lasts as long as the first (pipeline/locking.py).
+        self.page_reads: list[tuple[str, float | None]] = []
 
     # lifecycle
     def close(self) -> None:
@@ -298,11 +298,8 @@ class HttpSession:
             entry.fresh(now) or (kind == "page" and entry.young(now, self.page_max_age))
         ):
             self.stats.bump("cache_hits")
-            if kind == "page":
-                self.page_reads.append((url, entry.stored_at))
+            self._page_read(kind, url, entry)
             return _Answer(200, _entry_headers(entry), entry.body, entry.url)
-        if kind == "page":
-            self.page_reads.append((url, now))  # asked now (a 304 or 404 is an answer too)
         headers = {"Accept": accept}
         if entry is not None:
             headers.update(entry.conditional_headers())
@@ -311,16 +308,26 @@ class HttpSession:
             self.stats.bump("not_modified")
             entry = entry.refreshed(answer.headers, time.time())
             self._http_cache.put(key, entry)
+            self._page_read(kind, url, entry)
             return _Answer(200, _entry_headers(entry), entry.body, entry.url)
         if answer.status == 404:
+            self._page_read(kind, url, None, now)  # an answer too, kept by no cache
             return None
         _require_ok(answer)
         stored = entry_from_response(answer.url, answer.headers, answer.body, time.time())
+        self._page_read(kind, url, stored)
         if stored is not None:
             self._http_cache.put(key, stored)
         elif entry is not None:
             self._http_cache.delete(key)
         return answer
+
+    def _page_read(self, kind: str, url: str, entry: CacheEntry | None, at: float = 0) -> None:
+        """Note until when a page read stays young (None: no-cache or no-store); `at`: a 404
+        then, young for index-max-age."""
+        if kind == "page":
+            young = None if entry is None else entry.until(self.page_max_age)
+            self.page_reads.append((url, at + self.page_max_age if at else young))
 
     def _get(
         self,

@@ -61,13 +61,14 @@ def index_client(options: LockOptions, reporter: Reporter) -> IndexClient:
 
 
 def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> float | None:
-    """Until when every index page this lock rests on stays younger than index-max-age, so
-    that the same lock made again would read none of them (the console script then keeps its
-    answer: agent/cli/fastpath_write.py): the selection's listings, the pages torchenv's
-    client read (each as old as its last answer from the index) and the pages uv read for the
-    rest (as old as the oldest entry of uv's page cache: uv writes one at each answer). None
-    when that has passed or cannot be told: index-max-age 0 (`--refresh`), a listing unread,
-    another resolver than uv."""
+    """Until when every index page this lock rests on stays young, so that the same lock
+    made again would read none of them (the console script then keeps its answer:
+    agent/cli/fastpath_write.py): the selection's listings, the pages torchenv's client read
+    (each young for the server's max-age or index-max-age, whichever is less) and the pages
+    uv read for the rest (as old as the oldest entry of uv's page cache for the packages
+    locked: uv writes one at each answer). None when that has passed or cannot be told:
+    index-max-age 0 (`--refresh`), a listing unread, a page the server said no-cache or
+    no-store for, another resolver than uv."""
     import time
 
     from torchenv.agent.lock.build import resolver_cache
@@ -75,22 +76,34 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
 
     max_age = options.index.page_max_age
     reads = [at for _, at in selection.reads]
-    if max_age <= 0 or lock.tool_torchenv.get("resolver") != "uv" or None in reads:
+    ours = [until for _, until in client.page_reads]
+    if max_age <= 0 or lock.tool_torchenv.get("resolver") != "uv" or None in reads + ours:
         return None
-    times = [at for at in reads if at is not None] + [at for _, at in client.page_reads]
-    pages = resolver_cache(options.index).glob("simple-v*/**/*")
-    times += [p.stat().st_mtime for p in pages if p.is_file()]
+    times = [at for at in reads if at is not None]
+    times += [p.stat().st_mtime for p in _uv_pages(resolver_cache(options.index), lock)]
     now = time.time()
-    until = min(times, default=now) + max_age
+    until = min([min(times, default=now) + max_age, *(u for u in ours if u is not None)])
     return until if until > now else None
 
 
+def _uv_pages(cache: Path, lock: PyLock) -> list[Path]:
+    """The entries of uv's page cache for the packages this lock holds (uv keeps one per index
+    and project: simple-v*/index/HASH/NAME.rkyv); every entry where none is named that way
+    (another uv's layout), so that no old page goes unseen. Pages of projects other locks
+    read do not age this one."""
+    entries = [p for p in cache.glob("simple-v*/**/*") if p.is_file()]
+    names = set(lock.names)
+    mine = [p for p in entries if p.suffix == ".rkyv" and p.stem in names]
+    return mine or entries
+
+
 def kept_inputs(
-    options: LockOptions, output: Path, files: Sequence[Path], python: str | None = None
+    options: LockOptions, files: Sequence[Path], python: str | None = None
 ) -> list[tuple[str, str]]:
-    """What a kept lock answer rests on beyond the command line, the environment, the host
-    and the settings files: the lock written, the -r files, the interpreter `--python` names
-    (asked for its version and platform), uv, the catalog, torchenv's code."""
+    """What a kept lock answer rests on beyond the command line, the environment, the host,
+    the settings files and what the lock writes (`written_inputs`), observed before the lock
+    starts: the -r files, the interpreter `--python` names (asked for its version and
+    platform), uv, the catalog, torchenv's code."""
     from torchenv.agent.base.uvbin import find_uv
     from torchenv.agent.host.python import parse_python_version
     from torchenv.agent.lock import build, family, locker
@@ -100,13 +113,29 @@ def kept_inputs(
 
     code = [build, family, locker, uv, selection, stages, sys.modules[__name__]]
     return [
-        ("stat", str(output.absolute())),
         *(("text", str(f.absolute())) for f in files),
         *([("which", python)] if python and parse_python_version(python) is None else []),
         ("which", find_uv() or "uv"),
-        *selection.catalog_inputs(options.index.cache_dir),
+        *selection.catalog_inputs(options.index.cache_dir, listings=False),
         *(("stat", m.__file__ or "") for m in code),
     ]
+
+
+def written_inputs(options: LockOptions, output: Path) -> list[tuple[str, str]]:
+    """What the lock itself writes, observed once it is done (then `wrote` tells whether the
+    lock at `output` is still the one written): the lock and the selection's kept listings."""
+    from torchenv.agent.pipeline import select_with_index as selection
+
+    cache_dir = options.index.cache_dir
+    listings = [("stat", str(Path(cache_dir) / selection.LISTINGS_FILE))] if cache_dir else []
+    return [("stat", str(output.absolute())), *listings]
+
+
+def wrote(output: Path, lock: PyLock) -> bool:
+    """The file at `output` holds `lock` as `lock_file` wrote it."""
+    from torchenv.agent.lock.pylock import dumps
+
+    return output.read_bytes() == dumps(lock).encode("utf-8")
 
 
 @dataclass(frozen=True)

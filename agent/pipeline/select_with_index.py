@@ -107,17 +107,18 @@ class ListingStore:
 reads: list[tuple[str, float | None]] = []
 
 
-def catalog_inputs(cache_dir: str | Path | None) -> list[tuple[str, str]]:
+def catalog_inputs(cache_dir: str | Path | None, *, listings: bool = True) -> list[tuple[str, str]]:
     """What a kept selection rests on besides its pages (fastpath's (kind, path) pairs): the
-    shipped catalog files, the refreshed catalog and the kept listings in the cache."""
+    shipped catalog files, the refreshed catalog and (`listings`) the kept listings in the
+    cache, which the selection itself writes."""
     import torchenv.backends
     from torchenv.agent.index import catalog_refresh
 
     data = Path(torchenv.backends.__file__ or "").parent / "data"
     out = [("list", str(data)), *(("stat", str(f)) for f in sorted(data.iterdir()))]
     if cache_dir:
-        out += [("stat", str(catalog_refresh.live_path(cache_dir))),
-                ("stat", str(Path(cache_dir) / LISTINGS_FILE))]  # fmt: skip
+        out.append(("stat", str(catalog_refresh.live_path(cache_dir))))
+        out += [("stat", str(Path(cache_dir) / LISTINGS_FILE))] if listings else []
     return out
 
 

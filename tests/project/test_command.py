@@ -17,6 +17,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from realmirror import find_real_wheels
 
+from torchenv.agent.cli import stamps
 from torchenv.agent.host.source import load_host
 
 pytestmark = [
@@ -143,6 +145,8 @@ def test_the_installed_no_op_imports_only_torchenv_modules(
     assert (
         json.loads(_run([str(command), *argv], env=env, cwd=tmp_path).stdout)["action"] == "synced"
     )
+    time.sleep(stamps.RACY_NS / 1e9 + 0.1)  # no stamp rests on mtimes that recent
+    _run([str(command), *argv], env=env, cwd=tmp_path)  # the full no-op: it writes the stamp
     done = _run([python, "-X", "importtime", str(command), *argv], env=env, cwd=tmp_path)
     answer = json.loads(done.stdout)
     assert answer["action"] == "unchanged" and set(answer["stages"]) == {"check"}, answer

@@ -19,7 +19,7 @@ import pytest
 from helpers import HOSTS
 from helpers.locks import build_lock, plain_spec, torch_spec
 
-from torchenv.agent.cli import fastpath
+from torchenv.agent.cli import fastpath, stamps
 from torchenv.agent.cli.fastpath_write import Watched
 from torchenv.agent.host.source import load_host
 from torchenv.probes import LiveIO, probe_host
@@ -50,6 +50,20 @@ class Auto:
     def stamps(self) -> list[Path]:
         return sorted((self.work / "cache" / "noop").glob("*.bin"))
 
+    def settle(self, **env: str) -> None:
+        """After a sync: no stamp rests on mtimes a coarse clock may yet repeat (git's racy
+        rule), so wait until the environment's are old enough; the full no-op run then
+        stamps."""
+        assert self.stamps() == []
+        newest = max(os.lstat(os.path.join(d, n)).st_mtime_ns
+                     for d, _, files in os.walk(self.prefix.resolve())
+                     for n in [".", *files])  # fmt: skip
+        wait = newest + stamps.RACY_NS - fastpath.time.time_ns()
+        if wait > 0:
+            fastpath.time.sleep(wait / 1e9 + 0.05)
+        assert full_noop(self(**env))
+        assert len(self.stamps()) == 1
+
 
 def fast(result: dict[str, Any]) -> bool:
     return result["action"] == "unchanged" and set(result["stages"]) == {"check"}
@@ -68,7 +82,7 @@ def auto(tmp_path: Path) -> Auto:
     run = Auto(tmp_path)
     first = run()
     assert first["action"] == "synced"
-    assert len(run.stamps()) == 1
+    run.settle()
     second = run()
     assert fast(second), second
     assert second["env"] == first["env"] and second["torch"] == first["torch"]
@@ -122,6 +136,7 @@ def test_a_rewritten_lock_runs_the_full_path(auto: Auto) -> None:
     auto.lock.write_bytes(auto.lock.read_bytes() + b"\n# edited\n")
     edited = auto()
     assert edited["action"] == "synced"  # another lock: built again
+    auto.settle()
     assert fast(auto())
 
 
@@ -131,6 +146,7 @@ def test_a_damaged_environment_runs_the_full_path_and_is_rebuilt(auto: Auto) -> 
     rebuilt = auto()
     assert rebuilt["action"] == "synced"
     assert any("files changed" in n for n in rebuilt["notes"])
+    auto.settle()
     assert fast(auto())
 
 
@@ -139,13 +155,16 @@ def test_a_deleted_module_is_noticed_by_the_fast_path_and_rebuilt(auto: Auto) ->
     rebuilt = auto()
     assert rebuilt["action"] == "synced"
     assert any("files changed" in n for n in rebuilt["notes"])
+    auto.settle()
     assert fast(auto())
 
 
 def test_a_file_added_to_a_package_runs_the_full_path(auto: Auto) -> None:
     (_site(auto) / "torch" / "extra.py").write_text("X = 1\n")
     assert full_noop(auto())  # not damage: the full check knows only the wheels' files
-    assert fast(auto())  # stamped again with the directory as it is now
+    assert auto.stamps() == []  # the directory changed a moment ago: no stamp rests on it
+    auto.settle()  # then stamped with the directory as it is now
+    assert fast(auto())
 
 
 def test_a_file_replaced_by_rename_is_noticed_by_the_fast_path(auto: Auto) -> None:
@@ -157,6 +176,7 @@ def test_a_file_replaced_by_rename_is_noticed_by_the_fast_path(auto: Auto) -> No
     new.replace(version)
     rebuilt = auto()
     assert rebuilt["action"] == "synced"  # another inode: the full check calls it damage
+    auto.settle()
     assert fast(auto())
 
 
@@ -254,7 +274,43 @@ def test_the_stamp_keeps_no_environment_value(tmp_path: Path) -> None:
     run = Auto(tmp_path)
     secret = "s3cr3t-9f2c41d7e5"
     assert run(API_TOKEN=secret)["action"] == "synced"
+    run.settle(API_TOKEN=secret)
     stamps = run.stamps()
     assert len(stamps) == 1 and secret.encode() not in stamps[0].read_bytes()
     assert fast(run(API_TOKEN=secret))
     assert full_noop(run(API_TOKEN=secret + "x"))  # another value: the full path
+
+
+def test_a_stamp_written_prunes_old_and_surplus_stamps(auto: Auto) -> None:
+    """Stamps (one per command line and directory) are bounded: a stamp written removes those
+    older than KEEP_DAYS and all but the newest KEEP_STAMPS."""
+
+    noop = auto.work / "cache" / "noop"
+    ours = auto.stamps()[0]
+    now = fastpath.time.time()
+    for n in range(stamps.KEEP_STAMPS + 10):
+        other = noop / f"auto-{n:016x}.bin"
+        other.write_bytes(b"")
+        age = 40 * 86400 if n < 5 else n  # five a month old, the rest seconds old
+        os.utime(other, (now - age, now - age))
+    ours.unlink()
+    assert full_noop(auto())  # writes its stamp again
+    left = auto.stamps()
+    assert ours in left
+    assert len(left) == stamps.KEEP_STAMPS
+    assert not any((noop / f"auto-{n:016x}.bin").exists() for n in range(5))
+
+
+def test_the_stamp_is_written_through_a_fresh_temporary_file(tmp_path: Path) -> None:
+    """A temporary name another process (another container: same pid) left, even a link to
+    some file, is neither truncated nor followed."""
+    from torchenv.agent.cli.stamps import write
+
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"keep me")
+    path = tmp_path / "noop" / "auto-0.bin"
+    path.parent.mkdir()
+    os.symlink(victim, f"{path}.{os.getpid()}.tmp")
+    write(str(path), b"stamp")
+    assert victim.read_bytes() == b"keep me"
+    assert path.read_bytes() == b"stamp" and not path.is_symlink()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import HOSTS
@@ -128,3 +129,141 @@ def test_the_interpreter_python_names_is_an_input(
     assert kept(capsys, argv) is not None
     python.unlink()
     assert kept(capsys, argv) is None
+
+
+def test_a_uv_cache_entry_vanishing_at_the_end_keeps_nothing_and_exits_0(
+    env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A parallel lock renames uv's page between its listing and its stat: the lock succeeded,
+    so the command exits 0; it keeps no answer."""
+    from torchenv.agent.pipeline import locking
+
+    def renamed(*_: object) -> float:
+        raise FileNotFoundError(2, "No such file or directory", "simple-v18/x.rkyv")
+
+    monkeypatch.setattr(locking, "young_until", renamed)
+    assert in_process(monkeypatch).startswith("Locked ")
+    assert not os.path.exists(fastpath.stamp_path(os.environ, LOCK, str(env)))
+
+
+def in_process(monkeypatch: pytest.MonkeyPatch) -> str:
+    """LOCK run in this process as the console script runs it (armed to keep its answer)."""
+    from typer.testing import CliRunner
+
+    from torchenv.agent.cli.main import app
+
+    monkeypatch.setattr(fastpath, "ARMED", True)
+    monkeypatch.setattr(fastpath, "ARGV", LOCK)
+    monkeypatch.setattr(fastpath, "ENV", fastpath.env_digest(os.environ))
+    done = CliRunner().invoke(app, LOCK)
+    assert done.exit_code == 0, done.output
+    return done.output
+
+
+def test_a_requirements_file_saved_while_the_lock_runs_keeps_nothing(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock was made from the old text: the new one must not be stamped beside it."""
+    from torchenv.agent.pipeline import locking
+
+    real = locking.lock_file
+
+    def saved_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        done = real(*args, **kwargs)
+        (env / "requirements.txt").write_text("torch\ntorchvision\n")
+        return done
+
+    monkeypatch.setattr(locking, "lock_file", saved_meanwhile)
+    in_process(monkeypatch)
+    assert kept(capsys) is None
+
+
+def test_a_requirements_file_is_compared_whole_and_never_stored(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A -r file may hold up to 4 MiB: a change past its first MiB ends the kept answer. The
+    stamp holds its digest, never its text (a URL in it may carry a token)."""
+    from torchenv.agent.base.limits import MAX_REQUIREMENTS_FILE
+
+    assert fastpath.TEXT_LIMIT == MAX_REQUIREMENTS_FILE
+    reqs = env / "requirements.txt"
+    comment = "# see https://user:s3cret-token@example.invalid/simple " + "x" * (2 << 20)
+    reqs.write_text(f"torch\n{comment}a\n")
+    lock(*LOCK)
+    stamp = Path(fastpath.stamp_path(os.environ, LOCK, str(env))).read_bytes()
+    assert b"s3cret-token" not in stamp
+    assert kept(capsys) is not None
+    reqs.write_text(f"torch\n{comment}b\n")  # the same size, one byte changed at 2 MiB
+    assert kept(capsys) is None
+
+
+def test_an_interpreter_that_is_a_script_keeps_nothing(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shim (pyenv's is a shell script) may run another interpreter while it stays as it
+    was: only a binary is an input a stamp can stand for."""
+    shim = env / "bin" / "python3"
+    shim.parent.mkdir()
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    shim.chmod(0o755)
+    argv = ["lock", "torch", *TARGET[:4], "--python", str(shim), "-o", "pylock.toml"]
+    lock(*argv)
+    assert kept(capsys, argv) is None
+
+
+def test_a_tilde_in_python_names_the_same_interpreter_for_both(
+    env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(env))
+    python = env / "bin" / "python3"
+    python.parent.mkdir()
+    python.symlink_to(sys.executable)
+    argv = ["lock", "torch", *TARGET[:4], "--python", "~/bin/python3", "-o", "pylock.toml"]
+    lock(*argv)
+    assert kept(capsys, argv) is not None
+    python.unlink()
+    assert kept(capsys, argv) is None
+
+
+def test_an_indexs_own_cache_control_wins_over_index_max_age(
+    env: Path, sim: IndexSim, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """max-age shorter than index-max-age ends the kept answer sooner."""
+    monkeypatch.setattr(sim.knobs, "page_cache_control", "max-age=60")
+    lock(*LOCK)
+    assert kept(capsys) is not None
+    soon = fastpath.time.time() + 61
+    monkeypatch.setattr(fastpath.time, "time", lambda: soon)
+    assert kept(capsys) is None
+
+
+@pytest.mark.parametrize("never", ["no-cache", "no-store"])
+def test_pages_the_index_says_not_to_keep_keep_nothing(
+    env: Path,
+    sim: IndexSim,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    never: str,
+) -> None:
+    """A full run would ask the index again: the answer is not kept."""
+    monkeypatch.setattr(sim.knobs, "page_cache_control", never)
+    lock(*LOCK)
+    assert kept(capsys) is None
+
+
+def test_old_pages_of_projects_this_lock_does_not_hold_do_not_age_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """uv's page cache holds one entry per index and project: a project another lock read
+    days ago is no page this lock rests on."""
+    lock(*LOCK)
+    pages = list((env / "cache" / "resolver").glob("simple-v*/**/*.rkyv"))
+    assert pages and all(p.stem != "unrelated" for p in pages)
+    other = pages[0].with_name("unrelated.rkyv")
+    other.write_bytes(pages[0].read_bytes())
+    old = fastpath.time.time() - 3600
+    os.utime(other, (old, old))
+    (env / "requirements.txt").write_text("torch \n")  # the same request, another input
+    lock(*LOCK)
+    assert kept(capsys) is not None
+    assert other.exists()
