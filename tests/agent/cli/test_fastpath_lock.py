@@ -4,7 +4,6 @@ and every page it rests on (torchenv's and uv's) is younger than index-max-age."
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,8 @@ import pytest
 from helpers import HOSTS
 from helpers.hosts import need_uv
 from helpers.isolation import use_sim
+from helpers.kept import kept as kept_answer
+from helpers.kept import run_command as lock
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 
 from torchenv.agent.cli import fastpath
@@ -41,20 +42,8 @@ def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def lock(*argv: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "torchenv.agent", *argv], capture_output=True,
-                          text=True, check=False, timeout=300, env=dict(os.environ))  # fmt: skip
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def kept(capsys: pytest.CaptureFixture[str], argv: list[str] = LOCK) -> str | None:
-    """The kept answer, as the console script would print it; None: the full path runs."""
-    capsys.readouterr()
-    answered = fastpath.run(argv)
-    out = capsys.readouterr().out
-    assert answered or out == ""
-    return out if answered else None
+    return kept_answer(capsys, argv)
 
 
 def test_the_kept_answer_is_the_computed_one_and_the_lock_stays(
