@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 from urllib.request import getproxies  # what httpx reads the environment's proxies with
 
 import httpx
+
+from torchenv.agent.base.errors import ConfigError
 
 
 def environment_names_a_proxy() -> bool:
@@ -14,6 +17,19 @@ def environment_names_a_proxy() -> bool:
     Windows). httpx honours these only for a client that brings no transport of its own."""
     proxies = getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))
+
+
+def new_client(args: dict[str, Any]) -> httpx.Client:
+    """The index client; a proxy httpx cannot speak without an extra package (socks5:// needs
+    socksio) is a setting to change, not a crash."""
+    try:
+        return httpx.Client(**args)
+    except ImportError as exc:
+        raise ConfigError(
+            "httpx cannot use the proxy this environment names (ALL_PROXY, HTTPS_PROXY or"
+            f" HTTP_PROXY): {exc}",
+            hint="or unset that variable for torchenv",
+        ) from exc
 
 
 class LazyTLSTransport(httpx.BaseTransport):

@@ -17,6 +17,7 @@ from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.limits import MAX_PAGE
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.index.httpcache import CacheEntry, HttpCache, entry_from_response
+from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
 from torchenv.agent.index.model import Artifact, IndexStats
 
 if TYPE_CHECKING:  # imported where used: importing the client stays cheap
@@ -209,14 +210,11 @@ class HttpSession:
         limits = httpx.Limits(
             max_connections=self.concurrency + 2, max_keepalive_connections=self.concurrency
         )
-        if transport is None:
-            from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy
-
-            # The TLS context too is made at the first https request; but httpx reads the
-            # environment's proxies only for transports it makes itself, so with a proxy set
-            # it makes them (one per proxy, NO_PROXY honoured), as any httpx client does.
-            if not environment_names_a_proxy():
-                transport = LazyTLSTransport(limits)
+        # The TLS context too is made at the first https request; but httpx reads the
+        # environment's proxies only for transports it makes itself, so with a proxy set
+        # it makes them (one per proxy, NO_PROXY honoured), as any httpx client does.
+        if transport is None and not environment_names_a_proxy():
+            transport = LazyTLSTransport(limits)
         self._http_args: dict[str, Any] = {
             "timeout": httpx.Timeout(timeout),
             "follow_redirects": True,
@@ -245,7 +243,7 @@ class HttpSession:
     def _client(self) -> httpx.Client:
         with self._http_lock:
             if self._http is None:
-                self._http = httpx.Client(**self._http_args)
+                self._http = new_client(self._http_args)
             return self._http
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:

@@ -4,6 +4,7 @@ sends the hosts it names direct. (https through a proxy: test_index_tls.py.)"""
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -11,6 +12,7 @@ from http.server import ThreadingHTTPServer
 import pytest
 from helpers.proxy import Page, forward_proxy
 
+from torchenv.agent.base.errors import ConfigError
 from torchenv.agent.index.client import IndexClient
 
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
@@ -60,3 +62,15 @@ def test_a_proxy_for_https_leaves_http_requests_direct(
         monkeypatch.setenv("HTTPS_PROXY", proxy)
         assert _read(index) == ["demo-1.0-py3-none-any.whl"]
     assert asked == []
+
+
+def test_a_proxy_httpx_cannot_speak_is_a_setting_to_change(
+    index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed: httpx speaks socks5")
+    monkeypatch.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    with pytest.raises(ConfigError) as raised:
+        _read(index)
+    assert "ALL_PROXY" in raised.value.paragraph()
+    assert "socksio" in raised.value.paragraph()
