@@ -34,8 +34,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 FORMAT = 3  # 2: directories and sentinel files; 3: text inputs as (size, sha256)
-# Variables a shell changes between identical commands; torchenv reads none of them.
-VOLATILE_ENV = frozenset({"_", "OLDPWD", "PWD", "SHLVL"})
+# Variables a shell changes between identical commands, and the one Docker and Kubernetes set
+# per container (HOSTNAME); torchenv reads none of them.
+VOLATILE_ENV = frozenset({"_", "HOSTNAME", "OLDPWD", "PWD", "SHLVL"})
 SENTINEL = 987654.3125  # stands for the check's seconds in the stored answer
 TEXT_LIMIT = 4 << 20  # limits.MAX_REQUIREMENTS_FILE (not imported: builtins only)
 # ELF, Mach-O (32, 64 bit, either byte order) and fat Mach-O: a program, not a script
@@ -145,9 +146,12 @@ def observe(kind: str, path: str) -> "Any":
             exe = which(path, os.environ.get("PATH"))
             if exe is None:
                 return None
-            with open(exe, "rb") as fh:  # through its links: a script (pyenv's shim) may
-                if fh.read(4) not in BINARIES:  # run another interpreter, itself unchanged
-                    return (UNKEPT, "not a binary")
+            try:
+                with open(exe, "rb") as fh:  # through its links: a script (pyenv's shim) may
+                    if fh.read(4) not in BINARIES:  # run another interpreter, itself unchanged
+                        return (UNKEPT, "not a binary")
+            except OSError:  # unreadable (mode 0711): what it is cannot be told
+                return (UNKEPT, "unreadable")
             return (exe, _sig(os.stat(exe)))
     except OSError as exc:
         return ("error", exc.errno)

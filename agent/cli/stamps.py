@@ -18,8 +18,10 @@ RACY_NS = 2_000_000_000  # file system clocks are coarse: an mtime this recent m
 def racy(dirs: Dirs, sentinels: Sentinels) -> bool:
     """git's racy rule: a directory or sentinel whose mtime is within RACY_NS of now may yet
     change in the same clock tick without its mtime changing; no stamp may rest on it."""
-    since = time.time_ns() - RACY_NS
-    return any(d[1] > since for d in dirs) or any(s[2] > since for s in sentinels)
+    now = time.time_ns()
+    since, until = now - RACY_NS, now + RACY_NS  # later than that: a clock stepped back since,
+    # and a write now sets an mtime of now, unlike the one recorded
+    return any(since < d[1] <= until for d in dirs) or any(since < s[2] <= until for s in sentinels)
 
 
 def write(path: str, data: bytes) -> None:
