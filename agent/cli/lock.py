@@ -129,6 +129,8 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         host_options = options(
             replay=replays[0] if replays else None, host_report=reports[0] if reports else None
         )
+        if pending is not None:  # the inputs before the lock reads them (one saved later: not kept)
+            pending.hold(locking.kept_inputs(lock_options, requirement_file or (), python))
         host = host_options.load(probe)
         target = output or Path(DEFAULT_OUTPUT)
         if check:
@@ -137,8 +139,6 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
         check_lock_name(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         reporter = make_reporter(as_json)
-        if pending is not None:  # the inputs as the lock reads them (one saved later: not kept)
-            pending.hold(locking.kept_inputs(lock_options, requirement_file or (), python))
         with locking.index_client(lock_options, reporter) as client:
             lock = locking.lock_file(reqs, host, lock_options, target, reporter=reporter,
                                      client=client)  # fmt: skip
