@@ -29,3 +29,9 @@ def kept(capsys: pytest.CaptureFixture[str], argv: Sequence[str]) -> str | None:
     out = capsys.readouterr().out
     assert answered or out == ""
     return out if answered else None
+
+
+def after_index_max_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path's clock, moved past index-max-age (600 s by default) from now."""
+    later = fastpath.time.time() + 601
+    monkeypatch.setattr(fastpath.time, "time", lambda: later)

@@ -13,6 +13,7 @@ import pytest
 from helpers import HOSTS
 from helpers.hosts import need_uv
 from helpers.isolation import use_sim
+from helpers.kept import after_index_max_age
 from helpers.kept import kept as kept_answer
 from helpers.kept import run_command as lock
 from indexsim import IndexSim, Knobs, build_site, default_catalog
@@ -80,8 +81,7 @@ def test_later_than_index_max_age_or_refresh_ends_it(
     assert kept(capsys, refreshed) is None  # index-max-age 0: nothing is young
     lock(*LOCK)
     assert kept(capsys) is not None
-    later = fastpath.time.time() + 601  # index-max-age is 600 s by default
-    monkeypatch.setattr(fastpath.time, "time", lambda: later)
+    after_index_max_age(monkeypatch)
     assert kept(capsys) is None
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from helpers import HOSTS
 from helpers.isolation import use_sim
+from helpers.kept import after_index_max_age
 from helpers.kept import kept as kept_answer
 from helpers.kept import run_command as select
 from indexsim import IndexSim, Knobs, build_site, default_catalog
 
-from torchenv.agent.cli import fastpath
 from torchenv.agent.index import catalog_refresh
 from torchenv.agent.pipeline import select_with_index as selection
 
@@ -51,8 +51,7 @@ def test_a_page_older_than_index_max_age_ends_it(
 ) -> None:
     select(*FLAGS)
     assert kept(capsys) is not None
-    later = fastpath.time.time() + 601  # index-max-age is 600 s by default
-    monkeypatch.setattr(fastpath.time, "time", lambda: later)
+    after_index_max_age(monkeypatch)
     assert kept(capsys) is None
 
 
