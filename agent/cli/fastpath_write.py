@@ -169,17 +169,9 @@ class Pending:
     ) -> bool:
         """Write the stamp when the next identical run may answer without the full path;
         `render` is the command's text answer (JSON is rendered here)."""
-        from torchenv.agent.host import source as hostmod
-
-        hostmod.live_io_watch = None
-        try:
-            stamp = self._stamp(result, settings, requirements, lock, live, as_json, render)
-            if stamp is None:
-                return False
-            stamps.write(self.path, marshal.dumps(stamp))
-        except (OSError, ValueError, TypeError):
-            return False
-        return True
+        return self._write(
+            lambda: self._stamp(result, settings, requirements, lock, live, as_json, render)
+        )
 
     def _stamp(  # noqa: PLR0917 - finish's arguments, passed on
         self,
@@ -193,28 +185,41 @@ class Pending:
     ) -> dict[str, Any] | None:
         if not live or len(self.watched) != 1 or settings.get_value("lock-source"):
             return None
-        watched = self.watched[0]
-        if not watched.stands_for_probe() or os.getcwd() != self.cwd:
+        inputs = self._held_inputs()
+        if inputs is None:
             return None
-        inputs = {**self.before, **watched.probe_inputs()}
-        if any(fastpath.observe(k, p) != v for (k, p), v in inputs.items()):
-            return None  # something changed while the run worked
         noop = _noop_answer(result, settings, requirements, lock, Path(self.cwd))
         if noop is None:
             return None
         answer, env_dir, (dirs, sentinels), extra = noop
         if stamps.racy(dirs, sentinels):
             return None  # the next run takes the full path and stamps then
-        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
-            inputs[(kind, path)] = fastpath.observe(kind, path)
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
         return {
-            **self._common(inputs), "env_dir": env_dir, "dirs": dirs, "sentinels": sentinels,
+            **self._common(inputs, extra), "env_dir": env_dir, "dirs": dirs, "sentinels": sentinels,
             "answer": _render(answer) if as_json else render(answer),
             "spelled": spelled, "format_spec": spec,
         }  # fmt: skip
 
-    def _common(self, inputs: dict[tuple[str, str], Any]) -> dict[str, Any]:
+    def _held_inputs(self) -> dict[tuple[str, str], Any] | None:
+        """What the run saw before its work and the live probe read, when the probe stands
+        for its inputs and none of them changed while the run worked; else None."""
+        if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
+            return None
+        inputs = dict(self.before)
+        for watched in self.watched:  # none when the flags describe the whole target
+            inputs.update(watched.probe_inputs())
+        if os.getcwd() != self.cwd or any(
+            fastpath.observe(k, p) != v for (k, p), v in inputs.items()
+        ):
+            return None
+        return inputs
+
+    def _common(self, inputs: dict[tuple[str, str], Any], extra: Inputs) -> dict[str, Any]:
+        """The stamp's fields every command shares, `extra` and the calling module observed
+        now beside `inputs`."""
+        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
+            inputs[(kind, path)] = fastpath.observe(kind, path)
         if any(isinstance(v, tuple) and v[:1] == (fastpath.UNKEPT,) for v in inputs.values()):
             raise ValueError("an input no stamp may rest on")  # finish*: keep nothing
         return {
@@ -252,30 +257,29 @@ class Pending:
     ) -> bool:
         """Keep a command's answer (None: keep nothing) until `expires` while the settings
         files, the live probe's inputs, `extra` and the calling module hold."""
+
+        def stamp() -> Stamp | None:
+            inputs = None if answer is None else self._held_inputs()
+            if inputs is None:
+                return None
+            return {**self._common(inputs, extra), "expires": expires, "answer": answer}
+
+        return self._write(stamp)
+
+    def _write(self, make: Callable[[], Stamp | None]) -> bool:
+        """Stop watching the probe, then write the stamp `make` gives (None, or any doubt
+        while making or writing it: keep nothing)."""
         from torchenv.agent.host import source as hostmod
 
         hostmod.live_io_watch = None
         try:
-            stamp = None if answer is None else self._kept_stamp(answer, extra, expires)
-            if stamp is not None:
-                stamps.write(self.path, marshal.dumps(stamp))
+            stamp = make()
+            if stamp is None:
+                return False
+            stamps.write(self.path, marshal.dumps(stamp))
         except (OSError, ValueError, TypeError):
             return False
-        return stamp is not None
-
-    def _kept_stamp(self, answer: str, extra: Inputs, expires: float | None) -> Stamp | None:
-        if len(self.watched) > 1 or not all(w.stands_for_probe() for w in self.watched):
-            return None
-        inputs = dict(self.before)
-        for watched in self.watched:  # none when the flags describe the whole target
-            inputs.update(watched.probe_inputs())
-        if os.getcwd() != self.cwd or any(
-            fastpath.observe(k, p) != v for (k, p), v in inputs.items()
-        ):
-            return None  # something changed while the run worked
-        for kind, path in [*extra, *(("stat", f) for f in self.code)]:
-            inputs[(kind, path)] = fastpath.observe(kind, path)
-        return {**self._common(inputs), "expires": expires, "answer": answer}
+        return True
 
 
 def begin(caller: str) -> Pending | None:
