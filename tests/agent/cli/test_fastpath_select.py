@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from helpers.isolation import use_sim
 from helpers.kept import after_index_max_age
 from helpers.kept import kept as kept_answer
 from helpers.kept import run_command as select
-from indexsim import IndexSim, Knobs, build_site, default_catalog
+from indexsim import IndexSim
 
 from torchenv.agent.index import catalog_refresh
 from torchenv.agent.pipeline import select_with_index as selection
@@ -22,16 +21,9 @@ FLAGS = ["select", "--json", "--os", "linux", "--arch", "x86_64", "--python", "3
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
-    site = build_site(default_catalog(), tmp_path_factory.mktemp("kept-site"))
-    with IndexSim(site, Knobs()) as server:
-        yield server
-
-
 @pytest.fixture
-def env(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    use_sim(monkeypatch, tmp_path, sim, user_config="user.toml")
+def env(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    use_sim(monkeypatch, tmp_path, indexsim, user_config="user.toml")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

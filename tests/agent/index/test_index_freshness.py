@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from helpers import HOSTS
 from helpers.isolation import use_sim
-from indexsim import IndexSim, Knobs, build_site, default_catalog
+from indexsim import IndexSim
 from typer.testing import CliRunner
 
 from torchenv.agent.cli.main import app
 from torchenv.agent.index.client import IndexClient
 
-pytest_plugins = ("indexsim.fixtures",)
 H100 = str(HOSTS / "h100-driver580")
 
 
@@ -43,19 +41,11 @@ def test_the_index_own_cache_control_wins(focus_sim: IndexSim, tmp_path: Path) -
     assert focus_sim.count("/simple/demo/") == 2
 
 
-@pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IndexSim]:
-    site = build_site(default_catalog(), tmp_path_factory.mktemp("fresh-site"))
-    with IndexSim(site, Knobs()) as server:
-        yield server
-
-
 @pytest.fixture
-def isolated(sim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IndexSim:
-    use_sim(monkeypatch, tmp_path, sim)
+def isolated(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> IndexSim:
+    use_sim(monkeypatch, tmp_path, indexsim)
     monkeypatch.chdir(tmp_path)
-    sim.reset_counters()
-    return sim
+    return indexsim
 
 
 def select(*args: str) -> str:
