@@ -28,7 +28,7 @@ def new_client(args: dict[str, Any]) -> httpx.Client:
         raise ConfigError(
             "httpx cannot use the proxy this environment names (ALL_PROXY, HTTPS_PROXY or"
             f" HTTP_PROXY): {exc}",
-            hint="or unset that variable for torchenv",
+            hint="Install what it names, or unset that variable for torchenv",
         ) from exc
 
 
