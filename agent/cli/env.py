@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.cli import hostopts
+from torchenv.agent.cli import hostflags, hostopts
 from torchenv.agent.cli.console import make_reporter
 from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
 
@@ -153,7 +153,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
             lock_source_missing=lock_source_missing,
         )  # fmt: skip
         options = AutoOptions.from_settings(settings)
-        source = hostopts.host_source(
+        source = hostflags.host_source(
             replay=replay, host_report=host_report, os=os, arch=arch, python=python,
             driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
             python_version=python_version, python_platform=python_platform,
@@ -202,7 +202,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
         from torchenv.agent.pipeline import commands
 
         settings = _settings(prefix=prefix)
-        source = hostopts.host_source(
+        source = hostflags.host_source(
             replay=replay, host_report=host_report, python=python, python_version=python_version
         )
         if dry_run:

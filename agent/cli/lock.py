@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from torchenv.agent.cli import hostflags
 from torchenv.agent.cli import hostopts as opts
 from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text, with_verbosity
 
@@ -93,7 +94,7 @@ def lock_command(  # noqa: PLR0917 - typer maps parameters to options
     replays, reports = list(replay or ()), list(host_report or ())
 
     def options(**source: Path | None) -> HostSource:
-        return opts.host_source(
+        return hostflags.host_source(
             **source, os=os_name, arch=arch, python=python, driver=driver, gpu=gpu,
             rocm_gfx=rocm_gfx, xpu=xpu, macos=macos, python_version=python_version,
             python_platform=python_platform,

@@ -74,7 +74,7 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
         from torchenv.agent.base.options import ProbeOptions, SelectionOptions
         from torchenv.agent.base.settings import load_settings
         from torchenv.agent.cli import fastpath_write
-        from torchenv.agent.cli.hostopts import host_source
+        from torchenv.agent.cli.hostflags import host_source
 
         pending = fastpath_write.begin(__file__)  # the console script keeps its answer
 
