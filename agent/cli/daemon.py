@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from torchenv.agent.cli import hostopts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
+from torchenv.agent.cli.outcome import emit_json
 
 DEFAULT_SOCKET = "/run/torchenv/agent.sock"  # for --help; daemon.config.default_socket decides
 

@@ -164,7 +164,8 @@ def run_plain(argv: Sequence[str]) -> None:
     except (Exception, KeyboardInterrupt) as exc:
         import typer
 
-        from torchenv.agent.cli.guard import fail_for, quiet_broken_pipe
+        from torchenv.agent.cli.guard import fail_for
+        from torchenv.agent.cli.outcome import quiet_broken_pipe
 
         try:
             fail_for(exc, as_json)

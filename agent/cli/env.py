@@ -9,7 +9,8 @@ import typer
 
 from torchenv.agent.cli import hostflags, hostopts
 from torchenv.agent.cli.console import make_reporter
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
+from torchenv.agent.cli.outcome import emit_json
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings

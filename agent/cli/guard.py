@@ -1,18 +1,16 @@
-"""What every command shares: errors as one paragraph and an exit code, JSON, -q/-v."""
+"""typer's side of what every command shares: -q/-v, and the guard that ends a command body with
+the message and exit code outcome.py gives."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-import json
-import os
-import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import typer
 
-from torchenv.agent.base.errors import EXIT_INTERRUPTED, TorchenvError, UnexpectedError
+from torchenv.agent.cli import outcome
 
 T = TypeVar("T")
 
@@ -51,23 +49,6 @@ def with_verbosity(command: Callable[..., T]) -> Callable[..., T]:
     return run
 
 
-def json_text(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=False) + "\n"
-
-
-def emit_json(value: Any) -> None:
-    sys.stdout.write(json_text(value))
-    sys.stdout.flush()
-
-
-def fail(error: TorchenvError, as_json: bool) -> NoReturn:
-    if as_json:
-        emit_json(error.to_json())
-    else:
-        typer.echo(f"torchenv: {error.paragraph()}", err=True)
-    raise typer.Exit(error.exit_code)
-
-
 def guarded(as_json: bool, body: Callable[[], T]) -> T:
     """Run a command body; expected errors exit 1 with a paragraph, others exit 3 (errors.py)."""
     try:
@@ -80,30 +61,4 @@ def guarded(as_json: bool, body: Callable[[], T]) -> T:
 
 def fail_for(exc: BaseException, as_json: bool) -> NoReturn:
     """What a command body raised, said as every command says it; called while handling it."""
-    if isinstance(exc, TorchenvError):
-        fail(exc, as_json)
-    if isinstance(exc, KeyboardInterrupt):
-        typer.echo("torchenv: interrupted; nothing was switched.", err=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    if os.environ.get("TORCHENV_DEBUG"):
-        raise exc
-    if verbosity >= 2:
-        import traceback
-
-        traceback.print_exc()
-    error = UnexpectedError(
-        f"unexpected {type(exc).__name__}: {exc}",
-        hint="run again with TORCHENV_DEBUG=1 for the traceback and report it "
-        "with the output of `torchenv probe --record DIR`",
-    )
-    fail(error, as_json)
-
-
-def quiet_broken_pipe() -> NoReturn:
-    """The reader went away (`torchenv catalog show | head -1`): stop quietly, as CLIs do.
-
-    stdout is pointed at /dev/null so that the interpreter's final flush does not fail again.
-    """
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    sys.exit(1)
+    raise typer.Exit(outcome.failure(exc, as_json, verbosity)) from None

@@ -10,7 +10,8 @@ import typer
 
 from torchenv.agent.cli import hostflags
 from torchenv.agent.cli import hostopts as opts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
+from torchenv.agent.cli.outcome import emit_json, json_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -89,7 +89,7 @@ def main() -> None:
     try:
         _register(sys.argv[1:])(prog_name="torchenv")
     except BrokenPipeError:
-        from torchenv.agent.cli.guard import quiet_broken_pipe
+        from torchenv.agent.cli.outcome import quiet_broken_pipe
 
         quiet_broken_pipe()
     except KeyboardInterrupt:

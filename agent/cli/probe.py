@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
+from torchenv.agent.cli.outcome import emit_json
 
 
 def register(app: typer.Typer) -> None:

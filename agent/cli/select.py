@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from torchenv.agent.cli import hostopts
-from torchenv.agent.cli.guard import JSON_OPTION, emit_json, guarded, json_text, with_verbosity
+from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
+from torchenv.agent.cli.outcome import emit_json, json_text
 
 if TYPE_CHECKING:
     from torchenv.backends.catalog import Catalog
