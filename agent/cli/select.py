@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.cli import hostopts
+from torchenv.agent.cli import hostopts, select_run
 from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
-from torchenv.agent.cli.outcome import emit_json, json_text
+from torchenv.agent.cli.outcome import emit_json
 
 if TYPE_CHECKING:
     from torchenv.backends.catalog import Catalog
-    from torchenv.backends.select import Selection
 
 catalog_app = typer.Typer(
     name="catalog",
@@ -70,94 +69,13 @@ def select_command(  # noqa: PLR0917 - typer maps parameters to options
     ),
 ) -> None:
     """Choose the torch release and backend (cpu, cuNNN, rocmX.Y, xpu, mps) for a host."""
-
-    def body() -> None:
-        from torchenv.agent.base.options import ProbeOptions, SelectionOptions
-        from torchenv.agent.base.settings import load_settings
-        from torchenv.agent.cli import fastpath_write
-        from torchenv.agent.cli.hostflags import host_source
-
-        pending = fastpath_write.begin(__file__)  # the console script keeps its answer
-
-        settings = load_settings({
-            "channel": channel, "backend": backend, "index-url": index_url,
-            "torch-index-url": torch_index_url, "index-max-age": "0" if refresh else None,
-        })  # fmt: skip
-        host = host_source(
-            replay=replay, host_report=host_report, os=os_name, arch=arch, python=python,
-            driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-            python_version=python_version, python_platform=python_platform,
-        ).load(ProbeOptions.from_settings(settings))  # fmt: skip
-        from torchenv.agent.pipeline.select_with_index import run_selection
-
-        result = run_selection(
-            host,
-            tuple(requirements or ("torch",)),
-            SelectionOptions.from_settings(settings),
-            offline=offline,
-        )
-        if as_json:
-            emit_json(result.to_json())
-        elif explain:
-            typer.echo(explain_text(result))
-        else:
-            typer.echo(summary_text(result))
-        if pending is not None:
-            pending.finish_select(
-                json_text(result.to_json()) if as_json
-                else (explain_text(result) if explain else summary_text(result)) + "\n",
-                settings=settings, host_given=replay is not None or host_report is not None,
-                offline=offline,
-            )  # fmt: skip
-
-    guarded(as_json, body)
-
-
-def summary_text(result: Selection) -> str:
-    lines = [
-        f"torch {result.torch} {result.backend}",
-        f"index    {result.index_url}",
-        f"channel  {result.channel}",
-    ]
-    lines += [f"why      {r}" for r in result.reasons[:3]]
-    lines += [f"skipped  {r}" for r in result.skipped]
-    lines += [f"warning  {w}" for w in result.warnings]
-    return "\n".join(lines)
-
-
-def explain_text(result: Selection, limit: int = 12) -> str:
-    """The chosen build, then one line per backend and reason from the newest release down."""
-    from torchenv.backends.vocabulary import dotted
-
-    chosen = result.candidates[0]
-    head = [
-        f"chosen: torch {result.torch} + {result.backend}  ({result.platform}, Python "
-        f"{result.python}, channel {result.channel})",
-        f"index:  {result.index_url}",
-        "",
-    ]
-    floor = dotted(chosen.torch)
-    others = sorted(
-        (c for c in result.candidates[1:] if dotted(c.torch) >= floor),
-        key=lambda c: dotted(c.torch),
-        reverse=True,
-    )
-    groups: dict[tuple[str, bool, str], list[str]] = {}
-    for c in others:
-        groups.setdefault((c.backend, c.ok, c.reasons[0]), []).append(c.torch)
-    rows = [("PICK", chosen.torch, chosen.backend, "; ".join(chosen.reasons[:2]), chosen.flags)]
-    for (backend, ok, reason), releases in list(groups.items())[: limit - 1]:
-        span = releases[0] if len(releases) == 1 else f"{releases[-1]}-{releases[0]}"
-        rows.append(("ok" if ok else "no", span, backend, reason, ()))
-    width = max(len(r[1]) for r in rows)
-    table = [
-        f"  {mark:<4} {span:<{width}}  {backend:<9} {reason}"
-        + (f" [{', '.join(f.value for f in flags)}]" if flags else "")
-        for mark, span, backend, reason, flags in rows
-    ]
-    tail = [f"skipped: {r}" for r in result.skipped]
-    tail += [f"warning: {w}" for w in result.warnings]
-    return "\n".join([*head, *table, *([""] if tail else []), *tail])
+    guarded(as_json, lambda: select_run.run(
+        requirements=requirements, as_json=as_json, explain=explain, replay=replay,
+        host_report=host_report, os_name=os_name, arch=arch, python=python,
+        python_version=python_version, python_platform=python_platform, driver=driver, gpu=gpu,
+        rocm_gfx=rocm_gfx, xpu=xpu, macos=macos, channel=channel, backend=backend,
+        index_url=index_url, torch_index_url=torch_index_url, offline=offline, refresh=refresh,
+    ))  # fmt: skip
 
 
 # --- torchenv catalog ---------------------------------------------------------------------
