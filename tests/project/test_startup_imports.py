@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import HOSTS
 from helpers.isolation import use_sim
 from indexsim import IndexSim
 
@@ -76,6 +77,14 @@ def test_a_select_whose_pages_are_fresh_imports_no_client_lock_or_probe_library(
     first = loaded(env, *SELECT)  # reads the index pages and keeps them
     assert "httpx" in first  # the names below are real module names: the check can fail
     assert among(loaded(env, *SELECT), NOT_FOR_SELECT) == set()
+
+
+def test_a_plain_select_for_a_recorded_host_imports_no_typer_click_or_client(env: Path) -> None:
+    select = ("select", "--json", "--replay", str(HOSTS / "h100-driver580"))
+    first = loaded(env, *select)  # reads the index pages and keeps them
+    assert {"torchenv.agent.cli.select_run", "httpx"} <= first  # real names: the check can fail
+    assert "typer" in loaded(env, *select, "-q")  # left to the typer command
+    assert among(loaded(env, *select), ("typer", "click", *NOT_FOR_SELECT)) == set()
 
 
 def test_a_lock_from_an_index_with_metadata_files_imports_no_env_zip_reader_or_daemon(
