@@ -46,6 +46,8 @@ NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/
                 ("text", "/sys/module/nvidia/version"), ("stat", "/etc/ld.so.cache"),
                 ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip
 PCI = "/sys/bus/pci/devices"
+# cli modules on select's two ways in (plain and typer's); a kept answer rests on their stat
+SELECT_CLI = ("entry", "select_plain", "select_run", "select", "hostflags", "outcome")
 Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
 Stamp = dict[str, Any]
 
@@ -243,7 +245,7 @@ class Pending:
         if host_given or offline or max_age <= 0 or any(at is None for _, at in reads):
             return self.finish_kept(None)  # a recorded host, or pages unread or old
         extra = [*selection.catalog_inputs(settings.get_value("cache-dir")),
-                 *(("stat", m.__file__ or "") for m in _own_modules(select=True))]  # fmt: skip
+                 *(("stat", f) for f in _own_files(select=True))]  # fmt: skip
         expires = min((at for _, at in reads if at is not None), default=time.time()) + max_age
         return self.finish_kept(answer, extra=extra, expires=expires)
 
@@ -348,7 +350,7 @@ def _noop_answer(
              ("link", str(layout.prefix)), ("stat", str(layout.home)), ("stat", str(layout.envs)),
              ("stat", str(layout.state_file)), ("stat", str(manifest)),
              ("stat", str(site) if site else str(env_dir)), ("stat", sys.executable),
-             *(("stat", m.__file__ or "") for m in _own_modules())]  # fmt: skip
+             *(("stat", f) for f in _own_files())]  # fmt: skip
     host = _Facts(result.fingerprint, dict(result.host))
     answer = pipeline._noop(
         where=where, host=cast("Any", host), raw=raw, active=active,
@@ -372,20 +374,22 @@ class _Facts:
         return self.facts
 
 
-def _own_modules(select: bool = False) -> list[Any]:
+def _own_files(select: bool = False) -> list[str]:
     """torchenv's files whose code decides the answer: a reinstall changes their stat."""
     from torchenv.agent.base import settings
 
-    if select:
-        from torchenv.agent.pipeline import select_with_index as selection
-        from torchenv.backends.select import core as select_core
+    mods: list[Any] = [fastpath, sys.modules[__name__], settings]
+    if not select:
+        from torchenv.agent.env import integrity, venv
+        from torchenv.agent.pipeline import core, decisions, stages
 
-        return [fastpath, sys.modules[__name__], selection, settings, select_core]
-    from torchenv.agent.env import integrity, venv
-    from torchenv.agent.pipeline import core, decisions, stages
+        return [m.__file__ or "" for m in (*mods, integrity, core, decisions, stages, venv)]
+    from torchenv.agent.pipeline import select_with_index as selection
+    from torchenv.backends.select import core as select_core
 
-    mods = [integrity, core, decisions, stages, settings, venv]
-    return [fastpath, sys.modules[__name__], *mods]
+    here = os.path.dirname(__file__)  # both ways in: the plain one's and typer's (unimported)
+    return [*(m.__file__ or "" for m in (*mods, selection, select_core)),
+            *(os.path.join(here, f"{name}.py") for name in SELECT_CLI)]  # fmt: skip
 
 
 def _render(answer: AutoResult) -> str:

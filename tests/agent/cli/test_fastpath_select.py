@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from helpers.kept import kept as kept_answer
 from helpers.kept import run_command as select
 from indexsim import IndexSim
 
+from torchenv.agent.cli import fastpath
 from torchenv.agent.index import catalog_refresh
 from torchenv.agent.pipeline import select_with_index as selection
 
@@ -86,3 +88,21 @@ def test_offline_a_recorded_host_and_an_unread_page_are_never_kept(
     monkeypatch.setenv("TORCHENV_TORCH_INDEX_URL", "http://127.0.0.1:9/whl")  # nothing listens
     select(*FLAGS)
     assert kept(capsys) is None
+
+
+@pytest.mark.parametrize(
+    "name", ["entry", "select_plain", "select_run", "select", "hostflags", "outcome"]
+)
+def test_a_changed_module_of_either_way_in_ends_it(
+    env: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """The plain way's modules and the typer command's (a reinstall changes their stat)."""
+    select(*FLAGS)
+    assert kept(capsys) is not None
+    module = Path(fastpath.__file__).with_name(f"{name}.py")
+    before = module.stat()
+    try:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        assert kept(capsys) is None
+    finally:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
