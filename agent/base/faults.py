@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 
 FAULT_ENV = "TORCHENV_FAULT"
 
@@ -19,6 +18,8 @@ def fault_point(name: str) -> None:
         return
     action = action or "kill"
     if action == "kill":
+        import signal
+
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "interrupt":
         raise KeyboardInterrupt

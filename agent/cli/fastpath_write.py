@@ -14,17 +14,15 @@ and probe inputs are still what the run saw, no lock source is set, and the full
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import marshal
 import os
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from torchenv.agent.cli import fastpath, stamps
+from torchenv.agent.cli.outcome import json_text
 
 if TYPE_CHECKING:
     from torchenv.agent.base.settings import Settings
@@ -59,6 +57,8 @@ class Watched:
 
     def __init__(self, inner: HostIO, root: str = "/") -> None:
         self._inner = inner
+        import threading  # here: a select with no live probe does without it
+
         self._root = root  # LiveIO's root (a test's fake tree): the paths noted are real ones
         self._lock = threading.Lock()
         self.inputs: dict[tuple[str, str], Any] = {}
@@ -199,7 +199,7 @@ class Pending:
         spelled, spec = ("987654.3125", ".4f") if as_json else ("987654.31", ".2f")
         return {
             **self._common(inputs, extra), "env_dir": env_dir, "dirs": dirs, "sentinels": sentinels,
-            "answer": _render(answer) if as_json else render(answer),
+            "answer": json_text(answer.to_json()) if as_json else render(answer),
             "spelled": spelled, "format_spec": spec,
         }  # fmt: skip
 
@@ -337,7 +337,7 @@ def _noop_answer(
         active=active,
         fingerprint=result.fingerprint,
         request=decisions.request_key(where.requirements, values),
-        lock_sha256=hashlib.sha256(raw).hexdigest(),
+        lock_sha256=fastpath.sha256_hex(raw),
         site=integrity.site_stamp(env_dir),
     ):
         return None
@@ -390,7 +390,3 @@ def _own_files(select: bool = False) -> list[str]:
     here = os.path.dirname(__file__)  # both ways in: the plain one's and typer's (unimported)
     return [*(m.__file__ or "" for m in (*mods, selection, select_core)),
             *(os.path.join(here, f"{name}.py") for name in SELECT_CLI)]  # fmt: skip
-
-
-def _render(answer: AutoResult) -> str:
-    return json.dumps(answer.to_json(), indent=2, sort_keys=False) + "\n"

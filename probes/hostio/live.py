@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -40,6 +38,9 @@ class LiveIO:
         return os.path.exists(self._p(path))
 
     def run(self, argv: Sequence[str], timeout: float = 5.0) -> CommandResult:
+        import shutil  # here, not at the top: a command that runs none does without both
+        import subprocess
+
         search = self._path if self._path is not None else self._env.get("PATH")
         exe = shutil.which(argv[0], path=search)
         if exe is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -30,6 +29,8 @@ class RecordingIO:
     live = True
 
     def __init__(self, inner: HostIO, directory: str | os.PathLike[str]) -> None:
+        import threading  # here: only a recording run needs it (probes/hostio is imported by all)
+
         self._inner = inner
         self._dir = Path(directory)
         self._lock = threading.Lock()
