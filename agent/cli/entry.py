@@ -7,6 +7,7 @@ import sys  # no `from __future__ import annotations`: see fastpath.py
 TYPE_CHECKING = False  # not typing's: see fastpath.py
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import NoReturn
 
 
 def plain_way(argv: "list[str]") -> "Callable[[], int] | None":
@@ -20,15 +21,38 @@ def plain_way(argv: "list[str]") -> "Callable[[], int] | None":
     return None if options is None else lambda: select_plain.run(options)
 
 
+def leave(code: int) -> "NoReturn":
+    """sys.exit(code), skipping the interpreter's teardown (freeing every module: milliseconds
+    once select's are loaded) where nothing is left for it: no atexit callback (logging,
+    tempfile's and weakref's finalizers, concurrent.futures register one), no other thread,
+    and both streams flushed."""
+    import atexit
+    import os
+
+    threading = sys.modules.get("threading")
+    if getattr(atexit, "_ncallbacks", lambda: 1)() == 0 and (
+        threading is None or threading.active_count() == 1
+    ):
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not None:
+                    stream.flush()
+        except (OSError, ValueError):
+            pass  # the interpreter's own exit says it, as it would have
+        else:
+            os._exit(code)
+    sys.exit(code)
+
+
 def main() -> None:
     from torchenv.agent.cli import fastpath
 
     argv = sys.argv[1:]
     if fastpath.run(argv):
-        sys.exit(0)
+        leave(0)
     plain = plain_way(argv)
     if plain is not None:
-        sys.exit(plain())
+        leave(plain())
     if argv[:1] == ["entrypoint"]:
         from torchenv.agent.cli.entrypoint import run_plain
 

@@ -167,3 +167,22 @@ def test_to_a_closed_stdout_both_ways_exit_1_quietly(
         assert ran(way_in, argv, stdout=write_end) == (1, "", "")
     finally:
         os.close(write_end)
+
+
+LEAVE = """
+import atexit, sys
+from torchenv.agent.cli.entry import leave
+if sys.argv[1] == "atexit":
+    atexit.register(lambda: print("atexit ran"))
+print("buffered", end="")
+sys.stderr.write("err")
+leave(3)
+"""
+
+
+@pytest.mark.parametrize("how", ["plain", "atexit"])
+def test_the_way_out_flushes_both_streams_and_runs_what_was_registered(how: str) -> None:
+    done = subprocess.run([sys.executable, "-c", LEAVE, how], capture_output=True, text=True,
+                          check=False, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (3, "err")
+    assert done.stdout == ("buffered" if how == "plain" else "bufferedatexit ran\n")
