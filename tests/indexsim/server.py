@@ -112,6 +112,13 @@ class RequestRecord:
     range: str | None
     conditional: bool
     accept: str | None
+    user_agent: str | None = None
+    arrived: float = 0.0  # time.monotonic() when the request was read, before any latency
+    answered: float = 0.0  # time.monotonic() when its answer was written
+
+    def overlaps(self, other: RequestRecord) -> bool:
+        """Were both requests in flight at once (the client sent one before the other's answer)?"""
+        return self.arrived < other.answered and other.arrived < self.answered
 
 
 class IndexSim:
@@ -223,6 +230,19 @@ class IndexSim:
 
     def bytes_sent(self, pattern: str = "*") -> int:
         return sum(r.bytes_sent for r in self.requests(pattern))
+
+    def round_trips(self, pattern: str = "*") -> int:
+        """How many waves the requests came in: a request that arrived after every earlier
+        one was answered starts a new wave (so N requests sent at once are one round trip,
+        N sent one after another are N)."""
+        waves, answered = 0, float("-inf")
+        for rec in sorted(self.requests(pattern), key=lambda r: r.arrived):
+            if rec.arrived >= answered:
+                waves += 1
+                answered = rec.answered
+            else:
+                answered = max(answered, rec.answered)
+        return waves
 
     def reset_counters(self) -> None:
         with self._lock:
@@ -410,6 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, *, head: bool) -> None:
         sim = self.sim
         path = unquote(urlsplit(self.path).path)
+        arrived = time.monotonic()
         sim._enter()
         if sim.knobs.latency:
             time.sleep(sim.knobs.latency)
@@ -435,6 +456,9 @@ class _Handler(BaseHTTPRequestHandler):
                         self.headers.get("If-None-Match") or self.headers.get("If-Modified-Since")
                     ),
                     self.headers.get("Accept"),
+                    self.headers.get("User-Agent"),
+                    arrived,
+                    time.monotonic(),
                 )
             )
 
