@@ -28,12 +28,16 @@ from torchenv.agent.index.transport import (
 )
 from torchenv.agent.index.zipmeta import (
     METADATA_SUFFIX,
+    ZipDirectory,
     ZipFormatError,
+    ZipMember,
     central_members,
     find_directory,
     inflate,
     local_data_offset,
+    members_in_part,
     metadata_member,
+    own_metadata_member,
     zip64_directory,
 )
 
@@ -127,13 +131,39 @@ class _RangeReader:
 
 
 def _read_metadata(reader: _RangeReader, artifact: Artifact) -> bytes:
-    """METADATA from the zip's end: tail, central directory, then the member itself."""
+    """METADATA from the zip's end. The first read, the tail, holds the end record and, in
+    real wheels (dist-info written last), the directory entry of METADATA even where the
+    directory begins before it (torch's 13,000 entries: ~1.3 MB); then the member itself is
+    read. Only where the tail does not settle it is the rest of the directory read."""
     tail_offset, tail = reader.tail(TAIL_BYTES)
     directory, record_at = find_directory(tail, tail_offset)
     if record_at is not None:
         directory = zip64_directory(reader.read(record_at, 56))
-    members = central_members(reader.read(directory.offset, directory.size), METADATA_SUFFIX)
-    member = metadata_member(members, artifact.project)
+    end = directory.offset + directory.size
+    if directory.offset < tail_offset < end <= tail_offset + len(tail):
+        part = members_in_part(tail[: end - tail_offset], METADATA_SUFFIX)
+        member = own_metadata_member(part, artifact.project) if part else None
+        if member is not None:
+            return _member_data(reader, member)
+    members = central_members(_directory(reader, directory, tail_offset, tail), METADATA_SUFFIX)
+    return _member_data(reader, metadata_member(members, artifact.project))
+
+
+def _directory(
+    reader: _RangeReader, directory: ZipDirectory, tail_offset: int, tail: bytes
+) -> bytes:
+    """The whole central directory: where its end is in the tail, only the part before."""
+    end = directory.offset + directory.size
+    if directory.offset < tail_offset < end <= tail_offset + len(tail):
+        if directory.size > MAX_ZIP_DIRECTORY:
+            raise ZipFormatError(f"a zip structure claims {directory.size} bytes")
+        head = reader.read(directory.offset, tail_offset - directory.offset)
+        return head + tail[: end - tail_offset]
+    return reader.read(directory.offset, directory.size)
+
+
+def _member_data(reader: _RangeReader, member: ZipMember) -> bytes:
+    """The member's content: its local header and data in one read (none when already read)."""
     guess = 30 + len(member.name.encode()) + member.compressed_size + METADATA_SLACK
     if reader.size is not None:
         guess = min(guess, reader.size - member.local_offset)

@@ -99,6 +99,35 @@ def central_members(directory: bytes, suffix: bytes = b"") -> list[ZipMember]:
     return out
 
 
+MAX_FALSE_STARTS = 8  # signatures tried in a directory's tail before reading all of it
+
+
+def members_in_part(part: bytes, suffix: bytes = b"") -> list[ZipMember] | None:
+    """The members of a central directory's last `part` bytes (it ends where the directory
+    ends, but may start inside an entry): found from the first central-header signature from
+    which the entries chain exactly to the end. A signature that does not (one inside a name,
+    an extra field or a cut entry) is a false start; None after MAX_FALSE_STARTS of them, or
+    when no signature chains (the caller reads the whole directory then)."""
+    pos = part.find(CENTRAL)
+    for _ in range(MAX_FALSE_STARTS + 1):
+        if pos < 0:
+            return None
+        end = _chain_end(part, pos)
+        if end == len(part):
+            return central_members(part[pos:], suffix)
+        pos = part.find(CENTRAL, pos + 1)
+    return None
+
+
+def _chain_end(directory: bytes, pos: int) -> int:
+    """Where walking the entries from `pos` stops (the directory's length when they chain)."""
+    end = len(directory)
+    while pos + 46 <= end and directory.startswith(CENTRAL, pos):
+        name_len, extra_len, comment_len = struct.unpack_from("<3H", directory, pos + 28)
+        pos += 46 + name_len + extra_len + comment_len
+    return pos
+
+
 def _member(directory: bytes, pos: int) -> ZipMember:
     fields = struct.unpack(CENTRAL_FMT, directory[pos : pos + 46])
     method, crc, csize, usize = fields[4], fields[7], fields[8], fields[9]
@@ -141,6 +170,19 @@ def metadata_member(members: Sequence[ZipMember], project: str) -> ZipMember:
     if len(found) == 1:
         return found[0]
     raise ZipFormatError(f"{len(found)} .dist-info/METADATA members")
+
+
+def own_metadata_member(members: Sequence[ZipMember], project: str) -> ZipMember | None:
+    """The project's own top-level METADATA when exactly one is among `members` (a part of the
+    directory: what is not there may hold others, so anything else is left undecided)."""
+    own = [
+        m
+        for m in members
+        if m.name.count("/") == 1
+        and m.name.endswith(".dist-info/METADATA")
+        and canonicalize_name(m.name.split("-", 1)[0]) == project
+    ]
+    return own[0] if len(own) == 1 else None
 
 
 def local_data_offset(header: bytes, member: ZipMember) -> int:

@@ -31,6 +31,7 @@ class WheelSpec:
     padding: int = 0  # bytes of a stored filler member, to give the wheel a realistic size
     metadata_compression: int = zipfile.ZIP_DEFLATED
     force_zip64: bool = False  # write zip64 end records (as wheels over 4 GiB have)
+    metadata_first: bool = False  # .dist-info METADATA and WHEEL before the files (RECORD last)
 
     @property
     def filename(self) -> str:
@@ -94,7 +95,8 @@ def build_wheel(spec: WheelSpec, dest_dir: Path) -> Path:
     """Write the wheel into dest_dir (streaming the padding) and return its path.
 
     Layout follows real wheels: payload first, the .dist-info members last (RECORD
-    the very last), so METADATA sits just before the central directory.
+    the very last), so METADATA sits just before the central directory (`metadata_first`:
+    METADATA and WHEEL first, as a few tools write them).
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
     path = dest_dir / spec.filename
@@ -103,9 +105,13 @@ def build_wheel(spec: WheelSpec, dest_dir: Path) -> Path:
     with zipfile.ZipFile(tmp, "w") as zf:
         if spec.padding:
             records.append(_write_padding(zf, spec))
-        members = dict(spec.files)
-        members[f"{spec.dist_info}/METADATA"] = metadata_text(spec)
-        members[f"{spec.dist_info}/WHEEL"] = wheel_text(spec)
+        dist_info = {
+            f"{spec.dist_info}/METADATA": metadata_text(spec),
+            f"{spec.dist_info}/WHEEL": wheel_text(spec),
+        }
+        members = (
+            {**dist_info, **spec.files} if spec.metadata_first else {**spec.files, **dist_info}
+        )
         for name, text in members.items():
             data = text.encode()
             compression = (
