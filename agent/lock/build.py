@@ -14,8 +14,7 @@ from packaging.specifiers import SpecifierSet
 from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock
-from torchenv.agent.lock.resolvers import Resolver
-from torchenv.agent.lock.resolvers.base import Pin
+from torchenv.agent.lock.resolvers.base import Pin, Resolver
 from torchenv.backends.vocabulary import FAMILY
 from torchenv.probes.report import HostReport
 

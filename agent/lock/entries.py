@@ -12,7 +12,7 @@ from torchenv.agent import __version__
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.lock.locktarget import named
 from torchenv.agent.lock.pylock import LockedWheel, toml_safe
-from torchenv.agent.lock.resolvers import Target
+from torchenv.agent.lock.resolvers.target import Target
 from torchenv.probes.report import HostReport
 
 if TYPE_CHECKING:

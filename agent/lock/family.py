@@ -14,7 +14,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from torchenv.agent.base.errors import ResolutionError
-from torchenv.agent.lock.resolvers import Target
+from torchenv.agent.lock.resolvers.target import Target
 from torchenv.backends.vocabulary import label_ok
 
 if TYPE_CHECKING:

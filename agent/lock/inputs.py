@@ -10,7 +10,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import Version
 
 from torchenv.agent.base.errors import ResolutionError
-from torchenv.agent.lock.resolvers import Target, target_of
+from torchenv.agent.lock.resolvers.target import Target, target_of
 from torchenv.backends.vocabulary import family_index_url, variant_of
 from torchenv.probes.report import HostReport
 

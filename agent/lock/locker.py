@@ -16,8 +16,7 @@ from packaging.version import Version
 from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.lock.pylock import LockedWheel
-from torchenv.agent.lock.resolvers import Resolver, ResolveRequest
-from torchenv.agent.lock.resolvers.base import Pin
+from torchenv.agent.lock.resolvers.base import Pin, Resolver, ResolveRequest
 from torchenv.agent.lock.resolvers.standin import direct_reference, write_standin
 from torchenv.backends.vocabulary import FAMILY, LABELLED
 

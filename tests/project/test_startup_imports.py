@@ -25,9 +25,10 @@ NOT_FOR_SELECT = ("httpx", "h11", "h2", "ssl", "socket", "psutil", "pynvml", "cp
                   "torchenv.agent.daemon", "torchenv.agent.index.client")  # fmt: skip
 
 # What a lock from an index with metadata files (PEP 658) does without: no environment, no
-# wheel read through ranges, no fleet, no verifier, no daemon.
+# wheel read through ranges, no resolver but uv, no fleet, no verifier, no daemon.
 NOT_FOR_LOCK = ("psutil", "pynvml", "cpuinfo", "rich", "torchenv.agent.env",
                 "torchenv.agent.index.ranges", "torchenv.agent.index.zipmeta",
+                "torchenv.agent.lock.resolvers.pip", "torchenv.agent.lock.resolvers.metaproxy",
                 "torchenv.agent.fleet", "torchenv.agent.verify",
                 "torchenv.agent.daemon")  # fmt: skip
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from packaging.tags import Tag, compatible_tags, cpython_tags, generic_tags
+if TYPE_CHECKING:  # loaded where used: target_of's callers may need no tags at all
+    from packaging.tags import Tag
 
-from torchenv.probes.report import HostReport
+    from torchenv.probes.report import HostReport
 
 _OS_MARKERS = {
     # os: (os_name, sys_platform, platform_system)
@@ -47,6 +49,8 @@ class Target:
 
     def tags(self) -> tuple[Tag, ...]:
         """Every wheel tag the target accepts, most preferred first."""
+        from packaging.tags import compatible_tags, cpython_tags, generic_tags
+
         platforms = list(self.platform_tags)
         if self.implementation == "cpython":
             abis = [a for a in self.abi_tags if a not in ("abi3", "none")]
