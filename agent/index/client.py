@@ -56,6 +56,13 @@ class IndexClient(HttpSession):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def close(self) -> None:
+        with self._pool_lock:
+            for untaken in self._ahead.values():
+                untaken.cancel()  # not started yet: never sent
+            self._ahead.clear()
+        super().close()
+
     # pages
     def project_page(self, index_url: str, project: str, *, fresh: bool = False) -> list[Artifact]:
         """Every file on the project's page; [] when the index does not have the project (404).
@@ -67,9 +74,27 @@ class IndexClient(HttpSession):
         if known is not None:
             self.stats.bump("cache_hits")
             return list(known)
-        page = self._read_page(url, project, fresh=fresh)
+        with self._pool_lock:
+            ahead = None if fresh else self._ahead.pop(url, None)
+        if ahead is not None and not ahead.cancel():
+            page = ahead.result()  # its answer, or its error raised as reading it now would
+        else:  # not read ahead, or not started yet (then it never is: read here instead)
+            page = self._read_page(url, project, fresh=fresh)
         self._pages[url] = page
         return list(page)
+
+    def read_ahead(self, index_url: str, projects: Sequence[str]) -> None:
+        """Start reading these pages in the background, for a caller that will certainly ask
+        for each of them (project_page then takes the answer, or raises its error, once): pages
+        asked for one after another are read in one round trip. Pages already read are not."""
+        if self.concurrency == 1:
+            return
+        workers = self._workers()
+        for project in projects:
+            url = project_url(index_url, project)
+            with self._pool_lock:
+                if url not in self._pages and url not in self._ahead:
+                    self._ahead[url] = workers.submit(self._read_page, url, project)
 
     def _read_page(self, url: str, project: str, *, fresh: bool = False) -> list[Artifact]:
         answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT, fresh=fresh)

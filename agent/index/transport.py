@@ -21,7 +21,7 @@ from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_p
 from torchenv.agent.index.model import Artifact, IndexStats
 
 if TYPE_CHECKING:  # imported where used: importing the client stays cheap
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK = 1 << 20
 
@@ -224,9 +224,9 @@ class HttpSession:
         }
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
-        # Pages already read by this client: asked for again (selection, then the lock), they
-        # are known, so no request is sent. A client lives for one command.
+        # Pages read (and being read ahead) by this client, which lives for one command.
         self._pages: dict[str, list[Artifact]] = {}
+        self._ahead: dict[str, Future[list[Artifact]]] = {}
         # (URL, until when what this client used of it stays young: `_page_read`) for each
         # page read: a lock kept for reuse lasts as long as the first (pipeline/locking.py).
         self.page_reads: list[tuple[str, float | None]] = []
@@ -250,13 +250,15 @@ class HttpSession:
         """fn over items on the worker pool, results in order; the first error is raised."""
         if len(items) <= 1 or self.concurrency == 1:
             return [fn(item) for item in items]
+        return list(self._workers().map(fn, items))
+
+    def _workers(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor  # loaded at the first fan-out
+
         with self._pool_lock:
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="index")
-            pool = self._pool
-        return list(pool.map(fn, items))
+            return self._pool
 
     def _fetch_into(self, url: str, into: _Partial, limit: int) -> None:
         headers = {"Range": f"bytes={into.received}-"} if into.received else {}

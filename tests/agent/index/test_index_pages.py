@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from indexsim import IndexSim
+from indexsim import Fault, IndexSim
 from packaging.tags import Tag
 from packaging.version import Version
 
+from torchenv.agent.base.errors import IndexError_
 from torchenv.agent.index.client import IndexClient
 from torchenv.agent.index.model import Artifact
 from torchenv.agent.index.pages import parse_html_page, parse_json_page, project_url
@@ -172,3 +173,48 @@ def test_pytorch_index_holds_older_copies(indexsim: IndexSim, project: str) -> N
     newest_copy = max(a.version for a in copies if a.version)
     newest_pypi = max(a.version for a in pypi if a.version and a.yanked is None)
     assert newest_copy < newest_pypi
+
+
+def test_pages_read_ahead_come_in_one_round_trip_and_are_each_read_once(
+    indexsim: IndexSim,
+) -> None:
+    indexsim.knobs.latency = 0.05
+    index = indexsim.torch_index_url + "/cu126"
+    with IndexClient() as client:
+        client.read_ahead(index, ["torch", "torchvision", "torchaudio"])
+        client.read_ahead(index, ["torch"])  # already on its way: not sent again
+        pages = [client.project_page(index, p) for p in ("torch", "torchvision", "torchaudio")]
+        assert client.project_page(index, "torch") == pages[0]  # taken once, then known
+    assert all(pages)
+    assert indexsim.count("/whl/cu126/*") == 3
+    assert indexsim.round_trips() == 1  # one after another, they would have been three
+
+
+def test_a_read_ahead_error_is_the_error_of_reading_the_page_then(indexsim: IndexSim) -> None:
+    """A 503 to every try: the same message, after the same requests, read ahead or not."""
+    index = indexsim.torch_index_url + "/cu126"
+    indexsim.inject(Fault("status", "/whl/cu126/torchvision/", times=-1, status=503))
+    errors, counts = [], []
+    for ahead in (False, True):
+        with IndexClient(retries=2, backoff=0.01) as client:
+            if ahead:
+                client.read_ahead(index, ["torch", "torchvision"])
+            assert client.project_page(index, "torch")
+            with pytest.raises(IndexError_) as caught:
+                client.project_page(index, "torchvision")
+            with pytest.raises(IndexError_):  # not kept: asked again, it is read again
+                client.project_page(index, "torchvision")
+        errors.append(caught.value.message)
+        counts.append(indexsim.count("/whl/cu126/torchvision/", status=503))
+        indexsim.reset_counters()
+    assert "503" in errors[0] and errors[1] == errors[0]
+    assert counts[1] == counts[0] == 6  # three tries, twice
+
+
+def test_a_page_read_ahead_but_never_asked_for_is_not_waited_for_at_close(
+    indexsim: IndexSim,
+) -> None:
+    indexsim.knobs.latency = 0.05
+    with IndexClient(concurrency=2) as client:
+        client.read_ahead(indexsim.pypi_url, ["numpy", "certifi", "pillow", "idna"])
+    assert indexsim.count("/simple/*") == 2  # the two started; the two waiting never were
