@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
@@ -14,13 +14,46 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from torchenv.agent.base.errors import ResolutionError
-from torchenv.agent.lock.resolvers.target import Target
-from torchenv.backends.vocabulary import label_ok
+from torchenv.agent.lock.resolvers.target import Target, target_of
+from torchenv.backends.vocabulary import FAMILY, backend_kind, family_index_url, label_ok
 
 if TYPE_CHECKING:
+    from torchenv.agent.base.options import IndexConfig
     from torchenv.agent.index.model import Artifact, CoreMetadata
+    from torchenv.probes.report import HostReport
 
-from torchenv.agent.lock.inputs import FamilyChoice, LockInputs
+from torchenv.agent.lock.inputs import (
+    DEFAULT_REQUIREMENTS,
+    FamilyChoice,
+    LockInputs,
+    parse_requirements,
+)
+
+
+def pages_ahead(
+    requirements: Sequence[Requirement | str],
+    host: HostReport,
+    channel: str,
+    backend: str,
+    index: IndexConfig,
+) -> tuple[str, tuple[str, ...]] | None:
+    """The family pages a lock will certainly read, known before selecting where the backend
+    is forced (so is the family's index): that index and torch plus each other member the
+    requirements name for this target. None while the selection is yet to choose the index."""
+    if backend_kind(backend) is None:  # "auto", or unknown (the selection says so)
+        return None
+    try:  # an unreadable line is the lock's to report, where it always is
+        lines = parse_requirements(r for r in requirements if isinstance(r, str))
+    except ResolutionError:
+        return None
+    reqs = [*(r for r in requirements if isinstance(r, Requirement)), *lines]
+    env = target_of(host).markers()
+    named = [canonicalize_name(r.name) for r in reqs or parse_requirements(DEFAULT_REQUIREMENTS)
+             if not r.url and _marker_holds(r.marker, env)]  # fmt: skip
+    macos = host.system.os == "macos"
+    url = family_index_url(backend, channel, macos=macos, torch_index=index.torch_index_url,
+                           default_index=index.default_index)  # fmt: skip
+    return url.rstrip("/"), tuple(dict.fromkeys(["torch", *(n for n in named if n in FAMILY)]))
 
 
 @functools.lru_cache(maxsize=16)

@@ -94,6 +94,7 @@ def lock_selected(
 
     from torchenv.agent.index.client import IndexClient
     from torchenv.agent.lock.build import lock_for, resolver_cache
+    from torchenv.agent.lock.family import pages_ahead
     from torchenv.agent.lock.resolvers import choose_resolver
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
 
@@ -108,6 +109,10 @@ def lock_selected(
                     page_max_age=options.index.page_max_age,
                 )
             )
+        sel = options.selection
+        ahead = pages_ahead(requirements, host, sel.channel, sel.backend, options.index)
+        if ahead is not None:  # a forced backend: the family's pages beside select's of torch
+            client.read_ahead(*ahead)
         with reporter.stage("select"):
             wanted = tuple(str(r) for r in requirements)
             selection = run_selection(host, wanted, options.selection, client=client)
