@@ -14,7 +14,7 @@ from packaging.specifiers import SpecifierSet
 from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock
-from torchenv.agent.lock.resolvers.base import Pin, Resolver
+from torchenv.agent.lock.resolvers.base import Pin, Resolver, ResolveRequest
 from torchenv.backends.vocabulary import FAMILY
 from torchenv.probes.report import HostReport
 
@@ -64,7 +64,13 @@ def lock_for(
             inputs, client, resolver, reporter, scratch=Path(scratch), pool=pool,
             cache_dir=resolver_cache(index), wheels_dir=cache / "wheels",
         )  # fmt: skip
-        family, pins = _resolve(locker)
+        # the resolver will run for this target and index: its start-up overlaps ours
+        resolver.start(ResolveRequest((), inputs.target, inputs.default_index, Path(scratch),
+                                      resolver_cache(index)))  # fmt: skip
+        try:
+            family, pins = _resolve(locker)
+        finally:
+            resolver.close()
         packages = _packages(locker, family, pins)
     return PyLock(
         packages=tuple(packages),

@@ -93,7 +93,14 @@ class Resolver(Protocol):
         """Start, in the background, what `resolve` will wait on anyway (called while the
         lock still reads the index); nothing to do is fine."""
 
+    def start(self, request: ResolveRequest) -> None:
+        """Start the lock's first resolve for this target and index now, its requirements
+        (not those of `request`) to come when resolve() is called; nothing to do is fine."""
+
     def resolve(self, request: ResolveRequest) -> Resolution: ...
+
+    def close(self) -> None:
+        """End what start() began and no resolve() used."""
 
 
 def run_process(
@@ -111,16 +118,34 @@ def run_process(
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise ResolutionError(
-            f"{Path(argv[0]).name} did not finish within {timeout:.0f} s",
-            hint="check that the indexes answer (`torchenv config` shows them), then retry",
-        ) from exc
+        raise _too_slow(argv, timeout) from exc
     except OSError as exc:
         raise ResolutionError(
             f"cannot run {argv[0]}: {exc.strerror or exc}",
             hint="reinstall torchenv with its `uv` extra, or pass --resolver pip",
         ) from exc
     return Completed(tuple(argv), done.returncode, done.stdout, done.stderr)
+
+
+def feed_process(
+    process: subprocess.Popen[str], argv: Sequence[str], text: str, timeout: float
+) -> Completed:
+    """Run a process already started (stdin, stdout and stderr piped) to its end: `text` on its
+    stdin, its output captured, as run_process does."""
+    try:
+        out, err = process.communicate(text, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        process.kill()
+        process.communicate()
+        raise _too_slow(argv, timeout) from exc
+    return Completed(tuple(argv), process.returncode, out, err)
+
+
+def _too_slow(argv: Sequence[str], timeout: float) -> ResolutionError:
+    return ResolutionError(
+        f"{Path(argv[0]).name} did not finish within {timeout:.0f} s",
+        hint="check that the indexes answer (`torchenv config` shows them), then retry",
+    )
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

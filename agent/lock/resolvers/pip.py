@@ -135,6 +135,12 @@ class PipResolver:
     def prepare(self, cache_dir: Path | None) -> None:
         """Nothing to start ahead: pip has no interpreter cache to fill."""
 
+    def start(self, request: ResolveRequest) -> None:
+        """Nothing started early: pip needs the metadata proxy, made when it resolves."""
+
+    def close(self) -> None:
+        """Nothing was started early."""
+
     def resolve(self, request: ResolveRequest) -> Resolution:
         """Resolve with pip; given torchenv's index client, pip reads every wheel's metadata
         through the metadata proxy and downloads no wheel (see metaproxy)."""

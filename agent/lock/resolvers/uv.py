@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,15 @@ from torchenv.agent.lock.resolvers.base import (
     WheelRef,
     clean_env,
     failed,
+    feed_process,
     run_process,
 )
 from torchenv.agent.lock.resolvers.target import Target
 
+STDIN = "-"  # `uv pip compile -`: the requirements come on stdin
 
-def compile_argv(uv: str, request: ResolveRequest, infile: Path) -> list[str]:
+
+def compile_argv(uv: str, request: ResolveRequest, infile: Path | str) -> list[str]:
     target = request.target
     options = {
         # uv's interpreter discovery can take seconds (pyenv shims); torchenv's interpreter
@@ -134,6 +138,11 @@ class UvResolver:
     name: str = "uv"
     _warming: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _warmed_dirs: set[Path] = field(default_factory=set, init=False, repr=False)
+    # compiles started early (start), by their argv: the environment each was started with
+    _early: dict[tuple[str, ...], tuple[dict[str, str], subprocess.Popen[str]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _early_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def prepare(self, cache_dir: Path | None) -> None:
         """Inspect the interpreter into uv's cache in the background (real runs only: a test's
@@ -167,6 +176,30 @@ class UvResolver:
             return "uv is not installed (torchenv depends on it: reinstall it, or put uv on PATH)"
         return None
 
+    def start(self, request: ResolveRequest) -> None:
+        """Start `uv pip compile -` for this target and index now (real runs only), the
+        requirements to come on its stdin: uv's start-up overlaps the lock's reading of the
+        index. resolve() feeds the one its request matches; close() ends one left unused."""
+        uv = self.binary or find_uv()
+        if uv is None or self.runner is not run_process:
+            return
+        argv, env = compile_argv(uv, request, STDIN), _env(request)
+        with self._early_lock:
+            if tuple(argv) in self._early:
+                return
+            with contextlib.suppress(OSError):  # not started: resolve() runs it as ever
+                self._early[tuple(argv)] = (env, subprocess.Popen(
+                    argv, env=env, cwd=request.workdir, text=True, stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                ))  # fmt: skip
+
+    def close(self) -> None:
+        with self._early_lock:
+            left, self._early = list(self._early.values()), {}
+        for _, process in left:
+            process.kill()
+            process.communicate()
+
     def resolve(self, request: ResolveRequest) -> Resolution:
         uv = self.binary or find_uv()
         if uv is None:
@@ -174,16 +207,32 @@ class UvResolver:
                 "uv is not installed",
                 hint="reinstall torchenv (it depends on uv), or pass --resolver pip",
             )
-        infile = request.workdir / "requirements.in"
-        infile.write_text("\n".join(request.requirements) + "\n", encoding="utf-8")
-        extra = {"UV_NO_PROGRESS": "1"}
-        if request.target.os == "macos" and request.target.macos_version:
-            extra["MACOSX_DEPLOYMENT_TARGET"] = request.target.macos_version
-        env = clean_env(extra)
-        if "MACOSX_DEPLOYMENT_TARGET" not in extra:
-            env.pop("MACOSX_DEPLOYMENT_TARGET", None)
+        text = "\n".join(request.requirements) + "\n"
+        env = _env(request)
         self._warmed()
-        done = self.runner(compile_argv(uv, request, infile), env, request.workdir, request.timeout)
+        argv = compile_argv(uv, request, STDIN)
+        with self._early_lock:
+            early_env, early = self._early.pop(tuple(argv), (None, None))
+        if early is not None and early_env == env:
+            done = feed_process(early, argv, text, request.timeout)
+        else:
+            if early is not None:  # started for another environment: not this one's
+                early.kill()
+                early.communicate()
+            infile = request.workdir / "requirements.in"
+            infile.write_text(text, encoding="utf-8")
+            argv = compile_argv(uv, request, infile)
+            done = self.runner(argv, env, request.workdir, request.timeout)
         if done.returncode != 0:
             raise failed("uv", done, request.index_url)
         return Resolution("uv", parse_pylock_output(done.stdout, request.target))
+
+
+def _env(request: ResolveRequest) -> dict[str, str]:
+    extra = {"UV_NO_PROGRESS": "1"}
+    if request.target.os == "macos" and request.target.macos_version:
+        extra["MACOSX_DEPLOYMENT_TARGET"] = request.target.macos_version
+    env = clean_env(extra)
+    if "MACOSX_DEPLOYMENT_TARGET" not in extra:
+        env.pop("MACOSX_DEPLOYMENT_TARGET", None)
+    return env
