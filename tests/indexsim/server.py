@@ -245,7 +245,10 @@ class IndexSim:
         return waves
 
     def reset_counters(self) -> None:
+        """Forget the requests so far (waiting, briefly, for those still being recorded: an
+        answer the client has read may be logged a moment later)."""
         with self._lock:
+            self._lock.wait_for(lambda: self._in_flight == 0, timeout=5)
             self._log.clear()
             self.max_in_flight = 0
 
