@@ -178,33 +178,47 @@ class _Locker:
         known = {a.name for a in asks}
         asks += [a for a in extra if a.name not in known]
         index = self.inputs.torch_index
-        self.prefetch(index, [a.name for a in asks])
+        names = [a.name for a in asks]
+        self.client.read_ahead(index, [n for n in names if (index, n) not in self.pages])
         torch_ask = asks[0]
         torches = candidates(
             "torch", self.page(index, "torch"), self.inputs.target, torch_ask.specifier, self.inputs
         )
+        # torch's metadata is read while the other members' pages are (from a wheel without a
+        # metadata file: two range reads, the tail then METADATA, beside a page and a tail)
+        early = None
+        if torches and len(asks) > 1:
+            early = self.pool.submit(self.metadata_many, torches[:1])
+        self.prefetch(index, names)
         if not torches and self.refetch(index, "torch"):
             torches = candidates("torch", self.page(index, "torch"), self.inputs.target,
                                  torch_ask.specifier, self.inputs)  # fmt: skip
         if not torches:
             raise self._nothing("torch", torch_ask.specifier)
-        self._guess(torches[0], asks[1:])
+        self._guess(torches[0], asks[1:], early)
         for artifact in torches[:MAX_FAMILY_ATTEMPTS]:
             meta = self.metadata_many([artifact])[0]
             chosen = {"torch": FamilyChoice("torch", artifact, meta, torch_ask.extras)}
             if self._complete(chosen, asks[1:]):
                 yield chosen
 
-    def _guess(self, torch: Artifact, asks: Sequence[_Ask]) -> None:
-        """Read torch's metadata and that of the likeliest build of each other member at once."""
-        guesses = [torch]
+    def _guess(
+        self, torch: Artifact, asks: Sequence[_Ask], early: Future[list[CoreMetadata]] | None = None
+    ) -> None:
+        """Read torch's metadata (unless `early` is reading it) and that of the likeliest
+        build of each other member at once; torch's error first, as when read together."""
+        guesses = [] if early is not None else [torch]
         for ask in asks:
             found = candidates(ask.name, self.page(self.inputs.torch_index, ask.name),
                                self.inputs.target, ask.specifier, self.inputs)  # fmt: skip
             assert torch.version is not None
             same = [a for a in found if _same_build(a.version, torch.version, torch.version.local)]
             guesses += same[:1]
-        self.metadata_many(guesses)
+        try:
+            self.metadata_many(guesses)
+        finally:
+            if early is not None:
+                early.result()
 
     def _complete(self, chosen: dict[str, FamilyChoice], asks: list[_Ask]) -> bool:
         queue = list(asks) + self._family_deps(chosen["torch"], chosen)
