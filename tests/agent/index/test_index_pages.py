@@ -178,7 +178,7 @@ def test_pytorch_index_holds_older_copies(indexsim: IndexSim, project: str) -> N
 def test_pages_read_ahead_come_in_one_round_trip_and_are_each_read_once(
     indexsim: IndexSim,
 ) -> None:
-    indexsim.knobs.latency = 0.05
+    indexsim.knobs.latency = 0.15
     index = indexsim.torch_index_url + "/cu126"
     with IndexClient() as client:
         client.read_ahead(index, ["torch", "torchvision", "torchaudio"])
@@ -214,7 +214,7 @@ def test_a_read_ahead_error_is_the_error_of_reading_the_page_then(indexsim: Inde
 def test_a_page_read_ahead_but_never_asked_for_is_not_waited_for_at_close(
     indexsim: IndexSim,
 ) -> None:
-    indexsim.knobs.latency = 0.05
+    indexsim.knobs.latency = 0.15
     with IndexClient(concurrency=2) as client:
         client.read_ahead(indexsim.pypi_url, ["numpy", "certifi", "pillow", "idna"])
     assert indexsim.count("/simple/*") == 2  # the two started; the two waiting never were
