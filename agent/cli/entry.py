@@ -22,26 +22,37 @@ def plain_way(argv: "list[str]") -> "Callable[[], int] | None":
 
 
 def leave(code: int) -> "NoReturn":
-    """sys.exit(code), skipping the interpreter's teardown (freeing every module: milliseconds
-    once select's are loaded) where nothing is left for it: no atexit callback (logging,
-    tempfile's and weakref's finalizers, concurrent.futures register one), no other thread,
-    and both streams flushed."""
+    """sys.exit(code) without the last part of the interpreter's exit, freeing every module
+    (tens of milliseconds once a lock's are loaded): first what that exit does before it, as it
+    does it (other threads joined, atexit callbacks run: logging's, tempfile's and weakref's
+    finalizers, both streams flushed), then os._exit. Where a step is not there to call or a
+    stream cannot be flushed, sys.exit as ever (the interpreter then says why)."""
     import atexit
     import os
 
     threading = sys.modules.get("threading")
-    if getattr(atexit, "_ncallbacks", lambda: 1)() == 0 and (
-        threading is None or threading.active_count() == 1
-    ):
-        try:
-            for stream in (sys.stdout, sys.stderr):
-                if stream is not None:
-                    stream.flush()
-        except (OSError, ValueError):
-            pass  # the interpreter's own exit says it, as it would have
-        else:
-            os._exit(code)
-    sys.exit(code)
+    shutdown = getattr(threading, "_shutdown", None) if threading is not None else None
+    run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
+    if (threading is not None and shutdown is None) or run_exitfuncs is None:
+        sys.exit(code)
+    if shutdown is not None:
+        shutdown()  # joins the threads that are not daemons, as the interpreter's exit does
+    run_exitfuncs()
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # the interpreter's own exit says it, as it would have
+    os._exit(code)
+
+
+def _code(stop: SystemExit) -> "int | None":
+    """The exit status a SystemExit gives, where it is a number (None: the interpreter prints
+    its message and exits 1, so it is left to do so)."""
+    if stop.code is None:
+        return 0
+    return stop.code if isinstance(stop.code, int) else None
 
 
 def main() -> None:
@@ -59,4 +70,10 @@ def main() -> None:
         run_plain(argv[1:])  # becomes the command or exits, unless typer must parse argv
     from torchenv.agent.cli.main import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as stop:  # every way out of the typer CLI
+        code = _code(stop)
+        if code is None:
+            raise
+        leave(code)
