@@ -7,7 +7,6 @@ import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -219,6 +218,18 @@ def clean_parts(cache_dir: Path) -> None:
                     part.unlink(missing_ok=True)
 
 
+def _fetch_each(fetcher: Fetcher, packages: Sequence[LockedPackage]) -> list[Path]:
+    """Each package's checked file, in order: downloads side by side when more than one
+    wheel is missing; in this thread otherwise (a pool's start-up would buy nothing)."""
+    missing = sum(1 for p in packages if not _complete(cache_path(fetcher.cache_dir, p), p))
+    if missing <= 1:
+        return [fetcher.fetch(p) for p in packages]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, missing)) as pool:
+        return list(pool.map(fetcher.fetch, packages))
+
+
 def fetch_all(
     packages: Sequence[LockedPackage], cache_dir: Path, reporter: Reporter
 ) -> tuple[dict[str, Path], int, int]:
@@ -228,10 +239,7 @@ def fetch_all(
     clean_parts(cache_dir)
     fetcher = Fetcher(cache_dir, reporter, total)
     try:
-        with ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS) as pool:
-            files = dict(
-                zip((p.name for p in packages), pool.map(fetcher.fetch, packages), strict=True)
-            )
+        files = dict(zip((p.name for p in packages), _fetch_each(fetcher, packages), strict=True))
     except OSError as exc:
         raise os_error("download into", cache_dir, exc) from exc
     finally:
