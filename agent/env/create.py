@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from torchenv.agent.base.errors import EnvironmentBuildError
 from torchenv.agent.base.uvbin import find_uv
+from torchenv.agent.env.install import _check, _start
+from torchenv.agent.env.venv import python_in
 
 
 def interpreter_version(python: str) -> str | None:
     """ "3.11" for an interpreter path, or None when it does not run."""
-    import subprocess
-
     try:
         out = subprocess.run(
             [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -29,8 +31,6 @@ def interpreter_version(python: str) -> str | None:
 
 def find_interpreter(minor: str | None) -> str:
     """An interpreter of the lock's Python X.Y: this one, pythonX.Y on PATH, or uv's."""
-    import subprocess
-
     if minor is None or f"{sys.version_info[0]}.{sys.version_info[1]}" == minor:
         return sys.executable
     candidates = [shutil.which(f"python{minor}")]
@@ -68,3 +68,69 @@ def create_venv(env_dir: Path, python: str, uv: str | None) -> list[str]:
             str(env_dir),
         ]
     return [python, "-m", "venv", "--without-pip", str(env_dir)]
+
+
+class Creation:
+    """An empty environment being made while the wheels download: `start`, then `join`
+    before installing (it raises what a failed creation always raised), or `stop`.
+
+    With `warm` (uv only; for syncs that download) the new interpreter is then asked for
+    once more by `uv python find`, so the install finds uv's answer in its cache instead of
+    querying the interpreter on the critical path. That step writes only uv's cache, and a
+    failure there is no failure: the install asks the interpreter itself then.
+    """
+
+    def __init__(self, env_dir: Path, python: str, uv: str | None, *, warm: bool) -> None:
+        self.env_dir = env_dir
+        self.python = python
+        self.uv = uv
+        self.warm = warm and uv is not None
+        self._lock = threading.Lock()
+        self._running: subprocess.Popen[str] | None = None
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._made: tuple[subprocess.Popen[str], str, str] | None = None
+
+    def start(self) -> Creation:
+        """Start creating; EnvironmentBuildError at once when the command cannot run."""
+        self._running = _start(create_venv(self.env_dir, self.python, self.uv))
+        self._thread = threading.Thread(target=self._wait, name="torchenv-venv", daemon=True)
+        self._thread.start()
+        return self
+
+    def _wait(self) -> None:
+        process = self._running
+        assert process is not None
+        out, err = process.communicate()
+        self._made = (process, out, err)
+        if process.returncode != 0 or not self.warm:
+            return
+        with self._lock:
+            if self._stopped:
+                return
+            try:
+                self._running = subprocess.Popen(
+                    [str(self.uv), "python", "find", "--quiet", "--no-config",
+                     "--no-python-downloads", str(python_in(self.env_dir))],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            except OSError:
+                return
+        self._running.wait()
+
+    def join(self) -> None:
+        """Wait for the environment; EnvironmentBuildError when creating it failed."""
+        assert self._thread is not None
+        self._thread.join()
+        assert self._made is not None
+        _check(*self._made, "creating the virtual environment")
+
+    def stop(self) -> None:
+        """Kill what still runs and wait for it (an interrupted or failed sync)."""
+        with self._lock:
+            self._stopped = True
+            running = self._running
+        if running is not None and running.poll() is None:
+            running.kill()
+        if self._thread is not None:
+            self._thread.join()

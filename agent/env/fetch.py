@@ -218,15 +218,20 @@ def clean_parts(cache_dir: Path) -> None:
                     part.unlink(missing_ok=True)
 
 
+def missing(packages: Sequence[LockedPackage], cache_dir: Path) -> int:
+    """How many of the wheels are not in the store yet (a download each)."""
+    return sum(1 for p in packages if not _complete(cache_path(cache_dir, p), p))
+
+
 def _fetch_each(fetcher: Fetcher, packages: Sequence[LockedPackage]) -> list[Path]:
     """Each package's checked file, in order: downloads side by side when more than one
     wheel is missing; in this thread otherwise (a pool's start-up would buy nothing)."""
-    missing = sum(1 for p in packages if not _complete(cache_path(fetcher.cache_dir, p), p))
-    if missing <= 1:
+    count = missing(packages, fetcher.cache_dir)
+    if count <= 1:
         return [fetcher.fetch(p) for p in packages]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, missing)) as pool:
+    with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, count)) as pool:
         return list(pool.map(fetcher.fetch, packages))
 
 

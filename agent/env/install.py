@@ -112,6 +112,11 @@ def _start(argv: Sequence[str]) -> subprocess.Popen[str]:
 def _finish(process: subprocess.Popen[str], action: str) -> None:
     """Wait for a started command; EnvironmentBuildError (full disk named) when it failed."""
     out, err = process.communicate()
+    _check(process, out, err, action)
+
+
+def _check(process: subprocess.Popen[str], out: str, err: str, action: str) -> None:
+    """EnvironmentBuildError (full disk named) when a finished command failed."""
     if process.returncode != 0:
         from torchenv.agent.lock.resolvers.base import disk_full, tool_output
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,8 +21,8 @@ from torchenv.agent.base.limits import MAX_WHEEL, size_text
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.base.uvbin import find_uv
 from torchenv.agent.env import create, integrity, prefixlock, switch, venv
-from torchenv.agent.env.fetch import cache_path, drop_damaged, fetch_all, local_source
-from torchenv.agent.env.install import _finish, _install, _run, _start, link_mode
+from torchenv.agent.env.fetch import cache_path, drop_damaged, fetch_all, local_source, missing
+from torchenv.agent.env.install import _install, _run, link_mode
 from torchenv.agent.env.targetcheck import check_target, lock_python
 from torchenv.agent.lock.pylock import PyLock
 from torchenv.agent.verify.check import VerifyReport
@@ -76,12 +75,6 @@ class SyncResult:
 
 
 Verifier = Callable[[Path], VerifyReport]
-
-
-def _stop(process: subprocess.Popen[str] | None) -> None:
-    if process is not None and process.poll() is None:
-        process.kill()
-        process.wait()
 
 
 def _verify_new(
@@ -232,10 +225,11 @@ def _build_and_switch(
     env_dir = layout.env_dir(env_id)
     old = venv.active_env(layout)
     uv = find_uv()
-    creating: subprocess.Popen[str] | None = None
+    creating: create.Creation | None = None
     try:
         python = create.find_interpreter(lock_python(lock))
-        creating = _start(create.create_venv(env_dir, python, uv))  # runs while we download
+        downloads = missing(lock.packages, cache_dir) > 0
+        creating = create.Creation(env_dir, python, uv, warm=downloads).start()
         start = time.perf_counter()
         files, fetched, hits = fetch_all(lock.packages, cache_dir, reporter)
         seconds["download"] = time.perf_counter() - start
@@ -244,7 +238,8 @@ def _build_and_switch(
         reporter.stage_started(
             "install", f"{len(lock.packages)} packages with {'uv' if uv else 'pip'}"
         )
-        _finish(creating, "creating the virtual environment")
+        link = link_mode(link_setting, layout.envs) if uv else "copy"  # while it is made
+        creating.join()
         creating = None
         fault_point("install")
         if uv and refresh:  # damaged files may have come from the installer's own cache
@@ -252,7 +247,6 @@ def _build_and_switch(
                 [uv, "cache", "clean", "--quiet", "--no-config", *refresh],
                 "dropping damaged cache entries",
             )
-        link = link_mode(link_setting, layout.envs) if uv else "copy"
         try:
             _install(lock.packages, files, env_dir, uv, link)
         except EnvironmentBuildError:
@@ -276,7 +270,8 @@ def _build_and_switch(
         }
         old, adopted = switch.commit_switch(layout, env_id, verified)
     except BaseException as exc:
-        _stop(creating)
+        if creating is not None:
+            creating.stop()
         if venv.active_env(layout) != env_id:  # never the environment now active
             venv.discard(env_dir)
         if isinstance(exc, OSError):

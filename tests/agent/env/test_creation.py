@@ -1,0 +1,97 @@
+"""The new environment is made while the wheels download: its failure reads as it always
+did, an interrupted sync leaves nothing behind, and uv's interpreter warm-up is optional."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers.faults import HOST, real_lock
+
+from torchenv.agent.base.errors import EnvironmentBuildError
+from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.base.uvbin import find_uv
+from torchenv.agent.env import create, install, sync, venv
+from torchenv.agent.lock.pylock import read_lock_file
+
+pytestmark = pytest.mark.e2e
+
+FAILING = [sys.executable, "-c", "import sys; sys.stderr.write('no room for a venv'); sys.exit(3)"]
+
+
+def run_sync(lock: Path, prefix: Path, cache: Path) -> sync.SyncResult:
+    parsed, raw = read_lock_file(lock)
+    return sync.sync(
+        parsed, raw, prefix, host_facts=HOST.target_facts(), cache_dir=cache,
+        reporter=RecordingReporter(), verifier=None,
+    )  # fmt: skip
+
+
+def _message_before(argv: list[str]) -> str:
+    """What a failed creation said when sync waited on the process itself."""
+    with pytest.raises(EnvironmentBuildError) as failed:
+        install._finish(install._start(argv), "creating the virtual environment")
+    return str(failed.value)
+
+
+@pytest.mark.parametrize("downloads", [True, False], ids=["cold", "warm"])
+def test_a_failed_creation_says_what_it_said_and_leaves_no_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloads: bool
+) -> None:
+    lock, cache, prefix = real_lock(tmp_path / "lock"), tmp_path / "cache", tmp_path / ".venv"
+    good = run_sync(lock, prefix, cache)
+    if downloads:
+        cache = tmp_path / "empty-cache"
+    monkeypatch.setattr(create, "create_venv", lambda *_: FAILING)
+    with pytest.raises(EnvironmentBuildError) as failed:
+        run_sync(lock, prefix, cache)
+    assert str(failed.value) == _message_before(FAILING)
+    assert "exit 3" in str(failed.value) and "no room for a venv" in str(failed.value)
+    layout = venv.Layout.for_prefix(prefix)
+    assert venv.active_env(layout) == good.env_id
+    assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
+
+
+def test_an_interrupted_sync_kills_the_creation_and_discards_its_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock, prefix = real_lock(tmp_path / "lock"), tmp_path / ".venv"
+    started: list[subprocess.Popen[str]] = []
+    real_start = create._start
+
+    def slow_start(argv: list[str]) -> subprocess.Popen[str]:
+        # makes the directory, then takes long: as a creation caught half-way
+        script = "import os, sys, time; os.makedirs(sys.argv[1]); time.sleep(60)"
+        started.append(real_start([sys.executable, "-c", script, argv[-1]]))
+        return started[-1]
+
+    def interrupted(*_: object) -> None:
+        envs, deadline = venv.Layout.for_prefix(prefix).envs, time.monotonic() + 30
+        while not any(envs.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the creation has begun making its directory
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(create, "_start", slow_start)
+    monkeypatch.setattr(sync, "fetch_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(lock, prefix, tmp_path / "cache")
+    assert started and started[0].poll() is not None  # killed, not left running
+    assert not prefix.exists() and not prefix.is_symlink()
+    assert list(venv.Layout.for_prefix(prefix).envs.iterdir()) == []
+
+
+@pytest.mark.skipif(find_uv() is None, reason="uv's warm-up step")
+def test_a_failed_interpreter_warm_up_is_no_failure(tmp_path: Path) -> None:
+    uv = find_uv()
+    fake = tmp_path / "uv"  # uv for `venv`, a failure for `python find`
+    fake.write_text(f'#!/bin/sh\n[ "$1" = python ] && exit 7\nexec {uv} "$@"\n')
+    fake.chmod(0o755)
+    env = tmp_path / "env"
+    creation = create.Creation(env, sys.executable, str(fake), warm=True).start()
+    creation.join()
+    assert venv.python_in(env).exists()
+    assert os.access(venv.python_in(env), os.X_OK)
