@@ -21,6 +21,7 @@ from torchenv.agent.base.fsutil import Escapes
 from torchenv.agent.base.limits import MAX_WHEEL
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.env import prefixlock
+from torchenv.agent.env.checked import Checked, file_sha256
 from torchenv.agent.index.wheelstore import cached_wheel
 from torchenv.agent.lock.pylock import LockedPackage
 
@@ -80,7 +81,9 @@ class Fetcher:
     """Downloads locked wheels into the cache, checking size and sha256 while streaming.
 
     HTTP goes through the index client (its retries with backoff, resumed with ranges);
-    no source is read past the locked size.
+    no source is read past the locked size. A wheel already in the store is used when the
+    store's note says it matched and its stat is unchanged, else when its bytes hash to the
+    locked sha256 again; one that does not is downloaded again (`damaged` names them).
     """
 
     def __init__(self, cache_dir: Path, reporter: Reporter, total: int) -> None:
@@ -91,6 +94,9 @@ class Fetcher:
         self.fetched = 0
         self._lock = threading.Lock()
         self._client: Any = None
+        self.checked = Checked(cache_dir / "wheels")
+        self.damaged: list[str] = []
+        self._bad: dict[Path, tuple[int, ...]] = {}  # the stat of a file that hashed wrong
 
     def _advance(self, amount: int) -> None:
         with self._lock:
@@ -125,7 +131,7 @@ class Fetcher:
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
         source = local_source(package)
-        if _complete(dest, package):
+        if self._good(dest, package):
             self._skip(dest)
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -133,11 +139,35 @@ class Fetcher:
         # the others wait for it, then find the file. The kernel drops the lock of a writer
         # that dies, so waiting has no bound of its own; the download's timeouts bound it.
         with prefixlock.hold(dest.parent / ENTRY_LOCK, reporter=self.reporter, timeout=math.inf):
-            if _complete(dest, package):
+            if self._good(dest, package):  # another process may have written it meanwhile
                 self._skip(dest)
                 return dest
             self._download(package, source, dest)
         return dest
+
+    def _good(self, dest: Path, package: LockedPackage) -> bool:
+        """Whether the store's file is the locked wheel (see the class)."""
+        if not _complete(dest, package):
+            return False
+        sha256 = package.wheel.sha256
+        if self.checked.trusted(dest, sha256):
+            return True
+        try:
+            seen = _identity(dest)
+            if self._bad.get(dest) == seen:  # found wrong before, and still that file
+                return False
+            good = file_sha256(dest) == sha256
+        except OSError:
+            return False
+        if good:
+            self.checked.record(dest, sha256)
+            return True
+        self.checked.forget(dest)
+        with self._lock:
+            self._bad[dest] = seen
+            if package.name not in self.damaged:
+                self.damaged.append(package.name)
+        return False
 
     def _skip(self, cached: Path) -> None:
         with self._lock:
@@ -164,6 +194,7 @@ class Fetcher:
                     details={"package": package.name, "url": package.wheel.url},
                 )
             os.replace(tmp, dest)
+            self.checked.record(dest, sha256)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -177,13 +208,11 @@ def drop_damaged(
     packages: Sequence[LockedPackage], files: Mapping[str, Path], reporter: Reporter
 ) -> list[str]:
     """Remove the cached wheels whose sha256 is no longer the locked one; their names."""
-    from torchenv.agent.index.client import sha256_of
-
     damaged = []
     for package in packages:
         path = files[package.name]
         try:
-            good = sha256_of(path) == package.wheel.sha256
+            good = file_sha256(path) == package.wheel.sha256
         except OSError:
             good = False
         if not good:
@@ -191,12 +220,21 @@ def drop_damaged(
                 if free:  # nobody is writing it: drop it (a writer replaces it anyway)
                     path.unlink(missing_ok=True)
             damaged.append(package.name)
+    _warn_damaged(damaged, reporter)
+    return damaged
+
+
+def _warn_damaged(damaged: Sequence[str], reporter: Reporter) -> None:
     if damaged:
         reporter.warning(
             f"the cached wheel(s) of {', '.join(damaged)} no longer match the lock; "
             "downloading them again"
         )
-    return damaged
+
+
+def _identity(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
 def _complete(dest: Path, package: LockedPackage) -> bool:
@@ -249,4 +287,6 @@ def fetch_all(
         raise os_error("download into", cache_dir, exc) from exc
     finally:
         fetcher.close()
+        fetcher.checked.save()
+    _warn_damaged(fetcher.damaged, reporter)
     return files, fetcher.fetched, hits
