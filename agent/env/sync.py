@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,12 +106,22 @@ def _verify_with_manifest(
     path compares the files with): the verifier waits on the environment's interpreter, the
     manifest on lstat, and neither changes a file the other reads. Both end before this
     returns, whichever fails."""
-    from concurrent.futures import ThreadPoolExecutor
+    failed: list[BaseException] = []
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        manifest = pool.submit(integrity.write_manifest, env_dir)
+    def write() -> None:
+        try:
+            integrity.write_manifest(env_dir)
+        except BaseException as exc:  # raised in the caller's thread below
+            failed.append(exc)
+
+    manifest = threading.Thread(target=write, name="torchenv-manifest", daemon=True)
+    manifest.start()
+    try:
         report = _verify_new(verifier, env_dir, seconds, reporter)
-        manifest.result()
+    finally:
+        manifest.join()
+    if failed:
+        raise failed[0]
     return report
 
 

@@ -3,6 +3,7 @@ did, an interrupted sync leaves nothing behind, and uv's interpreter warm-up is 
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -15,8 +16,9 @@ from helpers.faults import HOST, real_lock
 from torchenv.agent.base.errors import EnvironmentBuildError
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.uvbin import find_uv
-from torchenv.agent.env import create, install, sync, venv
+from torchenv.agent.env import create, install, integrity, sync, venv
 from torchenv.agent.lock.pylock import read_lock_file
+from torchenv.agent.verify.check import VerifyReport
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +97,30 @@ def test_a_failed_interpreter_warm_up_is_no_failure(tmp_path: Path) -> None:
     creation.join()
     assert venv.python_in(env).exists()
     assert os.access(venv.python_in(env), os.X_OK)
+
+
+def test_a_manifest_that_cannot_be_written_fails_the_sync_after_verification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is written beside the verifier; its failure still fails the sync."""
+    lock, cache, prefix = real_lock(tmp_path / "lock"), tmp_path / "cache", tmp_path / ".venv"
+    good = run_sync(lock, prefix, cache)
+    verified: list[Path] = []
+
+    def no_room(env_dir: Path) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def verifier(python: Path) -> VerifyReport:
+        verified.append(python)
+        return VerifyReport(checks=())
+
+    monkeypatch.setattr(integrity, "write_manifest", no_room)
+    parsed, raw = read_lock_file(lock)
+    with pytest.raises(EnvironmentBuildError, match="No space left on device"):
+        sync.sync(
+            parsed, raw, prefix, host_facts=HOST.target_facts(), cache_dir=cache,
+            reporter=RecordingReporter(), verifier=verifier,
+        )  # fmt: skip
+    assert len(verified) == 1  # the verifier ran to its end
+    layout = venv.Layout.for_prefix(prefix)
+    assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
