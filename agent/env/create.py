@@ -109,14 +109,15 @@ class Creation:
             if self._stopped:
                 return
             try:
-                self._running = subprocess.Popen(
+                finding = subprocess.Popen(
                     [str(self.uv), "python", "find", "--quiet", "--no-config",
                      "--no-python-downloads", str(python_in(self.env_dir))],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                 )  # fmt: skip
             except OSError:
                 return
-        self._running.wait()
+            self._running = finding
+        finding.wait()
 
     def join(self) -> None:
         """Wait for the environment; EnvironmentBuildError when creating it failed."""
