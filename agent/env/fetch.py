@@ -263,14 +263,17 @@ def missing(packages: Sequence[LockedPackage], cache_dir: Path) -> int:
 
 def _fetch_each(fetcher: Fetcher, packages: Sequence[LockedPackage]) -> list[Path]:
     """Each package's checked file, in order: downloads side by side when more than one
-    wheel is missing; in this thread otherwise (a pool's start-up would buy nothing)."""
+    wheel is missing, the largest started first (torch does not queue behind the small
+    ones); in this thread otherwise (a pool's start-up would buy nothing)."""
     count = missing(packages, fetcher.cache_dir)
     if count <= 1:
         return [fetcher.fetch(p) for p in packages]
     from concurrent.futures import ThreadPoolExecutor
 
+    order = sorted(range(len(packages)), key=lambda i: -(packages[i].wheel.size or 0))
     with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, count)) as pool:
-        return list(pool.map(fetcher.fetch, packages))
+        futures = {i: pool.submit(fetcher.fetch, packages[i]) for i in order}
+        return [futures[i].result() for i in range(len(packages))]
 
 
 def fetch_all(

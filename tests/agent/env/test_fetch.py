@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -15,10 +16,11 @@ from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.env import checked, fetch
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel
 
-SPECS = [
-    WheelSpec(name, "1.0", "py3-none-any", files={f"{name}/__init__.py": f"N = {name!r}\n"})
-    for name in ("alpha", "beta", "gamma")
-]
+SPECS = [  # beta the largest, then gamma, then alpha
+    WheelSpec(name, "1.0", "py3-none-any", files={f"{name}/__init__.py": f"N = {name!r}\n"},
+              padding=padding)
+    for name, padding in (("alpha", 0), ("beta", 64 << 10), ("gamma", 32 << 10))
+]  # fmt: skip
 
 
 @pytest.fixture
@@ -198,3 +200,29 @@ def test_the_note_keeps_at_most_its_bound(tmp_path: Path, monkeypatch: pytest.Mo
         note.record(wheels / f"{n}.whl", "a" * 64)
     note.save()
     assert sorted(checked.read_note(wheels)) == ["2.whl", "3.whl", "4.whl"]  # the latest
+
+
+def test_the_largest_missing_wheel_is_started_first(
+    tmp_path: Path, served: tuple[IndexSim, list[LockedPackage]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, packages = served
+    sized = [
+        dataclasses.replace(p, wheels=(dataclasses.replace(p.wheel, size=None),))
+        if p.name == "alpha"
+        else p
+        for p in packages
+    ]
+    order: list[str] = []
+    real = fetch.Fetcher.fetch
+
+    def recording(self: fetch.Fetcher, package: LockedPackage) -> Path:
+        order.append(package.name)
+        return real(self, package)
+
+    monkeypatch.setattr(fetch, "DOWNLOAD_WORKERS", 1)
+    monkeypatch.setattr(fetch.Fetcher, "fetch", recording)
+    big = sorted((p for p in sized if p.wheel.size), key=lambda p: -(p.wheel.size or 0))
+    files, _, _ = fetch.fetch_all(sized, tmp_path / "cache", RecordingReporter())
+    assert [p.name for p in big] == ["beta", "gamma"]
+    assert order == ["beta", "gamma", "alpha"]  # no size known: last
+    assert list(files) == [p.name for p in packages]  # the lock's order, whatever the fetch's
