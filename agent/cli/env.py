@@ -139,7 +139,7 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     def body() -> None:
         from torchenv.agent.base.options import AutoOptions
         from torchenv.agent.cli import fastpath_write
-        from torchenv.agent.cli.lock import check_lock_name
+        from torchenv.agent.cli.lock_run import check_lock_name
         from torchenv.agent.cli.reqfiles import requirement_file_lines
         from torchenv.agent.pipeline import core as pipeline
 
