@@ -45,7 +45,10 @@ NVIDIA_FILES = (("text", "/proc/driver/nvidia/version"), ("list", "/proc/driver/
                 ("list", "/dev"), ("list", "/sys/bus/pci/devices"))  # fmt: skip
 PCI = "/sys/bus/pci/devices"
 # cli modules on select's two ways in (plain and typer's); a kept answer rests on their stat
-SELECT_CLI = ("entry", "select_plain", "select_run", "select", "hostflags", "outcome")
+SELECT_CLI = ("entry", "plainargs", "select_plain", "select_run", "select", "hostflags",
+              "outcome")  # fmt: skip
+# and on lock's (the stamp names lock_run, which `begin`s it)
+LOCK_CLI = ("entry", "plainargs", "lock_plain", "lock", "hostflags", "outcome", "reqfiles")
 Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
 Stamp = dict[str, Any]
 
@@ -387,6 +390,9 @@ def _own_files(select: bool = False) -> list[str]:
     from torchenv.agent.pipeline import select_with_index as selection
     from torchenv.backends.select import core as select_core
 
-    here = os.path.dirname(__file__)  # both ways in: the plain one's and typer's (unimported)
-    return [*(m.__file__ or "" for m in (*mods, selection, select_core)),
-            *(os.path.join(here, f"{name}.py") for name in SELECT_CLI)]  # fmt: skip
+    return [*(m.__file__ or "" for m in (*mods, selection, select_core)), *cli_files(SELECT_CLI)]
+
+
+def cli_files(names: Sequence[str]) -> list[str]:
+    """The files of the cli modules NAMES, imported or not (both ways in: plain and typer's)."""
+    return [os.path.join(os.path.dirname(__file__), f"{name}.py") for name in names]

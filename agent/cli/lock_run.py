@@ -116,7 +116,11 @@ def run(
             expires = expires if locking.wrote(target, lock) else None
         except (OSError, ValueError):
             expires = None
-        pending.finish_kept(answer if expires is not None else None, expires=expires)
+        pending.finish_kept(
+            answer if expires is not None else None,
+            expires=expires,
+            extra=[("stat", f) for f in fastpath_write.cli_files(fastpath_write.LOCK_CLI)],
+        )
     return 0
 
 

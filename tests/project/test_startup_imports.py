@@ -97,6 +97,14 @@ def test_a_lock_from_an_index_with_metadata_files_imports_no_env_zip_reader_or_d
     assert among(modules, NOT_FOR_LOCK) == set()
 
 
+def test_a_plain_lock_imports_no_typer_or_click(env: Path) -> None:
+    lock = ("lock", "torch", "--backend", "cu126", *SELECT[2:], "-o", "pylock.toml")
+    assert "typer" in loaded(env, *lock, "-q")  # left to the typer command: the check can fail
+    modules = loaded(env, *lock)
+    assert "torchenv.agent.cli.lock_run" in modules  # it locked
+    assert among(modules, ("typer", "click", *NOT_FOR_LOCK)) == set()
+
+
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
 def test_a_command_s_help_imports_its_own_module_and_no_library(env: Path, command: str) -> None:
     argv = [command, "--help"] if command != "catalog" else ["catalog", "show", "--help"]

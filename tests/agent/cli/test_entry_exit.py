@@ -118,7 +118,7 @@ def test_a_systemexit_with_a_message_is_left_to_the_interpreter(tmp_path: Path) 
         "import torchenv.agent.cli.main as cli\n"
         "def stop(): raise SystemExit('why')\n"
         "cli.main = stop\n"
-        "sys.argv = ['torchenv', 'lock']\n"
+        "sys.argv = ['torchenv', 'probe']\n"
         "from torchenv.agent.cli.entry import main\n"
         "main()\n"
     )

@@ -91,7 +91,7 @@ def test_offline_a_recorded_host_and_an_unread_page_are_never_kept(
 
 
 @pytest.mark.parametrize(
-    "name", ["entry", "select_plain", "select_run", "select", "hostflags", "outcome"]
+    "name", ["entry", "select_plain", "select_run", "select", "hostflags", "outcome", "plainargs"]
 )
 def test_a_changed_module_of_either_way_in_ends_it(
     env: Path, capsys: pytest.CaptureFixture[str], name: str

@@ -1,0 +1,168 @@
+"""A plainly spelled `lock` runs without typer, and does what the typer command does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from helpers import HOSTS
+from helpers.hosts import need_uv
+from helpers.isolation import use_sim
+from indexsim import IndexSim
+
+from torchenv.agent.cli import lock_plain, lock_run
+from torchenv.agent.cli.main import app
+
+CONSOLE = [sys.executable, "-m", "torchenv.agent"]  # the console script's way in: plain first
+TYPER = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()"]
+H100 = str(HOSTS / "h100-driver580")
+LEFT_TO_TYPER = {"--help", "-h", "--quiet", "-q", "--verbose", "-v", "--publish"}
+ONE_HOST = {"--replay", "--host-report"}  # more than one: --publish's, left to typer
+KNOWN_TYPES = {"StringParamType", "Path", "TyperPath", "BoolParamType"}  # by class name
+
+
+def lock_command() -> Any:
+    """typer's `lock`, as click has it."""
+    return typer.main.get_command(app).commands["lock"]  # type: ignore[attr-defined]
+
+
+def typer_passes(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The arguments the typer command gives `lock_run.run` for `lock ARGV`."""
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(lock_run, "run", lambda **options: seen.update(options) and 0)
+    app(["lock", *argv], prog_name="torchenv", standalone_mode=False)
+    return seen
+
+
+def spellings(option: Any) -> list[list[str]]:
+    """Every way to give one of lock's options: each name, `--name value` and `--name=value`
+    (a short name: `-r value` only), twice where it repeats or where the last one counts."""
+    ways = []
+    for name in [*option.opts, *option.secondary_opts]:
+        if option.is_flag:
+            ways.append([name])
+        elif name[:2] != "--":
+            ways += [[name, "one"], [name, "one", name, "two"]]
+        else:
+            ways += [[name, "one"], [f"{name}=one"], [name, "one", name, "two"]]
+    return ways
+
+
+def test_the_plain_way_reads_each_of_lock_s_options_as_typer_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Derived from typer's lock: an option added there and not here fails this test."""
+    params = lock_command().params
+    assert {p.name for p in params} > {"as_json", "requirement_file", "output", "gpu"}
+    for param in params:
+        names = {*param.opts, *param.secondary_opts}
+        if param.param_type_name == "argument":
+            argvs = [[], ["torch"], ["torch", "--json", "numpy", ""]]
+        elif names & LEFT_TO_TYPER:
+            assert names <= LEFT_TO_TYPER, names
+            assert all(lock_plain.plain_options(a) is None for a in spellings(param))
+            continue
+        else:
+            kinds = {c.__name__ for c in type(param.type).__mro__}
+            assert kinds & KNOWN_TYPES, (names, param.type)  # a type plain_options converts
+            argvs = spellings(param)
+        for argv in argvs:
+            if names & ONE_HOST and argv.count(argv[0]) > 1:
+                assert lock_plain.plain_options(argv) is None, argv
+                continue
+            assert lock_plain.plain_options(argv) == typer_passes(argv, monkeypatch), argv
+
+
+TOGETHER = {
+    "a value that looks like an option": ["-o", "--json", "--os", "-r"],
+    "files and names": ["-r", "a.txt", "torch", "--requirement=b.txt", "-r", "c", "numpy"],
+    "one recording and flags": ["--replay", H100, "--check", "--refresh", "--json"],
+}
+
+
+@pytest.mark.parametrize("argv", TOGETHER.values(), ids=TOGETHER.keys())
+def test_options_together_are_read_as_typer_reads_them(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert lock_plain.plain_options(argv) == typer_passes(argv, monkeypatch)
+
+
+NOT_PLAIN = {
+    "help": ["--help"],
+    "quiet": ["-q"],
+    "a short option and its value together": ["-rreqs.txt"],
+    "a short option with =": ["-o=pylock.toml"],
+    "short flags together": ["-or", "x"],
+    "publish": ["--publish", "out", "--replay", H100],
+    "two hosts": ["--replay", H100, "--host-report", "h.json"],
+    "an unknown option": ["--frobnicate"],
+    "a value missing": ["-o"],
+    "after --": ["--", "torch"],
+}
+
+
+@pytest.mark.parametrize("argv", NOT_PLAIN.values(), ids=NOT_PLAIN.keys())
+def test_anything_else_is_left_to_the_typer_command(argv: list[str]) -> None:
+    assert lock_plain.plain_options(argv) is None
+
+
+@pytest.fixture
+def env(indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    need_uv()
+    use_sim(monkeypatch, tmp_path, indexsim)
+    monkeypatch.setenv("TORCHENV_NO_FASTPATH", "1")  # the answer computed both ways
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reqs.txt").write_text("torch==2.9.0\ncertifi\n")
+    return tmp_path
+
+
+def ran(way_in: list[str], argv: list[str], cwd: Path) -> tuple[int, str, str, bytes | None]:
+    """Both ways' stdout, stderr and exit code, and the lock they wrote (each its own)."""
+    for lock in cwd.glob("pylock*.toml"):
+        lock.unlink()
+    done = subprocess.run([*way_in, "lock", *argv], capture_output=True, text=True,
+                          check=False, timeout=300, env=dict(os.environ))  # fmt: skip
+    written = sorted(cwd.glob("pylock*.toml"))
+    return done.returncode, done.stdout, done.stderr, written[0].read_bytes() if written else None
+
+
+BACKEND = ["--replay", H100, "--backend", "cu126"]
+BOTH_WAYS = {
+    "json": ["torch==2.9.0", "--json", *BACKEND],
+    "text": ["torch==2.9.0", *BACKEND],
+    "a -r file and -o": ["-r", "reqs.txt", "-o", "pylock.gpu.toml", *BACKEND],
+    "a bad -o name": ["torch", "-o", "torch.lock", *BACKEND],
+    "a bad -o name, json": ["torch", "--json", "-o", "torch.lock", *BACKEND],
+    "nothing fits": ["torch>=99", *BACKEND],
+    "left to typer: an unknown option": ["--frobnicate", *BACKEND],
+    "left to typer: help": ["--help"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", BOTH_WAYS.values(), ids=BOTH_WAYS.keys())
+def test_the_plain_way_prints_exits_and_writes_as_the_typer_command_does(
+    env: Path, argv: list[str]
+) -> None:
+    plain = ran(CONSOLE, argv, env)
+    assert plain == ran(TYPER, argv, env)
+    assert plain[1] or plain[2]  # it said something: the comparison can fail
+
+
+@pytest.mark.parametrize("json", [[], ["--json"]], ids=["text", "json"])
+def test_check_says_the_same_both_ways(env: Path, json: list[str]) -> None:
+    made = subprocess.run([*TYPER, "lock", "torch==2.9.0", *BACKEND], capture_output=True,
+                          check=False, timeout=300, env=dict(os.environ))  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for argv in ([*json, "--check", "--replay", H100],
+                 [*json, "--check", "--replay", H100, "--arch", "aarch64"]):  # fmt: skip
+        answers = [subprocess.run([*way, "lock", *argv], capture_output=True, text=True,
+                                  check=False, timeout=300, env=dict(os.environ))
+                   for way in (CONSOLE, TYPER)]  # fmt: skip
+        plain, typer_way = ((a.returncode, a.stdout, a.stderr) for a in answers)
+        assert plain == typer_way
+    assert plain[0] == 1  # the mismatch: the comparison can fail
