@@ -4,60 +4,27 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
-from helpers import HOSTS
+from helpers import HOSTS, plaincli
 from helpers.hosts import need_uv
 from helpers.isolation import use_sim
+from helpers.plaincli import CONSOLE, KNOWN_TYPES, TYPER, command, spellings, typer_passes
 from indexsim import IndexSim
 
 from torchenv.agent.cli import lock_plain, lock_run
-from torchenv.agent.cli.main import app
 
-CONSOLE = [sys.executable, "-m", "torchenv.agent"]  # the console script's way in: plain first
-TYPER = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()"]
 H100 = str(HOSTS / "h100-driver580")
-LEFT_TO_TYPER = {"--help", "-h", "--quiet", "-q", "--verbose", "-v", "--publish"}
+LEFT_TO_TYPER = {*plaincli.LEFT_TO_TYPER, "--publish"}
 ONE_HOST = {"--replay", "--host-report"}  # more than one: --publish's, left to typer
-KNOWN_TYPES = {"StringParamType", "Path", "TyperPath", "BoolParamType"}  # by class name
-
-
-def lock_command() -> Any:
-    """typer's `lock`, as click has it."""
-    return typer.main.get_command(app).commands["lock"]  # type: ignore[attr-defined]
-
-
-def typer_passes(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The arguments the typer command gives `lock_run.run` for `lock ARGV`."""
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(lock_run, "run", lambda **options: seen.update(options) and 0)
-    app(["lock", *argv], prog_name="torchenv", standalone_mode=False)
-    return seen
-
-
-def spellings(option: Any) -> list[list[str]]:
-    """Every way to give one of lock's options: each name, `--name value` and `--name=value`
-    (a short name: `-r value` only), twice where it repeats or where the last one counts."""
-    ways = []
-    for name in [*option.opts, *option.secondary_opts]:
-        if option.is_flag:
-            ways.append([name])
-        elif name[:2] != "--":
-            ways += [[name, "one"], [name, "one", name, "two"]]
-        else:
-            ways += [[name, "one"], [f"{name}=one"], [name, "one", name, "two"]]
-    return ways
 
 
 def test_the_plain_way_reads_each_of_lock_s_options_as_typer_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Derived from typer's lock: an option added there and not here fails this test."""
-    params = lock_command().params
+    params = command("lock").params
     assert {p.name for p in params} > {"as_json", "requirement_file", "output", "gpu"}
     for param in params:
         names = {*param.opts, *param.secondary_opts}
@@ -75,7 +42,9 @@ def test_the_plain_way_reads_each_of_lock_s_options_as_typer_does(
             if names & ONE_HOST and argv.count(argv[0]) > 1:
                 assert lock_plain.plain_options(argv) is None, argv
                 continue
-            assert lock_plain.plain_options(argv) == typer_passes(argv, monkeypatch), argv
+            assert lock_plain.plain_options(argv) == typer_passes(
+                "lock", lock_run, argv, monkeypatch
+            ), argv
 
 
 TOGETHER = {
@@ -89,7 +58,7 @@ TOGETHER = {
 def test_options_together_are_read_as_typer_reads_them(
     argv: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert lock_plain.plain_options(argv) == typer_passes(argv, monkeypatch)
+    assert lock_plain.plain_options(argv) == typer_passes("lock", lock_run, argv, monkeypatch)
 
 
 NOT_PLAIN = {

@@ -6,54 +6,31 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import typer
 from helpers import HOSTS
 from helpers.isolation import use_sim
+from helpers.plaincli import (
+    CONSOLE,
+    KNOWN_TYPES,
+    LEFT_TO_TYPER,
+    TYPER,
+    command,
+    spellings,
+    typer_passes,
+)
 from indexsim import IndexSim
 
 from torchenv.agent.cli import select_plain, select_run
-from torchenv.agent.cli.main import app
 
-CONSOLE = [sys.executable, "-m", "torchenv.agent"]  # the console script's way in: plain first
-TYPER = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()"]
 H100 = str(HOSTS / "h100-driver580")
-LEFT_TO_TYPER = {"--help", "-h", "--quiet", "-q", "--verbose", "-v"}
-KNOWN_TYPES = {"StringParamType", "Path", "TyperPath", "BoolParamType"}  # by class name
-
-
-def select_command() -> Any:
-    """typer's `select`, as click has it."""
-    return typer.main.get_command(app).commands["select"]  # type: ignore[attr-defined]
-
-
-def typer_passes(argv: list[str], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """The arguments the typer command gives `select_run.run` for `select ARGV`."""
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(select_run, "run", lambda **options: seen.update(options))
-    app(["select", *argv], prog_name="torchenv", standalone_mode=False)
-    return seen
-
-
-def spellings(option: Any) -> list[list[str]]:
-    """Every way to give one of select's options: each name, `--name value` and `--name=value`,
-    twice where it repeats or where the last one counts."""
-    ways = []
-    for name in [*option.opts, *option.secondary_opts]:
-        if option.is_flag:
-            ways.append([name])
-        else:
-            ways += [[name, "one"], [f"{name}=one"], [name, "one", name, "two"]]
-    return ways
 
 
 def test_the_plain_way_reads_each_of_select_s_options_as_typer_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Derived from typer's select: an option added there and not here fails this test."""
-    params = select_command().params
+    params = command("select").params
     assert {p.name for p in params} > {"as_json", "replay", "gpu"}  # the names are real ones
     for param in params:
         names = {*param.opts, *param.secondary_opts}
@@ -68,7 +45,9 @@ def test_the_plain_way_reads_each_of_select_s_options_as_typer_does(
             assert kinds & KNOWN_TYPES, (names, param.type)  # a type plain_options converts
             argvs = spellings(param)
         for argv in argvs:
-            assert select_plain.plain_options(argv) == typer_passes(argv, monkeypatch), argv
+            assert select_plain.plain_options(argv) == typer_passes(
+                "select", select_run, argv, monkeypatch
+            ), argv
 
 
 TOGETHER = {
@@ -83,7 +62,7 @@ TOGETHER = {
 def test_options_together_are_read_as_typer_reads_them(
     argv: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert select_plain.plain_options(argv) == typer_passes(argv, monkeypatch)
+    assert select_plain.plain_options(argv) == typer_passes("select", select_run, argv, monkeypatch)
 
 
 NOT_PLAIN = {

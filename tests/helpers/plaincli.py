@@ -1,0 +1,47 @@
+"""What the plain-command tests (test_select_plain.py, test_lock_plain.py) share: both ways in,
+typer's view of a command's options, and every spelling of one option."""
+
+from __future__ import annotations
+
+import sys
+from types import ModuleType
+from typing import Any
+
+import pytest
+import typer
+
+from torchenv.agent.cli.main import app
+
+CONSOLE = [sys.executable, "-m", "torchenv.agent"]  # the console script's way in: plain first
+TYPER = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()"]
+LEFT_TO_TYPER = frozenset({"--help", "-h", "--quiet", "-q", "--verbose", "-v"})
+KNOWN_TYPES = {"StringParamType", "Path", "TyperPath", "BoolParamType"}  # by class name
+
+
+def command(name: str) -> Any:
+    """typer's command NAME, as click has it."""
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def typer_passes(
+    name: str, run_module: ModuleType, argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, Any]:
+    """The arguments the typer command NAME gives `run_module.run` for `NAME ARGV`."""
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(run_module, "run", lambda **options: seen.update(options) or 0)
+    app([name, *argv], prog_name="torchenv", standalone_mode=False)
+    return seen
+
+
+def spellings(option: Any) -> list[list[str]]:
+    """Every way to give one option: each name, `--name value` and `--name=value` (a short
+    name: `-r value` only), twice where it repeats or where the last one counts."""
+    ways = []
+    for name in [*option.opts, *option.secondary_opts]:
+        if option.is_flag:
+            ways.append([name])
+        elif name[:2] != "--":
+            ways += [[name, "one"], [name, "one", name, "two"]]
+        else:
+            ways += [[name, "one"], [f"{name}=one"], [name, "one", name, "two"]]
+    return ways
