@@ -1,22 +1,17 @@
-"""`torchenv auto`, `sync`, `verify` and `rollback`: parse arguments, call the core, render."""
+"""`torchenv auto`, `sync`, `verify` and `rollback`: typer's parsing; auto's and sync's work and
+texts are env_run.py's."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import typer
 
-from torchenv.agent.cli import hostflags, hostopts
+from torchenv.agent.cli import env_run, hostopts
 from torchenv.agent.cli.console import make_reporter
+from torchenv.agent.cli.env_run import settings_from, verify_lines
 from torchenv.agent.cli.guard import JSON_OPTION, guarded, with_verbosity
 from torchenv.agent.cli.outcome import emit_json
-
-if TYPE_CHECKING:
-    from torchenv.agent.base.settings import Settings
-    from torchenv.agent.pipeline.core import AutoResult
-    from torchenv.agent.pipeline.dryrun import Plan
-    from torchenv.agent.verify.check import VerifyReport
 
 
 def register(app: typer.Typer) -> None:
@@ -37,62 +32,6 @@ DRY_RUN_OPTION = typer.Option(
     "--dry-run",
     help="Say what would be locked, installed and switched; change no environment, write no lock.",
 )
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def verify_lines(report: VerifyReport) -> list[str]:
-    marks = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip"}
-    return [
-        f"  {marks[c.status.value]} {c.name}: {c.detail}"
-        + (f" ({c.seconds:.3f} s)" if c.seconds is not None else "")
-        for c in report.checks
-    ]
-
-
-def auto_lines(result: AutoResult) -> list[str]:
-    host = result.host
-    nvidia = host.get("nvidia") or []
-    gpus = nvidia[3] if len(nvidia) > 3 else []
-    python = (host.get("python") or ["", ""])[1]
-    lines = [
-        f"host      {host.get('os')} {host.get('arch')}, Python {python}"
-        + (f", NVIDIA driver {nvidia[2]}, GPUs {' '.join(gpus)}" if gpus else "")
-        + f" (fingerprint {result.fingerprint})",
-        f"choice    torch {result.torch} ({result.backend})",
-    ]
-    lines += [f"  because {r}" for r in result.reasons]
-    lines += [f"  skipped {r}" for r in result.skipped]
-    lines.append(f"lock      {result.lock_path}" + (" (new)" if result.relocked else " (reused)"))
-    lines.append(f"env       {result.prefix} -> {result.env_id}")
-    if result.action == "unchanged":
-        lines.append("nothing to do: host, request and lock unchanged; verified before")
-    else:
-        lines.append("installed " + ", ".join(f"{n} {v}" for n, v in result.installed))
-        if result.verify is not None:
-            lines.append("verified" if result.verify.ok else "verification FAILED")
-            lines += verify_lines(result.verify)
-    stages = ", ".join(f"{k} {v:.2f} s" for k, v in result.stages.items())
-    lines.append(f"time      {result.seconds:.2f} s ({stages})")
-    lines += [f"note      {n}" for n in result.notes]
-    return lines
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def _settings(**cli: Any) -> Settings:
-    from torchenv.agent.base.settings import load_settings
-
-    return load_settings({k.replace("_", "-"): v for k, v in cli.items()})
-
-
-def _show_plan(plan: Plan, as_json: bool) -> None:
-    if as_json:
-        emit_json(plan.to_json())
-    else:
-        typer.echo("\n".join(plan.lines()))
 
 
 # ---------------------------------------------------------------- commands
@@ -135,54 +74,14 @@ def auto(  # noqa: PLR0917 - typer maps each option to a parameter
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Probe, select, lock, sync and verify; nothing at all when nothing changed."""
-
-    def body() -> None:
-        from torchenv.agent.base.options import AutoOptions
-        from torchenv.agent.cli import fastpath_write
-        from torchenv.agent.cli.lock_run import check_lock_name
-        from torchenv.agent.cli.reqfiles import requirement_file_lines
-        from torchenv.agent.pipeline import core as pipeline
-
-        if lock is not None:
-            check_lock_name(lock, "--lock")  # auto writes it: PEP 751's names, as `lock -o`
-
-        reqs = (*(requirements or ()), *requirement_file_lines(requirement_file or ()))
-        pending = fastpath_write.begin(__file__)  # the console script's no-op stamp
-        settings = _settings(
-            prefix=prefix, backend=backend, channel=channel,
-            torch_index_url=torch_index_url, index_url=index_url, lock_source=lock_source,
-            lock_source_missing=lock_source_missing,
-        )  # fmt: skip
-        options = AutoOptions.from_settings(settings)
-        source = hostflags.host_source(
-            replay=replay, host_report=host_report, os=os, arch=arch, python=python,
-            driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu, macos=macos,
-            python_version=python_version, python_platform=python_platform,
-        )  # fmt: skip
-        if dry_run:
-            from torchenv.agent.pipeline.dryrun import plan_auto
-
-            _show_plan(plan_auto(
-                reqs, options=options, source=source,
-                reporter=make_reporter(as_json), lock_path=lock, force=force,
-            ), as_json)  # fmt: skip
-            return
-        result = pipeline.auto(
-            reqs, options=options, reporter=make_reporter(as_json), source=source,
-            lock_path=lock, force=force,
-        )  # fmt: skip
-        if as_json:
-            emit_json(result.to_json())
-        else:
-            typer.echo("\n".join(auto_lines(result)))
-        if pending is not None and not requirement_file:  # -r files are inputs it cannot see
-            pending.finish(
-                result, settings=settings, requirements=reqs, lock=lock,
-                live=source.devices_here, as_json=as_json,
-                render=lambda r: "\n".join(auto_lines(r)) + "\n",
-            )  # fmt: skip
-
-    guarded(as_json, body)
+    guarded(as_json, lambda: env_run.run_auto(
+        requirements=requirements, requirement_file=requirement_file, prefix=prefix, lock=lock,
+        backend=backend, channel=channel, torch_index_url=torch_index_url, index_url=index_url,
+        lock_source=lock_source, lock_source_missing=lock_source_missing, replay=replay,
+        host_report=host_report, os=os, arch=arch, python=python, python_version=python_version,
+        python_platform=python_platform, driver=driver, gpu=gpu, rocm_gfx=rocm_gfx, xpu=xpu,
+        macos=macos, force=force, dry_run=dry_run, as_json=as_json,
+    ))  # fmt: skip
 
 
 def sync(  # noqa: PLR0917 - typer maps each option to a parameter
@@ -197,41 +96,10 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Build the environment from a lock (hash-checked, no resolution) and switch to it."""
-
-    def body() -> None:
-        from torchenv.agent.base.options import ProbeOptions
-        from torchenv.agent.pipeline import commands
-
-        settings = _settings(prefix=prefix)
-        source = hostflags.host_source(
-            replay=replay, host_report=host_report, python=python, python_version=python_version
-        )
-        if dry_run:
-            from torchenv.agent.pipeline.dryrun import plan_sync
-
-            _show_plan(plan_sync(
-                lock, commands.Place.from_settings(settings),
-                source.load(ProbeOptions.from_settings(settings)),
-                force=force, reporter=make_reporter(as_json),
-            ), as_json)  # fmt: skip
-            return
-        result = commands.sync_lock(
-            lock, commands.Place.from_settings(settings),
-            source.load(ProbeOptions.from_settings(settings)),
-            devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
-        )  # fmt: skip
-        if as_json:
-            emit_json(result.to_json())
-            return
-        typer.echo(f"switched {result.prefix} to {result.env_id} ({result.installer})")
-        if result.adopted:
-            typer.echo(f"your previous environment was kept at {result.adopted}")
-        if result.verify is not None:
-            typer.echo("\n".join(verify_lines(result.verify)))
-        for note in result.notes:
-            typer.echo(f"note: {note}")
-
-    guarded(as_json, body)
+    guarded(as_json, lambda: env_run.run_sync(
+        lock=lock, prefix=prefix, replay=replay, host_report=host_report, python=python,
+        python_version=python_version, force=force, dry_run=dry_run, as_json=as_json,
+    ))  # fmt: skip
 
 
 def verify(
@@ -245,7 +113,7 @@ def verify(
         from torchenv.agent.host.source import HostSource
         from torchenv.agent.pipeline import commands
 
-        settings = _settings(prefix=prefix)
+        settings = settings_from(prefix=prefix)
         env = Path(str(settings.get_value("prefix")))
         report = commands.verify_prefix(
             env, HostSource().load(ProbeOptions.from_settings(settings))
@@ -272,7 +140,7 @@ def rollback(
     def body() -> None:
         from torchenv.agent.pipeline import commands
 
-        env = Path(str(_settings(prefix=prefix).get_value("prefix")))
+        env = Path(str(settings_from(prefix=prefix).get_value("prefix")))
         where, active, previous = commands.rollback_prefix(env, make_reporter(as_json))
         if as_json:
             emit_json({"prefix": str(where), "active": active, "previous": previous})

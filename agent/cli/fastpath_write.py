@@ -47,8 +47,9 @@ PCI = "/sys/bus/pci/devices"
 # cli modules on select's two ways in (plain and typer's); a kept answer rests on their stat
 SELECT_CLI = ("entry", "plainargs", "select_plain", "select_run", "select", "hostflags",
               "outcome")  # fmt: skip
-# and on lock's (the stamp names lock_run, which `begin`s it)
+# and on lock's and auto's (their stamps name lock_run and env_run, which `begin` them)
 LOCK_CLI = ("entry", "plainargs", "lock_plain", "lock", "hostflags", "outcome", "reqfiles")
+AUTO_CLI = ("env",)
 Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
 Stamp = dict[str, Any]
 
@@ -386,7 +387,8 @@ def _own_files(select: bool = False) -> list[str]:
         from torchenv.agent.env import integrity, venv
         from torchenv.agent.pipeline import core, decisions, stages
 
-        return [m.__file__ or "" for m in (*mods, integrity, core, decisions, stages, venv)]
+        return [*(m.__file__ or "" for m in (*mods, integrity, core, decisions, stages, venv)),
+                *cli_files(AUTO_CLI)]  # fmt: skip
     from torchenv.agent.pipeline import select_with_index as selection
     from torchenv.backends.select import core as select_core
 

@@ -109,7 +109,7 @@ def test_with_torch_and_request_key() -> None:
 
 
 def test_summary_names_host_choice_install_verify_and_time(tmp_path: Path, host_file: Path):  # type: ignore[no-untyped-def]
-    from torchenv.agent.cli.env import auto_lines
+    from torchenv.agent.cli.env_run import auto_lines
 
     result = run(tmp_path, tmp_path, host_file, FakeLocker(tmp_path / "locks"), prefix="env")
     text = "\n".join(auto_lines(result))
