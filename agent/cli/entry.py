@@ -1,6 +1,7 @@
 """The command (scripts/torchenv, Windows' entry point, `python -m torchenv.agent`): the no-op
-check (agent/cli/fastpath.py), then a plainly spelled `select` or `lock` (agent/cli/select_plain.py,
-lock_plain.py) or `entrypoint` (agent/cli/entrypoint.py) before the typer CLI loads."""
+check (agent/cli/fastpath.py), then a plainly spelled `select`, `lock` or `sync`
+(agent/cli/select_plain.py, lock_plain.py, sync_plain.py) or `entrypoint`
+(agent/cli/entrypoint.py) before the typer CLI loads."""
 
 import sys  # no `from __future__ import annotations`: see fastpath.py
 
@@ -13,11 +14,11 @@ if TYPE_CHECKING:
 def plain_way(argv: "list[str]") -> "Callable[[], int] | None":
     """The command ARGV names, run without the typer CLI, where it is spelled plainly; None:
     typer parses ARGV (always on Windows, where click expands wildcards in the arguments)."""
-    if sys.platform == "win32" or argv[:1] not in (["select"], ["lock"]):
+    if sys.platform == "win32" or argv[:1] not in (["select"], ["lock"], ["sync"]):
         return None
     from importlib import import_module
 
-    plain = import_module(f"torchenv.agent.cli.{argv[0]}_plain")  # lock_plain, select_plain
+    plain = import_module(f"torchenv.agent.cli.{argv[0]}_plain")  # lock_plain, select_plain, ...
     options = plain.plain_options(argv[1:])
     return None if options is None else lambda: int(plain.run(options))
 

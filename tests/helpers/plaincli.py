@@ -1,4 +1,4 @@
-"""What the plain-command tests (test_select_plain.py, test_lock_plain.py) share: both ways in,
+"""What the plain-command tests (test_select_plain.py, test_lock_plain.py, ...) share: both ways in,
 typer's view of a command's options, and every spelling of one option."""
 
 from __future__ import annotations
@@ -24,11 +24,15 @@ def command(name: str) -> Any:
 
 
 def typer_passes(
-    name: str, run_module: ModuleType, argv: list[str], monkeypatch: pytest.MonkeyPatch
+    name: str,
+    run_module: ModuleType,
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    run: str = "run",
 ) -> dict[str, Any]:
-    """The arguments the typer command NAME gives `run_module.run` for `NAME ARGV`."""
+    """The arguments the typer command NAME gives `run_module.RUN` for `NAME ARGV`."""
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(run_module, "run", lambda **options: seen.update(options) or 0)
+    monkeypatch.setattr(run_module, run, lambda **options: seen.update(options) or 0)
     app([name, *argv], prog_name="torchenv", standalone_mode=False)
     return seen
 

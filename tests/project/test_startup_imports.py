@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from helpers import HOSTS
 from helpers.isolation import use_sim
+from helpers.locks import build_lock, plain_spec, torch_spec
 from indexsim import IndexSim
 
 from torchenv.agent.cli.main import COMMAND_MODULES
+from torchenv.agent.host.source import load_host
 
 SELECT = ["select", "--json", "--os", "linux", "--arch", "x86_64", "--python", "3.11",
           "--driver", "580.95.05", "--gpu", "9.0"]  # fmt: skip
@@ -103,6 +105,16 @@ def test_a_plain_lock_imports_no_typer_or_click(env: Path) -> None:
     modules = loaded(env, *lock)
     assert "torchenv.agent.cli.lock_run" in modules  # it locked
     assert among(modules, ("typer", "click", *NOT_FOR_LOCK)) == set()
+
+
+def test_a_plain_sync_imports_no_typer_or_click(env: Path) -> None:
+    lock = build_lock(env / "lockdir", [torch_spec(), plain_spec("filelock")], host=load_host())
+    sync = ("sync", str(lock), "--prefix", str(env / "venv"))
+    assert "typer" in loaded(env, *sync, "-q")  # left to the typer command: the check can fail
+    modules = loaded(env, *sync)
+    assert {"torchenv.agent.cli.env_run", "torchenv.agent.env.sync"} <= modules  # it synced
+    assert (env / "venv").is_symlink()
+    assert among(modules, ("typer", "click")) == set()
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_MODULES))
