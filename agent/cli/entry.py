@@ -1,6 +1,6 @@
 """The command (scripts/torchenv, Windows' entry point, `python -m torchenv.agent`): the no-op
-check (agent/cli/fastpath.py), then a plainly spelled `select`, `lock` or `sync`
-(agent/cli/select_plain.py, lock_plain.py, sync_plain.py) or `entrypoint`
+check (agent/cli/fastpath.py), then a plainly spelled `select`, `lock`, `sync` or `auto`
+(agent/cli/select_plain.py, lock_plain.py, sync_plain.py, auto_plain.py) or `entrypoint`
 (agent/cli/entrypoint.py) before the typer CLI loads."""
 
 import sys  # no `from __future__ import annotations`: see fastpath.py
@@ -11,10 +11,13 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
+PLAIN = (["select"], ["lock"], ["sync"], ["auto"])  # the commands with a plain way in
+
+
 def plain_way(argv: "list[str]") -> "Callable[[], int] | None":
     """The command ARGV names, run without the typer CLI, where it is spelled plainly; None:
     typer parses ARGV (always on Windows, where click expands wildcards in the arguments)."""
-    if sys.platform == "win32" or argv[:1] not in (["select"], ["lock"], ["sync"]):
+    if sys.platform == "win32" or argv[:1] not in PLAIN:
         return None
     from importlib import import_module
 

@@ -49,7 +49,7 @@ SELECT_CLI = ("entry", "plainargs", "select_plain", "select_run", "select", "hos
               "outcome")  # fmt: skip
 # and on lock's and auto's (their stamps name lock_run and env_run, which `begin` them)
 LOCK_CLI = ("entry", "plainargs", "lock_plain", "lock", "hostflags", "outcome", "reqfiles")
-AUTO_CLI = ("env",)
+AUTO_CLI = ("entry", "plainargs", "auto_plain", "env", "hostflags", "outcome", "lock_run")
 Inputs = Sequence[tuple[str, str]]  # (observe's kind, path) for each input a stamp names
 Stamp = dict[str, Any]
 

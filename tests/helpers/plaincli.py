@@ -3,6 +3,7 @@ typer's view of a command's options, and every spelling of one option."""
 
 from __future__ import annotations
 
+import re
 import sys
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,15 @@ CONSOLE = [sys.executable, "-m", "torchenv.agent"]  # the console script's way i
 TYPER = [sys.executable, "-c", "from torchenv.agent.cli.main import main; main()"]
 LEFT_TO_TYPER = frozenset({"--help", "-h", "--quiet", "-q", "--verbose", "-v"})
 KNOWN_TYPES = {"StringParamType", "Path", "TyperPath", "BoolParamType"}  # by class name
+# What differs between any two syncs: the new environment's id (and an adopted one's name),
+# and how long each step took (`0.52 s` in text, a number ending a JSON line).
+VARIES = re.compile(r"\d{8}-\d{6}(?:-[0-9a-f]{6})?|\d+\.\d+(?:e-?\d+)?(?= s\b)"
+                    r"|(?<=\": )\d+\.\d+(?:e-?\d+)?(?=,?$)", re.MULTILINE)  # fmt: skip
+
+
+def masked(text: str) -> str:
+    """TEXT with what VARIES between two syncs written N."""
+    return VARIES.sub("N", text)
 
 
 def command(name: str) -> Any:

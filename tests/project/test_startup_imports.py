@@ -107,13 +107,15 @@ def test_a_plain_lock_imports_no_typer_or_click(env: Path) -> None:
     assert among(modules, ("typer", "click", *NOT_FOR_LOCK)) == set()
 
 
-def test_a_plain_sync_imports_no_typer_or_click(env: Path) -> None:
+@pytest.mark.parametrize("command", ["sync", "auto"])
+def test_a_plain_sync_or_auto_imports_no_typer_or_click(env: Path, command: str) -> None:
     lock = build_lock(env / "lockdir", [torch_spec(), plain_spec("filelock")], host=load_host())
-    sync = ("sync", str(lock), "--prefix", str(env / "venv"))
-    assert "typer" in loaded(env, *sync, "-q")  # left to the typer command: the check can fail
-    modules = loaded(env, *sync)
-    assert {"torchenv.agent.cli.env_run", "torchenv.agent.env.sync"} <= modules  # it synced
-    assert (env / "venv").is_symlink()
+    given = [str(lock)] if command == "sync" else ["torch", "--lock", str(lock)]
+    argv = (command, *given, "--prefix", str(env / "venv"))
+    assert "typer" in loaded(env, *argv, "-q")  # left to the typer command: the check can fail
+    modules = loaded(env, *argv)
+    assert "torchenv.agent.cli.env_run" in modules
+    assert (env / "venv").is_symlink()  # it synced
     assert among(modules, ("typer", "click")) == set()
 
 

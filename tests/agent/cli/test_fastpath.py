@@ -216,6 +216,33 @@ def test_another_command_line_has_its_own_stamp(auto: Auto) -> None:
     assert len(auto.stamps()) == 2
 
 
+def test_the_typer_way_in_keeps_its_answer_too(auto: Auto) -> None:
+    """-q is left to the typer command (no plain way in): its command line is stamped too."""
+    argv = [sys.executable, "-m", "torchenv.agent", "auto", "torch", "--json", "-q", "--lock",
+            str(auto.lock), "--prefix", str(auto.prefix)]  # fmt: skip
+    runs = [json.loads(subprocess.run(argv, env=auto.env, cwd=auto.work, capture_output=True,
+                                      text=True, check=True, timeout=300).stdout)
+            for _ in range(2)]  # fmt: skip
+    assert full_noop(runs[0]) and fast(runs[1])
+    assert len(auto.stamps()) == 2
+
+
+@pytest.mark.parametrize(
+    "name", ["entry", "plainargs", "auto_plain", "env", "env_run", "hostflags", "outcome",
+             "lock_run"],
+)  # fmt: skip
+def test_a_changed_module_of_either_way_in_runs_the_full_path(auto: Auto, name: str) -> None:
+    """The plain way's modules and the typer command's (a reinstall changes their stat)."""
+    module = Path(fastpath.__file__).with_name(f"{name}.py")
+    before = module.stat()
+    try:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+        assert full_noop(auto())
+    finally:
+        os.utime(module, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert full_noop(auto())  # stamped while it was changed: that stamp holds no longer
+
+
 def _run_allowing_failure(auto: Auto, env: dict[str, str]) -> dict[str, Any]:
     argv = [sys.executable, "-m", "torchenv.agent", "auto", "torch", "--json",
             "--lock", str(auto.lock), "--prefix", str(auto.prefix)]  # fmt: skip

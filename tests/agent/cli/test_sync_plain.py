@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +17,7 @@ from helpers.plaincli import (
     LEFT_TO_TYPER,
     TYPER,
     command,
+    masked,
     spellings,
     typer_passes,
 )
@@ -101,11 +101,6 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-# What differs between any two syncs: the new environment's id (and an adopted one's name) and
-# how long each step took.
-VARIES = re.compile(r"\d{8}-\d{6}(-[0-9a-f]{6})?|(?:(?<=\()|(?<=: ))\d+\.\d+(e-?\d+)?")
-
-
 def ran(way_in: list[str], argv: list[str], cwd: Path) -> tuple[object, ...]:
     """A sync's exit code, stdout and stderr (ids and seconds masked), and what it installed
     into `env` (each way from nothing: no environment, no cache; `linked` a link of the user's)."""
@@ -122,7 +117,7 @@ def ran(way_in: list[str], argv: list[str], cwd: Path) -> tuple[object, ...]:
     done = subprocess.run([*way_in, "sync", *argv], capture_output=True, text=True, check=False,
                           timeout=300, env=environ)  # fmt: skip
     site = sorted(p.name for p in cwd.glob("env/lib/python*/site-packages/*.dist-info"))
-    return (done.returncode, VARIES.sub("N", done.stdout), VARIES.sub("N", done.stderr),
+    return (done.returncode, masked(done.stdout), masked(done.stderr),
             (cwd / "env").is_symlink(), site)  # fmt: skip
 
 
