@@ -217,7 +217,7 @@ def sync(  # noqa: PLR0917 - typer maps each option to a parameter
             return
         result = commands.sync_lock(
             lock, commands.Place.from_settings(settings),
-            source.load(ProbeOptions.from_settings(settings)),
+            lambda: source.load(ProbeOptions.from_settings(settings)),
             devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
         )  # fmt: skip
         if as_json:
