@@ -51,11 +51,11 @@ def named_python(raw: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def start(layout: venv.Layout, raw: bytes, uv: str | None) -> Build | None:
-    """Start the new environment from this interpreter where the lock's bytes name no Python or
-    this one's X.Y; None otherwise (another interpreter is looked for after the checks, as
-    ever). Call it holding the prefix lock, after `venv.clean_stale`."""
-    wanted = named_python(raw)
+def start(layout: venv.Layout, wanted: str | None, uv: str | None) -> Build | None:
+    """Start the new environment from this interpreter where the lock will name no Python ("")
+    or this one's X.Y (`wanted`, as named_python gives it); None otherwise (another interpreter
+    is looked for after the checks, as ever). Call it holding the prefix lock, after
+    `venv.clean_stale`."""
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if wanted is None or wanted not in ("", running):
         return None

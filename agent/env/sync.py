@@ -184,8 +184,8 @@ def sync_started(
     venv.check_prefix(layout, force=force)
     venv.ensure_home(layout)
     with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=lock_timeout):
-        _clean(layout, reporter)
-        build = early.start(layout, raw, find_uv())
+        clean(layout, reporter)
+        build = early.start(layout, early.named_python(raw), find_uv())
         try:
             checked = check()
             return sync_held(
@@ -199,7 +199,8 @@ def sync_started(
             raise
 
 
-def _clean(layout: venv.Layout, reporter: Reporter) -> None:
+def clean(layout: venv.Layout, reporter: Reporter) -> None:
+    """Remove the stale builds under the prefix (holding its lock), saying how many."""
     removed = venv.clean_stale(layout)
     if removed:
         reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
@@ -259,7 +260,7 @@ def sync_held(
     notes = check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     venv.check_prefix(layout, force=force)
     if build is None:
-        _clean(layout, reporter)
+        clean(layout, reporter)
     result = _build_and_switch(
         lock, raw, layout, cache_dir=cache_dir, reporter=reporter, verifier=verifier,
         stamp=stamp or {}, link_setting=link_mode, refresh=refresh, build=build,
