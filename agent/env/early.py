@@ -11,11 +11,18 @@ what it leaves is what a sync that started it later leaves.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torchenv.agent.base.errors import EnvironmentBuildError
-from torchenv.agent.env import create, venv
+from torchenv.agent.base.uvbin import find_uv
+from torchenv.agent.env import create, prefixlock, venv
+
+if TYPE_CHECKING:
+    from torchenv.agent.base.reporter import Reporter
 
 
 @dataclass(frozen=True)
@@ -67,3 +74,31 @@ def start(layout: venv.Layout, wanted: str | None, uv: str | None) -> Build | No
     except EnvironmentBuildError:  # the command cannot run: said after the checks, as ever
         return None
     return Build(env_id, env_dir, python, creating)
+
+
+@contextmanager
+def held(
+    prefix: Path, raw: bytes, *, force: bool, reporter: Reporter, timeout: float | None = None
+) -> Iterator[tuple[venv.Layout, Build | None]]:
+    """The prefix's layout, checked and locked, with the stale builds cleaned and the new
+    environment started for the lock's bytes `raw` (None where it is not): the body checks
+    the lock and the host and syncs. Whatever the body raises, that environment is removed."""
+    layout = venv.Layout.for_prefix(prefix)
+    venv.check_prefix(layout, force=force)
+    venv.ensure_home(layout)
+    with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=timeout):
+        clean(layout, reporter)
+        build = start(layout, named_python(raw), find_uv())
+        try:
+            yield layout, build
+        except BaseException:
+            if build is not None:
+                build.abandon(layout)
+            raise
+
+
+def clean(layout: venv.Layout, reporter: Reporter) -> None:
+    """Remove the stale builds under the prefix (holding its lock), saying how many."""
+    removed = venv.clean_stale(layout)
+    if removed:
+        reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")

@@ -21,7 +21,7 @@ from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.limits import MAX_WHEEL, size_text
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.base.uvbin import find_uv
-from torchenv.agent.env import create, early, integrity, prefixlock, switch, venv
+from torchenv.agent.env import create, early, integrity, switch, venv
 from torchenv.agent.env.fetch import cache_path, drop_damaged, fetch_all, local_source, missing
 from torchenv.agent.env.install import _install, _run, link_mode
 from torchenv.agent.env.targetcheck import check_target, lock_python
@@ -148,62 +148,12 @@ def sync(
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
     and the verified state records their digest. `link_mode` is the `link-mode` setting.
     """
-
-    def checked() -> Checked:
-        return Checked(lock, host_facts, verifier, stamp or {})
-
-    return sync_started(raw, prefix, checked, cache_dir=cache_dir, reporter=reporter,
-                        force=force, lock_timeout=lock_timeout, link_mode=link_mode)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Checked:
-    """What a sync needs from the lock and the host once both are read: the lock's packages
-    for this target, the host's target facts, the verifier and the stamp of the state."""
-
-    lock: PyLock
-    host_facts: Mapping[str, Any]
-    verifier: Verifier | None
-    stamp: Mapping[str, Any]
-
-
-def sync_started(
-    raw: bytes,
-    prefix: Path,
-    check: Callable[[], Checked],
-    *,
-    cache_dir: Path,
-    reporter: Reporter,
-    force: bool = False,
-    lock_timeout: float | None = None,
-    link_mode: str = "auto",
-) -> SyncResult:
-    """sync, with the new environment started (agent/env/early.py) before `check` reads the
-    lock's bytes `raw` and the host; whatever `check` raises, that environment is removed."""
-    layout = venv.Layout.for_prefix(prefix)
-    venv.check_prefix(layout, force=force)
-    venv.ensure_home(layout)
-    with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=lock_timeout):
-        clean(layout, reporter)
-        build = early.start(layout, early.named_python(raw), find_uv())
-        try:
-            checked = check()
-            return sync_held(
-                checked.lock, raw, layout, host_facts=checked.host_facts, cache_dir=cache_dir,
-                reporter=reporter, verifier=checked.verifier, force=force,
-                stamp=checked.stamp, link_mode=link_mode, build=build,
-            )  # fmt: skip
-        except BaseException:
-            if build is not None:
-                build.abandon(layout)
-            raise
-
-
-def clean(layout: venv.Layout, reporter: Reporter) -> None:
-    """Remove the stale builds under the prefix (holding its lock), saying how many."""
-    removed = venv.clean_stale(layout)
-    if removed:
-        reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
+    held = early.held(prefix, raw, force=force, reporter=reporter, timeout=lock_timeout)
+    with held as (layout, build):
+        return sync_held(
+            lock, raw, layout, host_facts=host_facts, cache_dir=cache_dir, reporter=reporter,
+            verifier=verifier, force=force, stamp=stamp, link_mode=link_mode, build=build,
+        )  # fmt: skip
 
 
 def check_lock(
@@ -260,7 +210,7 @@ def sync_held(
     notes = check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     venv.check_prefix(layout, force=force)
     if build is None:
-        clean(layout, reporter)
+        early.clean(layout, reporter)
     result = _build_and_switch(
         lock, raw, layout, cache_dir=cache_dir, reporter=reporter, verifier=verifier,
         stamp=stamp or {}, link_setting=link_mode, refresh=refresh, build=build,

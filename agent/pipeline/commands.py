@@ -31,28 +31,25 @@ def sync_lock(
 
     The new environment is started first (agent/env/early.py); the host is probed and the
     lock validated while it is made."""
-    from torchenv.agent.env import sync as syncmod
+    from torchenv.agent.env import early
     from torchenv.agent.lock.pylock import read_lock_bytes
 
     raw = read_lock_bytes(lock)
-
-    def check() -> syncmod.Checked:
+    with early.held(place.prefix, raw, force=force, reporter=reporter) as (layout, build):
+        from torchenv.agent.env import sync as syncmod  # imported while the build starts
         from torchenv.agent.lock.pylock import parse_pylock
         from torchenv.agent.lock.resolvers.target import target_of
         from torchenv.agent.pipeline import stages
 
         host = load_host()
         parsed = parse_pylock(raw, source=str(lock), base=lock.parent)
-        return syncmod.Checked(
-            parsed.for_target(target_of(host)), host.target_facts(),
-            stages.verifier_for(host, parsed, devices_here=devices_here),
-            {"fingerprint": host.fingerprint()},
+        return syncmod.sync_held(
+            parsed.for_target(target_of(host)), raw, layout, host_facts=host.target_facts(),
+            cache_dir=place.cache_dir, reporter=reporter,
+            verifier=stages.verifier_for(host, parsed, devices_here=devices_here),
+            force=force, stamp={"fingerprint": host.fingerprint()},
+            link_mode=place.link_mode, build=build,
         )  # fmt: skip
-
-    return syncmod.sync_started(
-        raw, place.prefix, check, cache_dir=place.cache_dir, reporter=reporter, force=force,
-        link_mode=place.link_mode,
-    )  # fmt: skip
 
 
 def verify_prefix(prefix: Path, host: HostReport) -> VerifyReport:

@@ -266,10 +266,10 @@ def _run(
 def _start_build(layout: venv.Layout, host: HostReport, timed: _Timed) -> early.Build | None:
     """The new environment, started before the lock is read or made (agent/env/early.py)."""
     from torchenv.agent.base.uvbin import find_uv
-    from torchenv.agent.env import early, sync
+    from torchenv.agent.env import early
     from torchenv.agent.lock.resolvers.target import target_of
 
-    sync.clean(layout, timed)
+    early.clean(layout, timed)
     return early.start(layout, target_of(host).python_minor, find_uv())
 
 
