@@ -184,7 +184,7 @@ def run_sync(
         return
     result = commands.sync_lock(
         lock, commands.Place.from_settings(settings),
-        source.load(ProbeOptions.from_settings(settings)),
+        lambda: source.load(ProbeOptions.from_settings(settings)),
         devices_here=source.devices_here, force=force, reporter=make_reporter(as_json),
     )  # fmt: skip
     if as_json:

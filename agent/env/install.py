@@ -6,12 +6,15 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torchenv.agent.base.errors import (
     EnvironmentBuildError,
 )
 from torchenv.agent.env import venv
-from torchenv.agent.lock.pylock import LockedPackage
+
+if TYPE_CHECKING:
+    from torchenv.agent.lock.pylock import LockedPackage
 
 
 def requirements_text(packages: Sequence[LockedPackage], files: Mapping[str, Path]) -> str:

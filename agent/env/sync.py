@@ -21,7 +21,7 @@ from torchenv.agent.base.faults import fault_point
 from torchenv.agent.base.limits import MAX_WHEEL, size_text
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.base.uvbin import find_uv
-from torchenv.agent.env import create, integrity, prefixlock, switch, venv
+from torchenv.agent.env import create, early, integrity, switch, venv
 from torchenv.agent.env.fetch import cache_path, drop_damaged, fetch_all, local_source, missing
 from torchenv.agent.env.install import _install, _run, link_mode
 from torchenv.agent.env.targetcheck import check_target, lock_python
@@ -148,13 +148,11 @@ def sync(
     `raw` is the lock file's bytes (`pylock.read_lock_file`): the environment keeps a copy
     and the verified state records their digest. `link_mode` is the `link-mode` setting.
     """
-    layout = venv.Layout.for_prefix(prefix)
-    venv.check_prefix(layout, force=force)
-    venv.ensure_home(layout)
-    with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=lock_timeout):
+    held = early.held(prefix, raw, force=force, reporter=reporter, timeout=lock_timeout)
+    with held as (layout, build):
         return sync_held(
             lock, raw, layout, host_facts=host_facts, cache_dir=cache_dir, reporter=reporter,
-            verifier=verifier, force=force, stamp=stamp, link_mode=link_mode,
+            verifier=verifier, force=force, stamp=stamp, link_mode=link_mode, build=build,
         )  # fmt: skip
 
 
@@ -201,20 +199,21 @@ def sync_held(
     stamp: Mapping[str, Any] | None = None,
     link_mode: str = "auto",
     refresh: Sequence[str] = (),
+    build: early.Build | None = None,
 ) -> SyncResult:
     """sync for a caller that holds the prefix lock (auto, which checked the prefix).
 
     `refresh` names distributions whose installed files were found damaged: their entries
     in the installer's cache are dropped first, so the rebuild unpacks the checked wheels.
+    `build` is the new environment the caller started after cleaning (sync_started).
     """
     notes = check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     venv.check_prefix(layout, force=force)
-    removed = venv.clean_stale(layout)
-    if removed:
-        reporter.info(f"removed {len(removed)} stale build(s) under {layout.envs}")
+    if build is None:
+        early.clean(layout, reporter)
     result = _build_and_switch(
         lock, raw, layout, cache_dir=cache_dir, reporter=reporter, verifier=verifier,
-        stamp=stamp or {}, link_setting=link_mode, refresh=refresh,
+        stamp=stamp or {}, link_setting=link_mode, refresh=refresh, build=build,
     )  # fmt: skip
     return dataclasses.replace(result, notes=tuple(notes))
 
@@ -230,17 +229,23 @@ def _build_and_switch(
     stamp: Mapping[str, Any],
     link_setting: str = "auto",
     refresh: Sequence[str] = (),
+    build: early.Build | None = None,
 ) -> SyncResult:
     seconds: dict[str, float] = {}
-    env_id = venv.new_env_id()
-    env_dir = layout.env_dir(env_id)
     old = venv.active_env(layout)
     uv = find_uv()
-    creating: create.Creation | None = None
+    creating = build.creating if build is not None else None
+    env_id = build.env_id if build is not None else venv.new_env_id()
+    env_dir = layout.env_dir(env_id)
     try:
         python = create.find_interpreter(lock_python(lock))
-        downloads = missing(lock.packages, cache_dir) > 0
-        creating = create.Creation(env_dir, python, uv, warm=downloads).start()
+        if build is not None and build.python != python:  # not what the bytes seemed to say
+            build.abandon(layout)
+            creating, env_id = None, venv.new_env_id()
+            env_dir = layout.env_dir(env_id)
+        if creating is None:
+            downloads = missing(lock.packages, cache_dir) > 0
+            creating = create.Creation(env_dir, python, uv, warm=downloads).start()
         start = time.perf_counter()
         files, fetched, hits = fetch_all(lock.packages, cache_dir, reporter)
         seconds["download"] = time.perf_counter() - start

@@ -191,17 +191,21 @@ def read_pylock(path: Path) -> PyLock:
 
 
 def read_lock_file(path: Path) -> tuple[PyLock, bytes]:
-    """The validated lock at `path` and the exact bytes it was parsed from (at most
-    MAX_LOCK_BYTES are read: a lock file is text of a few hundred kilobytes)."""
+    """The validated lock at `path` and the exact bytes it was parsed from."""
+    raw = read_lock_bytes(path)
+    return parse_pylock(raw, source=str(path), base=path.parent), raw
+
+
+def read_lock_bytes(path: Path) -> bytes:
+    """The lock file's bytes, unchecked: at most MAX_LOCK_BYTES + 1 (parse_pylock refuses more)."""
     try:
         with path.open("rb") as handle:
-            raw = handle.read(MAX_LOCK_BYTES + 1)
+            return handle.read(MAX_LOCK_BYTES + 1)
     except OSError as exc:
         raise LockFileError(
             f"cannot read {path}: {exc.strerror or exc}",
             hint=f"pass an existing lock file, or {_REGENERATE}",
         ) from exc
-    return parse_pylock(raw, source=str(path), base=path.parent), raw
 
 
 def parse_pylock(raw: bytes, *, source: str = "the lock", base: Path | None = None) -> PyLock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,25 +21,35 @@ __all__ = ["Place", "check_files", "rollback_prefix", "sync_lock", "verify_faile
 def sync_lock(
     lock: Path,
     place: Place,
-    host: HostReport,
+    load_host: Callable[[], HostReport],
     *,
     devices_here: bool,
     force: bool,
     reporter: Reporter,
 ) -> SyncResult:
-    """Build the environment from a lock (hash-checked, no resolution), verify it, switch."""
-    from torchenv.agent.env import sync as syncmod
-    from torchenv.agent.lock.pylock import read_lock_file
-    from torchenv.agent.lock.resolvers.target import target_of
-    from torchenv.agent.pipeline import stages
+    """Build the environment from a lock (hash-checked, no resolution), verify it, switch.
 
-    parsed, raw = read_lock_file(lock)
-    return syncmod.sync(
-        parsed.for_target(target_of(host)), raw, place.prefix,
-        host_facts=host.target_facts(), cache_dir=place.cache_dir, reporter=reporter,
-        verifier=stages.verifier_for(host, parsed, devices_here=devices_here),
-        force=force, stamp={"fingerprint": host.fingerprint()}, link_mode=place.link_mode,
-    )  # fmt: skip
+    The new environment is started first (agent/env/early.py); the host is probed and the
+    lock validated while it is made."""
+    from torchenv.agent.env import early
+    from torchenv.agent.lock.pylock import read_lock_bytes
+
+    raw = read_lock_bytes(lock)
+    with early.held(place.prefix, raw, force=force, reporter=reporter) as (layout, build):
+        from torchenv.agent.env import sync as syncmod  # imported while the build starts
+        from torchenv.agent.lock.pylock import parse_pylock
+        from torchenv.agent.lock.resolvers.target import target_of
+        from torchenv.agent.pipeline import stages
+
+        host = load_host()
+        parsed = parse_pylock(raw, source=str(lock), base=lock.parent)
+        return syncmod.sync_held(
+            parsed.for_target(target_of(host)), raw, layout, host_facts=host.target_facts(),
+            cache_dir=place.cache_dir, reporter=reporter,
+            verifier=stages.verifier_for(host, parsed, devices_here=devices_here),
+            force=force, stamp={"fingerprint": host.fingerprint()},
+            link_mode=place.link_mode, build=build,
+        )  # fmt: skip
 
 
 def verify_prefix(prefix: Path, host: HostReport) -> VerifyReport:

@@ -14,6 +14,7 @@ from torchenv.agent.host.source import HostSource
 
 if TYPE_CHECKING:
     from torchenv.agent.base.options import AutoOptions, LockOptions
+    from torchenv.agent.env import early
     from torchenv.agent.env.sync import SyncResult
     from torchenv.agent.fleet.locksource import Lookup, SourceLock
     from torchenv.agent.lock.pylock import PyLock
@@ -249,11 +250,27 @@ def _run(
         from torchenv.agent.base.fsutil import remove_stale_tmp
 
         remove_stale_tmp(where.lock_path.parent, where.lock_path.name)
-        return _relock_and_sync(
-            where=where, layout=layout, host=host, options=options, values=values,
-            request=request, timed=timed, started=started, force=force, locker=locker,
-            devices_here=devices_here, published=published,
-        )  # fmt: skip
+        build = _start_build(layout, host, timed)  # made while it locks, where it does
+        try:
+            return _relock_and_sync(
+                where=where, layout=layout, host=host, options=options, values=values,
+                request=request, timed=timed, started=started, force=force, locker=locker,
+                devices_here=devices_here, published=published, build=build,
+            )  # fmt: skip
+        except BaseException:
+            if build is not None:
+                build.abandon(layout)
+            raise
+
+
+def _start_build(layout: venv.Layout, host: HostReport, timed: _Timed) -> early.Build | None:
+    """The new environment, started before the lock is read or made (agent/env/early.py)."""
+    from torchenv.agent.base.uvbin import find_uv
+    from torchenv.agent.env import early
+    from torchenv.agent.lock.resolvers.target import target_of
+
+    early.clean(layout, timed)
+    return early.start(layout, target_of(host).python_minor, find_uv())
 
 
 def _relock_and_sync(
@@ -270,6 +287,7 @@ def _relock_and_sync(
     locker: Locker,
     devices_here: bool,
     published: Lookup,
+    build: early.Build | None,
 ) -> AutoResult:
     from torchenv.agent.base.errors import LockFileError
     from torchenv.agent.env import integrity, sync
@@ -321,7 +339,7 @@ def _relock_and_sync(
         cache_dir=options.place.cache_dir, reporter=timed,
         verifier=verifier_for(host, lock, devices_here=devices_here), force=force,
         stamp={"fingerprint": host.fingerprint(), "request": request},
-        link_mode=options.place.link_mode, refresh=refresh,
+        link_mode=options.place.link_mode, refresh=refresh, build=build,
     )  # fmt: skip
     for stage in ("download", "install", "verify"):
         if stage in result.seconds:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -279,3 +281,45 @@ def test_live_probe_of_a_fake_tree(tmp_path: Path) -> None:
     )
     report = system.probe(LiveIO(root=tmp_path, env={}), disk_path=None)
     assert (report.os_release, report.wsl, report.container) == ("Tree OS 1", 2, None)
+
+
+MEMINFO = """MemTotal:       24576000 kB
+MemFree:         1000000 kB
+MemAvailable:   20480000 kB
+Buffers:          100000 kB
+"""
+
+
+def test_meminfo_gives_total_and_available_bytes() -> None:
+    assert system.meminfo_memory(MEMINFO) == {"total": 24576000 * 1024,
+                                              "available": 20480000 * 1024}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "MemTotal: 100 kB\nMemFree: 50 kB\n",
+        "MemTotal: lots\nMemAvailable: 1 kB\n",
+        "garbage\n\x00\n",
+    ],
+)
+def test_meminfo_without_both_figures_gives_none(text: str) -> None:
+    assert system.meminfo_memory(text) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc/meminfo is Linux's")
+def test_live_memory_and_disk_agree_with_psutil_without_importing_it(tmp_path: Path) -> None:
+    code = (
+        "import json, sys; from torchenv.probes import LiveIO, system; "
+        f"r = system.probe(LiveIO(), disk_path={str(tmp_path)!r}); "
+        "print(json.dumps([r.memory_total_bytes, r.disk_free_bytes, 'psutil' in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)  # fmt: skip
+    total, free, imported = json.loads(done.stdout)
+    import psutil  # type: ignore[import-untyped,unused-ignore]
+
+    assert imported is False
+    assert total == psutil.virtual_memory().total
+    assert abs(free - psutil.disk_usage(str(tmp_path)).free) < 256 << 20  # others write too

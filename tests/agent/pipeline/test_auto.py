@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.fakelocker import FakeLocker
 from helpers.locks import cpu_host
 
+from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.base.options import AutoOptions
 from torchenv.agent.base.reporter import RecordingReporter
 from torchenv.agent.base.settings import load_settings
@@ -128,3 +131,45 @@ def test_summary_names_host_choice_install_verify_and_time(tmp_path: Path, host_
         auto_lines(run(tmp_path, tmp_path, host_file, FakeLocker(tmp_path), prefix="env"))
     )
     assert "nothing to do" in again
+
+
+class WatchingLocker(FakeLocker):
+    """A FakeLocker that notes the environments under the prefix while it locks (once one
+    besides those there before has appeared, or after a while), then fails if told to."""
+
+    def __init__(self, directory: Path, prefix: Path, *, fail: bool = False) -> None:
+        super().__init__(directory)
+        self.envs = venv.Layout.for_prefix(prefix).envs
+        self.before = self.names()
+        self.seen: list[set[str]] = []
+        self.fail = fail
+
+    def names(self) -> set[str]:
+        return {p.name for p in self.envs.iterdir()} if self.envs.is_dir() else set()
+
+    def __call__(self, *args: Any) -> Any:
+        deadline = time.monotonic() + 10
+        while not self.names() - self.before and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.seen.append(self.names())
+        if self.fail:
+            raise ResolutionError("no index answered")
+        return super().__call__(*args)
+
+
+def test_the_environment_is_being_made_while_auto_locks(tmp_path: Path, host_file: Path) -> None:
+    prefix = tmp_path / "env"
+    locker = WatchingLocker(tmp_path / "locks", prefix)
+    result = run(tmp_path, tmp_path, host_file, locker, prefix=str(prefix))
+    assert result.action == "synced" and locker.seen == [{result.env_id}]
+
+
+def test_a_lock_that_fails_leaves_no_environment_of_auto(tmp_path: Path, host_file: Path) -> None:
+    prefix = tmp_path / "env"
+    first = run(tmp_path, tmp_path, host_file, FakeLocker(tmp_path / "a"), prefix=str(prefix))
+    locker = WatchingLocker(tmp_path / "locks", prefix, fail=True)
+    with pytest.raises(ResolutionError):
+        run(tmp_path, tmp_path, host_file, locker, "torch==2.14.*", prefix=str(prefix))
+    assert len(locker.seen[0]) == 2  # the active one and the one being made
+    assert locker.names() == {first.env_id}
+    assert venv.active_env(venv.Layout.for_prefix(prefix)) == first.env_id
