@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from torchenv.probes.hostio import HostIO, LiveIO, RecordingIO, ReplayIO
-from torchenv.probes.report import HostReport
+
+if TYPE_CHECKING:  # the report's types load with the probe (hostio's limits load without)
+    from torchenv.probes.report import HostReport
 
 __all__ = [
     "OVERRIDE_VARIABLES",
     "HostIO",
-    "HostReport",
     "LiveIO",
     "RecordingIO",
     "ReplayIO",
@@ -39,6 +41,7 @@ def probe_host(
     missing or broken source: each becomes a reason in its section of the report.
     `cache_dir` keeps answers that cannot change before a reboot (py-cpuinfo's, off Linux)."""
     from torchenv.probes import amd, apple, cpu, intel, nvidia, python, system
+    from torchenv.probes.report import HostReport
 
     io = LiveIO() if io is None else io
     sys_report = system.probe(io, disk_path=disk_path)

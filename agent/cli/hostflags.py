@@ -55,10 +55,10 @@ def host_source(
 
 def _one_python(python: str | None, python_version: str | None) -> str | None:
     """--python (a version or an interpreter) or --python-version (a version only)."""
-    from torchenv.agent.host.python import parse_python_version
-
     if python_version is None:
         return python
+    from torchenv.agent.host.python import parse_python_version
+
     if python is not None:
         raise UsageError(
             "--python and --python-version both name the target Python",

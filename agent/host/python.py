@@ -8,12 +8,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torchenv.agent.base.errors import HostError
-from torchenv.probes.report import (
-    PythonReport,
-)
+
+if TYPE_CHECKING:
+    from torchenv.probes.report import PythonReport
 
 PYTHON_VERSION = re.compile(r"(?:cpython-?|cp)?(\d+)\.(\d+)(\.\d+)?(t|\+freethreaded)?", re.I)
 

@@ -12,25 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from torchenv.agent.base.errors import HostError
-from torchenv.probes.report import (
-    AmdGpu,
-    AmdReport,
-    AppleReport,
-    HostReport,
-    IntelGpu,
-    IntelReport,
-    NvidiaGpu,
-    NvidiaReport,
-    NvidiaState,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the report's types load with the probe, not with the options (early.py)
     from collections.abc import Callable
 
     from torchenv.agent.base.options import ProbeOptions
     from torchenv.probes.hostio import HostIO
-
-from torchenv.agent.host.python import target_python
+    from torchenv.probes.report import AmdGpu, HostReport
 
 ARCH_ALIASES = {
     "amd64": "x86_64",
@@ -192,7 +180,8 @@ def load_host(
 
 def _blank_host(flags: HostFlags) -> HostReport:
     """A host with only what the flags say; `describe` then fills in the rest."""
-    from torchenv.probes.report import CpuReport, SystemReport
+    from torchenv.agent.host.python import target_python
+    from torchenv.probes.report import CpuReport, HostReport, SystemReport
 
     os_name = flags.os or "linux"
     linux = os_name == "linux"
@@ -229,6 +218,7 @@ def _live_cache_dir(given: str | None) -> str | None:
 def read_host_report(path: Path) -> HostReport:
     from torchenv.agent.base.fsutil import read_bounded
     from torchenv.agent.base.limits import MAX_HOST_REPORT
+    from torchenv.probes.report import HostReport
 
     try:
         data = json.loads(read_bounded(path, MAX_HOST_REPORT, "host report"))
@@ -272,7 +262,17 @@ def _check_cc(value: str) -> str:
 
 def describe(report: HostReport, flags: HostFlags) -> HostReport:
     """Replace the facts the flags name. A different OS starts without the base's devices."""
+    from torchenv.agent.host.python import target_python
     from torchenv.probes import python as python_probe
+    from torchenv.probes.report import (
+        AmdReport,
+        AppleReport,
+        IntelGpu,
+        IntelReport,
+        NvidiaGpu,
+        NvidiaReport,
+        NvidiaState,
+    )
 
     system, cpu, apple = report.system, report.cpu, report.apple
     nvidia, amd, intel = report.nvidia, report.amd, report.intel

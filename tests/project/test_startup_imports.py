@@ -143,3 +143,29 @@ def test_the_entrypoint_runs_its_provision_without_typer_or_the_daemon_s_event_l
     assert among(modules, ("typer", *NOT_FOR_ENTRYPOINT)) == set()
     failed = loaded(env, "entrypoint", "--provisioner", "false", "--", "true", exit_code=1)
     assert among(failed, NOT_FOR_ENTRYPOINT) == set()  # typer says what failed
+
+
+# What a sync has loaded when it takes the prefix lock and starts the new environment
+# (agent/env/early.py): the host probe's modules load after that, while uv works.
+UNTIL_THE_BUILD_STARTS = """
+import json, sys
+from torchenv.agent.cli import env_run, hostflags
+from torchenv.agent.base.options import ProbeOptions
+from torchenv.agent.env import early
+from torchenv.agent.pipeline import commands
+settings = env_run.settings_from(prefix=None)
+source = hostflags.host_source(replay=None, host_report=None, python=None, python_version=None)
+before = sorted(sys.modules)
+source.load(ProbeOptions.from_settings(settings))
+print(json.dumps([before, sorted(sys.modules)]))
+"""
+
+
+def test_a_sync_starts_its_environment_before_the_probe_s_modules_load(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", UNTIL_THE_BUILD_STARTS], capture_output=True,
+                          text=True, check=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    before, after = (set(m) for m in json.loads(done.stdout))
+    probe = ("torchenv.probes.report", "torchenv.probes.system", "torchenv.agent.lock",
+             "packaging", "psutil", "typer")  # fmt: skip
+    assert "torchenv.probes.report" in after  # the probe loaded it: the check can fail
+    assert among(before, probe) == set()
