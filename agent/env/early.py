@@ -80,21 +80,31 @@ def start(layout: venv.Layout, wanted: str | None, uv: str | None) -> Build | No
 def held(
     prefix: Path, raw: bytes, *, force: bool, reporter: Reporter, timeout: float | None = None
 ) -> Iterator[tuple[venv.Layout, Build | None]]:
-    """The prefix's layout, checked and locked, with the stale builds cleaned and the new
-    environment started for the lock's bytes `raw` (None where it is not): the body checks
-    the lock and the host and syncs. Whatever the body raises, that environment is removed."""
+    """The prefix's layout, checked and locked, with the new environment `building` for the
+    lock's bytes `raw`: the body checks the lock and the host and syncs."""
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
     venv.ensure_home(layout)
-    with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=timeout):
-        clean(layout, reporter)
-        build = start(layout, named_python(raw), find_uv())
-        try:
-            yield layout, build
-        except BaseException:
-            if build is not None:
-                build.abandon(layout)
-            raise
+    with (
+        prefixlock.hold(layout.lock_file, reporter=reporter, timeout=timeout),
+        building(layout, named_python(raw), reporter) as build,
+    ):
+        yield layout, build
+
+
+@contextmanager
+def building(layout: venv.Layout, wanted: str | None, reporter: Reporter) -> Iterator[Build | None]:
+    """The stale builds cleaned and the new environment started for a lock that names the
+    Python `wanted` (see `start`), for a caller that holds the prefix lock. Whatever the body
+    raises, that environment is removed."""
+    clean(layout, reporter)
+    build = start(layout, wanted, find_uv())
+    try:
+        yield build
+    except BaseException:
+        if build is not None:
+            build.abandon(layout)
+        raise
 
 
 def clean(layout: venv.Layout, reporter: Reporter) -> None:

@@ -205,7 +205,7 @@ def sync_held(
 
     `refresh` names distributions whose installed files were found damaged: their entries
     in the installer's cache are dropped first, so the rebuild unpacks the checked wheels.
-    `build` is the new environment the caller started after cleaning (sync_started).
+    `build` is the new environment the caller started after cleaning (early.building).
     """
     notes = check_lock(lock, cache_dir, host_facts, force=force, reporter=reporter)
     venv.check_prefix(layout, force=force)

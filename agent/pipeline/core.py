@@ -250,27 +250,16 @@ def _run(
         from torchenv.agent.base.fsutil import remove_stale_tmp
 
         remove_stale_tmp(where.lock_path.parent, where.lock_path.name)
-        build = _start_build(layout, host, timed)  # made while it locks, where it does
-        try:
+        from torchenv.agent.env import early
+        from torchenv.agent.lock.resolvers.target import target_of
+
+        # the new environment is made while the lock is read or made (agent/env/early.py)
+        with early.building(layout, target_of(host).python_minor, timed) as build:
             return _relock_and_sync(
                 where=where, layout=layout, host=host, options=options, values=values,
                 request=request, timed=timed, started=started, force=force, locker=locker,
                 devices_here=devices_here, published=published, build=build,
             )  # fmt: skip
-        except BaseException:
-            if build is not None:
-                build.abandon(layout)
-            raise
-
-
-def _start_build(layout: venv.Layout, host: HostReport, timed: _Timed) -> early.Build | None:
-    """The new environment, started before the lock is read or made (agent/env/early.py)."""
-    from torchenv.agent.base.uvbin import find_uv
-    from torchenv.agent.env import early
-    from torchenv.agent.lock.resolvers.target import target_of
-
-    early.clean(layout, timed)
-    return early.start(layout, target_of(host).python_minor, find_uv())
 
 
 def _relock_and_sync(
