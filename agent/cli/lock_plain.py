@@ -32,10 +32,4 @@ def plain_options(argv: list[str]) -> dict[str, Any] | None:
 def run(options: dict[str, Any]) -> int:
     """Run lock with `options` (plain_options'), saying any error as the typer command says
     it; the exit code."""
-
-    def work() -> int:
-        from torchenv.agent.cli import lock_run
-
-        return lock_run.run(**options)
-
-    return plainargs.run(work, options["as_json"])
+    return plainargs.run_command("lock_run", "run", options)

@@ -1,5 +1,6 @@
 """A plainly spelled command line read without typer, as click reads it, by a command's tables
-of options (select_plain.py, lock_plain.py); anything else is left to the typer command."""
+of options (select_plain.py, lock_plain.py, sync_plain.py, auto_plain.py); anything else is
+left to the typer command."""
 
 from __future__ import annotations
 
@@ -67,3 +68,18 @@ def run(work: Callable[[], int | None], as_json: bool) -> int:
             return outcome.failure(exc, as_json)
     except BrokenPipeError:  # the reader went away: 1, quietly, as the typer path ends
         outcome.quiet_broken_pipe()
+
+
+def run_command(module: str, function: str, options: dict[str, Any]) -> int:
+    """Run FUNCTION of the cli module MODULE (select_run, lock_run, env_run: imported only now)
+    with `options`, saying any error as the typer command says it; the exit code."""
+
+    def work() -> int | None:
+        from importlib import import_module
+
+        command: Callable[..., int | None] = getattr(
+            import_module(f"torchenv.agent.cli.{module}"), function
+        )
+        return command(**options)
+
+    return run(work, options["as_json"])

@@ -29,10 +29,4 @@ def plain_options(argv: list[str]) -> dict[str, Any] | None:
 def run(options: dict[str, Any]) -> int:
     """Run select with `options` (plain_options'), saying any error as the typer command says
     it; the exit code."""
-
-    def work() -> None:
-        from torchenv.agent.cli import select_run
-
-        select_run.run(**options)
-
-    return plainargs.run(work, options["as_json"])
+    return plainargs.run_command("select_run", "run", options)

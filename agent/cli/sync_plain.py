@@ -29,10 +29,4 @@ def plain_options(argv: list[str]) -> dict[str, Any] | None:
 def run(options: dict[str, Any]) -> int:
     """Run sync with `options` (plain_options'), saying any error as the typer command says
     it; the exit code."""
-
-    def work() -> None:
-        from torchenv.agent.cli import env_run
-
-        env_run.run_sync(**options)
-
-    return plainargs.run(work, options["as_json"])
+    return plainargs.run_command("env_run", "run_sync", options)
