@@ -72,8 +72,8 @@ SPINNER_STAGES = ("install", "verify")
 def make_reporter(as_json: bool) -> Reporter:
     """Rich on a terminal; quiet with --json or -q, or when stderr is not a TTY (unless -v:
     then stage lines without bars)."""
-    guard = sys.modules.get("torchenv.agent.cli.guard")  # typer's: none on the plain way in,
-    verbosity: int = guard.verbosity if guard is not None else 0  # which takes no -q or -v
+    from torchenv.agent.cli.outcome import verbosity
+
     if as_json or verbosity < 0:
         return Reporter()
     terminal = sys.stderr.isatty()

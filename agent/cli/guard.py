@@ -25,11 +25,11 @@ VERBOSE_OPTION = typer.Option(
     count=True,
     help="Print more: stage lines even without a terminal; -vv also tracebacks.",
 )
-verbosity = 0  # -v minus -q of the command running now (one command per process)
 
 
 def with_verbosity(command: Callable[..., T]) -> Callable[..., T]:
-    """The typer command with -q/--quiet and -v/--verbose added; they set `verbosity`."""
+    """The typer command with -q/--quiet and -v/--verbose added; they set
+    `outcome.verbosity`."""
     signature = inspect.signature(command, eval_str=True)
     extra = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=int)
@@ -38,8 +38,7 @@ def with_verbosity(command: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(command)
     def run(*args: Any, quiet: int = 0, verbose: int = 0, **kwargs: Any) -> T:
-        global verbosity
-        verbosity = verbose - quiet
+        outcome.verbosity = verbose - quiet
         return command(*args, **kwargs)
 
     run.__signature__ = signature.replace(  # type: ignore[attr-defined]
@@ -61,4 +60,4 @@ def guarded(as_json: bool, body: Callable[[], T]) -> T:
 
 def fail_for(exc: BaseException, as_json: bool) -> NoReturn:
     """What a command body raised, said as every command says it; called while handling it."""
-    raise typer.Exit(outcome.failure(exc, as_json, verbosity)) from None
+    raise typer.Exit(outcome.failure(exc, as_json)) from None

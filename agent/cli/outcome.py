@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from torchenv.agent.base.errors import TorchenvError
 
 ANSI = r"\033\[[;?0-9]*[a-zA-Z]"  # click's strip_ansi
+# -v minus -q of the command running now (one command per process), as its way in read them
+# (guard.with_verbosity): how much make_reporter shows, and -vv's tracebacks.
+verbosity = 0
 
 
 def echo(text: str, *, err: bool = False) -> None:
@@ -79,7 +82,7 @@ def said(error: TorchenvError, as_json: bool) -> int:
     return error.exit_code
 
 
-def failure(exc: BaseException, as_json: bool, verbosity: int = 0) -> int:
+def failure(exc: BaseException, as_json: bool) -> int:
     """What a command body raised, said as every command says it (called while handling it);
     the exit code to end with. TORCHENV_DEBUG set: an unexpected error is raised again."""
     from torchenv.agent.base.errors import EXIT_INTERRUPTED, TorchenvError, UnexpectedError
@@ -91,7 +94,7 @@ def failure(exc: BaseException, as_json: bool, verbosity: int = 0) -> int:
         return EXIT_INTERRUPTED
     if os.environ.get("TORCHENV_DEBUG"):
         raise exc
-    if verbosity >= 2:
+    if verbosity >= 2:  # this module's
         import traceback
 
         traceback.print_exc()

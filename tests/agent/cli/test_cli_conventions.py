@@ -322,20 +322,20 @@ def test_dry_run_changes_nothing_then_auto_does(tmp_path: Path, sim: IndexSim) -
 def test_progress_is_quiet_with_json_q_or_no_terminal_and_v_shows_stages(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from torchenv.agent.cli import guard
+    from torchenv.agent.cli import outcome
     from torchenv.agent.cli.console import ConsoleReporter, make_reporter
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     table = [(0, False, "Reporter"), (1, False, "ConsoleReporter"), (1, True, "Reporter"),
              (-1, False, "Reporter")]  # fmt: skip
     for verbosity, as_json, kind in table:
-        monkeypatch.setattr(guard, "verbosity", verbosity)
+        monkeypatch.setattr(outcome, "verbosity", verbosity)
         reporter = make_reporter(as_json)
         assert type(reporter).__name__ == kind, (verbosity, as_json)
         if isinstance(reporter, ConsoleReporter):
             assert not reporter.bars  # -v without a terminal: lines, no bars
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    monkeypatch.setattr(guard, "verbosity", -1)
+    monkeypatch.setattr(outcome, "verbosity", -1)
     assert type(make_reporter(False)).__name__ == "Reporter"  # -q on a terminal too
 
 
