@@ -7,8 +7,8 @@ from typing import Any
 
 from torchenv.agent.cli import plainargs
 
-# auto's options by the parameter of `env_run.run_auto` each sets (-q, -v, -h and --help are
-# left to typer).
+# auto's options by the parameter of `env_run.run_auto` each sets (-q and -v: plainargs;
+# -h and --help are left to typer).
 VALUED = {"--prefix": "prefix", "--lock": "lock", "--backend": "backend",
           "--torch-backend": "backend", "--channel": "channel",
           "--torch-index-url": "torch_index_url", "--index-url": "index_url",

@@ -7,8 +7,8 @@ from typing import Any
 
 from torchenv.agent.cli import plainargs
 
-# lock's options by the parameter of `lock_run.run` each sets (--publish, -q, -v, -h and
-# --help are left to typer, and so is more than one host).
+# lock's options by the parameter of `lock_run.run` each sets (-q and -v: plainargs;
+# --publish, -h and --help are left to typer, and so is more than one host).
 VALUED = {"-o": "output", "--output": "output", "--resolver": "resolver", "--os": "os_name",
           "--arch": "arch", "--python": "python", "--python-version": "python_version",
           "--python-platform": "python_platform", "--driver": "driver", "--macos": "macos",

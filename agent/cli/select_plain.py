@@ -7,8 +7,8 @@ from typing import Any
 
 from torchenv.agent.cli import plainargs
 
-# select's options by the parameter of `select_run.run` each sets (-q, -v, -h and --help are
-# left to typer).
+# select's options by the parameter of `select_run.run` each sets (-q and -v: plainargs;
+# -h and --help are left to typer).
 VALUED = {"--replay": "replay", "--host-report": "host_report", "--os": "os_name",
           "--arch": "arch", "--python": "python", "--python-version": "python_version",
           "--python-platform": "python_platform", "--driver": "driver", "--macos": "macos",

@@ -8,8 +8,8 @@ from typing import Any
 
 from torchenv.agent.cli import plainargs
 
-# sync's options by the parameter of `env_run.run_sync` each sets (-q, -v, -h and --help are
-# left to typer, and so is any number of locks but one).
+# sync's options by the parameter of `env_run.run_sync` each sets (-q and -v: plainargs;
+# -h and --help are left to typer, and so is any number of locks but one).
 VALUED = {"--prefix": "prefix", "--replay": "replay", "--host-report": "host_report",
           "--python": "python", "--python-version": "python_version"}  # fmt: skip
 FLAGS = {"--force": "force", "--dry-run": "dry_run", "--json": "as_json"}

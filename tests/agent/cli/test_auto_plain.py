@@ -48,7 +48,7 @@ def test_the_plain_way_reads_each_of_auto_s_options_as_typer_does(
             continue
         else:
             kinds = {c.__name__ for c in type(param.type).__mro__}
-            assert kinds & KNOWN_TYPES, (names, param.type)  # a type plain_options converts
+            assert param.count or kinds & KNOWN_TYPES, (names, param.type)  # plain_options reads it
             argvs = spellings(param)
         for argv in argvs:
             assert auto_plain.plain_options(argv) == passes(argv, monkeypatch), argv
@@ -71,8 +71,8 @@ def test_options_together_are_read_as_typer_reads_them(
 
 NOT_PLAIN = {
     "help": ["--help"],
-    "quiet": ["-q", "torch"],
-    "verbose": ["torch", "-vv"],
+    "quiet given a value": ["--quiet=1", "torch"],
+    "verbose beside another short option": ["torch", "-vr", "reqs.txt"],
     "a short option and its value together": ["-rreqs.txt"],
     "a short option with =": ["-r=reqs.txt"],
     "an unknown option": ["--frobnicate"],
@@ -132,6 +132,8 @@ BOTH_WAYS = {
     "a bad value": ["torch", *LOCKED, "--python-version", "x.y"],
     "two names for one fact": ["torch", *LOCKED, "--python-platform", "linux", "--os", "linux"],
     "a missing recording, json": ["torch", "--json", *LOCKED, "--replay", "no-such-dir"],
+    "quiet": ["torch", "-q", *LOCKED],
+    "verbose": ["torch", "-v", *LOCKED],
     "left to typer: an unknown option": ["--frobnicate", *LOCKED],
     "left to typer: help": ["--help"],
 }  # fmt: skip
