@@ -90,11 +90,15 @@ class IndexClient(HttpSession):
         if self.concurrency == 1:
             return
         workers = self._workers()
-        for project in projects:
-            url = project_url(index_url, project)
+        urls = {project_url(index_url, p): p for p in projects}
+        with self._pool_lock:
+            todo = [u for u in urls if u not in self._pages and u not in self._ahead]
+        if any(self.must_ask(url, PAGE_ACCEPT) for url in todo):
+            self.ready(index_url)  # here: the workers' first request then goes out at once
+        for url in todo:
             with self._pool_lock:
                 if url not in self._pages and url not in self._ahead:
-                    self._ahead[url] = workers.submit(self._read_page, url, project)
+                    self._ahead[url] = workers.submit(self._read_page, url, urls[url])
 
     def _read_page(self, url: str, project: str, *, fresh: bool = False) -> list[Artifact]:
         answer = self._get_cached(url, kind="page", accept=PAGE_ACCEPT, fresh=fresh)

@@ -142,6 +142,11 @@ class HttpCache:
         digest = hashlib.sha256(key.encode()).hexdigest()
         return self.root / digest[:2] / digest
 
+    def holds(self, key: str) -> bool:
+        """Whether an entry is stored under `key` (one stat; it may still be unreadable)."""
+        path = self._path(key)
+        return path is not None and path.is_file()
+
     def get(self, key: str) -> CacheEntry | None:
         """The stored entry, or None when missing or unreadable (a corrupt entry is a miss)."""
         path = self._path(key)

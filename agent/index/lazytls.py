@@ -53,6 +53,10 @@ class LazyTLSTransport(httpx.BaseTransport):
                 self._by_scheme[scheme] = transport
             return transport
 
+    def ready(self, scheme: str) -> None:
+        """Make the transport for `scheme` now, in the calling thread."""
+        self._for(scheme)
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         return self._for(request.url.scheme).handle_request(request)
 

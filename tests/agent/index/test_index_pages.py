@@ -218,3 +218,32 @@ def test_a_page_read_ahead_but_never_asked_for_is_not_waited_for_at_close(
     with IndexClient(concurrency=2) as client:
         client.read_ahead(indexsim.pypi_url, ["numpy", "certifi", "pillow", "idna"])
     assert indexsim.count("/simple/*") == 2  # the two started; the two waiting never were
+
+
+def test_a_cold_read_ahead_makes_the_transport_in_the_caller_s_thread_and_a_young_one_none(
+    indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cold: the caller makes httpcore's transport before the workers start, so their first
+    request goes out at once instead of sharing the interpreter with the caller's work.
+    Young pages (index-max-age): no request, so no transport is made at all."""
+    import threading
+
+    from torchenv.agent.index.lazytls import LazyTLSTransport
+
+    made: list[tuple[str, str]] = []
+    real = LazyTLSTransport._for
+
+    def noted(self: LazyTLSTransport, scheme: str) -> object:
+        if scheme not in self._by_scheme:
+            made.append((scheme, threading.current_thread().name))
+        return real(self, scheme)
+
+    monkeypatch.setattr(LazyTLSTransport, "_for", noted)
+    index = indexsim.torch_index_url + "/cu126"
+    for round_ in ("cold", "young"):
+        with IndexClient(cache_dir=tmp_path / "cache", page_max_age=600) as client:
+            client.read_ahead(index, ["torch", "torchvision"])
+            assert made == ([("http", threading.current_thread().name)] if round_ == "cold" else [])
+            assert client.project_page(index, "torch") and client.project_page(index, "torchvision")
+        made.clear()
+    assert indexsim.count("/whl/cu126/*") == 2  # the young round sent nothing
