@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html.parser
 from collections.abc import Mapping
@@ -71,26 +72,27 @@ def make_artifact(
 
 
 def _parse_filename(filename: str) -> tuple[Version | None, frozenset[Tag]]:
-    try:
-        if filename.endswith(".whl"):
-            _, version, _, tags = parse_wheel_filename(filename)
-            return version, tags
-        if filename.endswith((".tar.gz", ".zip")):
-            return parse_sdist_filename(filename)[1], frozenset()
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        pass
-    return None, frozenset()
+    return _file_parts(filename)[1:]
 
 
 def _file_project(filename: str) -> str | None:
+    return _file_parts(filename)[0]
+
+
+@functools.lru_cache(maxsize=4096)  # each link's file is parsed for make_artifact and _belongs
+def _file_parts(filename: str) -> tuple[str | None, Version | None, frozenset[Tag]]:
+    """(project, version, tags) from a wheel's or sdist's file name; Nones where it names
+    none. Only immutable values: the cache shares them."""
     try:
         if filename.endswith(".whl"):
-            return parse_wheel_filename(filename)[0]
+            name, version, _, tags = parse_wheel_filename(filename)
+            return name, version, tags
         if filename.endswith((".tar.gz", ".zip")):
-            return parse_sdist_filename(filename)[0]
+            name, version = parse_sdist_filename(filename)
+            return name, version, frozenset()
     except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-        return None
-    return None
+        pass
+    return None, None, frozenset()
 
 
 def _belongs(artifact: Artifact) -> bool:
