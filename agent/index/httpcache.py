@@ -130,6 +130,11 @@ def _age(headers: Mapping[str, str]) -> float:
         return 0.0
 
 
+def cache_key(url: str, accept: str) -> str:
+    """The key of URL's answer read with this Accept header."""
+    return f"{accept}\n{url}"
+
+
 class HttpCache:
     """Entries under `root/<2 hex>/<sha256 of key>`; `root=None` keeps nothing."""
 

@@ -16,7 +16,7 @@ import httpx
 from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.limits import MAX_PAGE
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.index.httpcache import CacheEntry, HttpCache, entry_from_response
+from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_key, entry_from_response
 from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
 from torchenv.agent.index.model import Artifact, IndexStats
 
@@ -246,20 +246,6 @@ class HttpSession:
                 self._http = new_client(self._http_args)
             return self._http
 
-    def must_ask(self, url: str, accept: str) -> bool:
-        """Whether reading URL certainly sends a request: the cache holds no answer for it."""
-        return not self._http_cache.holds(_cache_key(url, accept))
-
-    def ready(self, url: str) -> None:
-        """Make the HTTP client and its transport for URL's scheme in the calling thread, now:
-        httpcore's import and, for https, the TLS context (20-60 ms of CPU). A read started
-        ahead on a worker then sends its request at once, instead of doing that work while it
-        shares the interpreter with its caller's."""
-        transport = self._http_args["transport"]  # the client's: None where httpx makes it
-        if isinstance(transport, LazyTLSTransport):
-            self._client  # noqa: B018 - made here, as the transport is
-            transport.ready(httpx.URL(url).scheme)
-
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         """fn over items on the worker pool, results in order; the first error is raised."""
         if len(items) <= 1 or self.concurrency == 1:
@@ -303,7 +289,7 @@ class HttpSession:
     def _get_cached(
         self, url: str, *, kind: str, accept: str, fresh: bool = False
     ) -> _Answer | None:
-        key = _cache_key(url, accept)
+        key = cache_key(url, accept)
         if fresh:
             self._http_cache.delete(key)
         entry = None if fresh else self._http_cache.get(key)
@@ -400,10 +386,6 @@ class HttpSession:
         import random
 
         return base * (0.5 + random.random() / 2)  # jitter spreads concurrent retries
-
-
-def _cache_key(url: str, accept: str) -> str:
-    return f"{accept}\n{url}"
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
