@@ -66,6 +66,9 @@ def main() -> None:
     argv = sys.argv[1:]
     if fastpath.run(argv):
         leave(0)
+    from torchenv.agent.base import methodcache
+
+    methodcache.install()  # before any dataclass: their methods' code kept between runs
     plain = plain_way(argv)
     if plain is not None:
         leave(plain())
