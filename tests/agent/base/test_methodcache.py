@@ -116,7 +116,10 @@ def test_a_file_grown_past_its_bound_keeps_only_what_a_run_used(tmp_path: Path) 
     cache = tmp_path / "methods.marshal"
     used = made(cache)["stats"]["used"]
     header, table = methodcache._header(), methodcache._read(str(cache))
-    stale = {f"x{n} = {n}": compile(f"x{n} = {n}", "<string>", "exec") for n in range(5000)}
+    stale = {
+        f"x{n} = {n}": compile(f"x{n} = {n}", "<string>", "exec")
+        for n in range(methodcache.MAX_ENTRIES)
+    }
     cache.write_bytes(header + marshal.dumps({**table, **stale}))
     extra = "dataclasses.dataclass(type('Q', (), {'__annotations__': {'q': int}}))"
     program = PROGRAM.replace("print(json.dumps", extra + "\nprint(json.dumps")
