@@ -14,6 +14,7 @@ from packaging.specifiers import SpecifierSet
 from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.lock.pylock import LockedPackage, LockedWheel, PyLock
+from torchenv.agent.lock.resolvers import resolver_cache
 from torchenv.agent.lock.resolvers.base import Pin, Resolver, ResolveRequest
 from torchenv.backends.vocabulary import FAMILY
 from torchenv.probes.report import HostReport
@@ -30,11 +31,6 @@ from torchenv.agent.lock.inputs import (
     parse_requirements,
 )
 from torchenv.agent.lock.locker import _Ask, _Locker
-
-
-def resolver_cache(index: IndexConfig) -> Path:
-    """The resolver's own cache (uv's `--cache-dir`), inside torchenv's."""
-    return index.cache_dir / "resolver"
 
 
 def lock_for(

@@ -71,7 +71,7 @@ def young_until(client: IndexClient, options: LockOptions, lock: PyLock) -> floa
     no-store for, another resolver than uv."""
     import time
 
-    from torchenv.agent.lock.build import resolver_cache
+    from torchenv.agent.lock.resolvers import resolver_cache
     from torchenv.agent.pipeline import select_with_index as selection
 
     max_age = options.index.page_max_age

@@ -93,9 +93,9 @@ def lock_selected(
     import contextlib
 
     from torchenv.agent.index.client import IndexClient
-    from torchenv.agent.lock.build import lock_for, resolver_cache
+    from torchenv.agent.lock.build import lock_for
     from torchenv.agent.lock.family import pages_ahead
-    from torchenv.agent.lock.resolvers import choose_resolver
+    from torchenv.agent.lock.resolvers import choose_resolver, resolver_cache
     from torchenv.agent.pipeline.select_with_index import report_selection, run_selection
 
     resolver = resolver or choose_resolver(options.resolver, reporter)

@@ -6,6 +6,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from torchenv.agent.base.options import IndexConfig
     from torchenv.agent.base.reporter import Reporter
     from torchenv.agent.lock.resolvers.base import Pin, Resolution, Resolver, ResolveRequest
     from torchenv.agent.lock.resolvers.pip import PipResolver
@@ -45,6 +48,11 @@ def __getattr__(name: str) -> object:
     value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
     globals()[name] = value
     return value
+
+
+def resolver_cache(index: IndexConfig) -> Path:
+    """The resolver's own cache (uv's `--cache-dir`), inside torchenv's."""
+    return index.cache_dir / "resolver"
 
 
 ORDER = ("uv", "pip")
