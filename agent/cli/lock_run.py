@@ -78,6 +78,10 @@ def run(
     })  # fmt: skip
     lock_options = LockOptions.from_settings(settings)
     probe = ProbeOptions.from_settings(settings)
+    if not check:  # uv's look at this interpreter runs while the host and the index are read
+        from torchenv.agent.lock.resolvers import uvwarm
+
+        uvwarm.ahead(lock_options)
     from torchenv.agent.cli.console import make_reporter
     from torchenv.agent.pipeline import locking
 

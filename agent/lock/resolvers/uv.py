@@ -17,6 +17,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from torchenv.agent.base import toml as tomllib
 from torchenv.agent.base.errors import ResolutionError
 from torchenv.agent.base.uvbin import find_uv, uv_switched_off
+from torchenv.agent.lock.resolvers import uvwarm
 from torchenv.agent.lock.resolvers.base import (
     Pin,
     Resolution,
@@ -118,25 +119,12 @@ def _best_wheel(entries: list[dict[str, Any]], ranks: dict[Tag, int]) -> WheelRe
     return best[1] if best else None
 
 
-# How long `resolve` waits for the warm-up before running the compile anyway (which then
-# inspects the interpreter itself: the warm-up only saves time, it decides nothing).
-WARM_UP_WAIT = 10.0
-
-
-def warm_up_argv(uv: str, cache_dir: Path) -> list[str]:
-    """`uv python find` of torchenv's interpreter: it fills the cache's interpreter entry that
-    `uv pip compile --python` otherwise fills first (a Python started and asked: ~0.1-0.2 s on
-    an empty cache), so that costs nothing while the lock reads the index."""
-    return [uv, "python", "find", sys.executable, "--cache-dir", str(cache_dir),
-            "--no-config", "--no-python-downloads", "--quiet"]  # fmt: skip
-
-
 @dataclass
 class UvResolver:
     runner: Runner = field(default=run_process)
     binary: str | None = None
     name: str = "uv"
-    _warming: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _warming: Path | None = field(default=None, init=False, repr=False)  # the find's cache
     _warmed_dirs: set[Path] = field(default_factory=set, init=False, repr=False)
     # compiles started early (start), by their argv: the environment each was started with
     _early: dict[tuple[str, ...], tuple[dict[str, str], subprocess.Popen[str]]] = field(
@@ -145,29 +133,22 @@ class UvResolver:
     _early_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def prepare(self, cache_dir: Path | None) -> None:
-        """Inspect the interpreter into uv's cache in the background (real runs only: a test's
-        runner stands for uv, and uv's default cache is warm from the user's own uv)."""
+        """Inspect the interpreter into uv's cache in the background (uvwarm; real runs only:
+        a test's runner stands for uv, and uv's default cache is warm from the user's own uv).
+        A find `uvwarm.ahead` started there already is the one resolve waits for."""
         uv = self.binary or find_uv()
         if cache_dir is None or cache_dir in self._warmed_dirs or uv is None:
             return
         if self.runner is not run_process or self._warming is not None:
             return
         self._warmed_dirs.add(cache_dir)
-        with contextlib.suppress(OSError):
-            self._warming = subprocess.Popen(
-                warm_up_argv(uv, cache_dir), env=clean_env({"UV_NO_PROGRESS": "1"}),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+        uvwarm.start(uv, cache_dir, clean_env({"UV_NO_PROGRESS": "1"}))
+        self._warming = cache_dir
 
     def _warmed(self) -> None:
         warming, self._warming = self._warming, None
-        if warming is None:
-            return
-        try:
-            warming.wait(WARM_UP_WAIT)
-        except subprocess.TimeoutExpired:
-            warming.kill()
-            warming.wait()
+        if warming is not None:
+            uvwarm.wait(warming)
 
     def unavailable(self) -> str | None:
         if self.binary is None and uv_switched_off():

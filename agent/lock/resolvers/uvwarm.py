@@ -1,0 +1,66 @@
+"""uv's query of torchenv's interpreter, started as soon as a lock knows it will run uv.
+
+`uv pip compile --python` asks its interpreter for its tags and paths after it has read its
+requirements (a Python started and asked: 50-90 ms on an empty cache). `uv python find` of
+the same interpreter fills that entry of uv's cache, so a compile that starts after it finds
+it there. The sooner the find starts, the likelier it has ended when the compile needs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from torchenv.agent.base.options import LockOptions
+
+# How long a compile waits for the find before running anyway (it then asks the interpreter
+# itself: the find only saves time, it decides nothing).
+WAIT = 10.0
+
+_running: dict[Path, subprocess.Popen[bytes]] = {}  # by cache directory: at most one each
+
+
+def argv(uv: str, cache_dir: Path) -> list[str]:
+    return [uv, "python", "find", sys.executable, "--cache-dir", str(cache_dir),
+            "--no-config", "--no-python-downloads", "--quiet"]  # fmt: skip
+
+
+def start(uv: str, cache_dir: Path, env: dict[str, str]) -> None:
+    """Start the find into `cache_dir` unless one is running there (a failed start: none)."""
+    if cache_dir in _running:
+        return
+    with contextlib.suppress(OSError):
+        _running[cache_dir] = subprocess.Popen(
+            argv(uv, cache_dir), env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+
+def ahead(options: LockOptions) -> None:
+    """`lock` and `auto` start the find before the host, the requirements and the index are
+    read, where the resolver the options name ("auto" or "uv") will be uv; UvResolver's
+    prepare then finds it running."""
+    from torchenv.agent.base.uvbin import find_uv, uv_switched_off
+    from torchenv.agent.lock.resolvers import resolver_cache
+    from torchenv.agent.lock.resolvers.base import clean_env
+
+    named = options.resolver in ("auto", "uv")
+    uv = find_uv() if named and not uv_switched_off() else None
+    if uv is not None:
+        start(uv, resolver_cache(options.index), clean_env({"UV_NO_PROGRESS": "1"}))
+
+
+def wait(cache_dir: Path) -> None:
+    """Until the find into `cache_dir` has ended (killed after WAIT seconds); none: at once."""
+    process = _running.pop(cache_dir, None)
+    if process is None:
+        return
+    try:
+        process.wait(WAIT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
