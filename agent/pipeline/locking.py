@@ -7,7 +7,6 @@ the CLI parses, calls one of them, and renders.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +39,13 @@ def lock_file(
 ) -> PyLock:
     """`torchenv lock`: select and lock for exactly this host (the path `auto` takes), then
     write the lock to `output`."""
-    from torchenv.agent.lock.pylock import write_pylock
     from torchenv.agent.pipeline import stages
 
     lock = stages.lock_selected(
         host, requirements, options, reporter, client=client, resolver=resolver
     )
+    from torchenv.agent.lock.pylock import write_pylock
+
     write_pylock(output, lock)
     return lock
 
@@ -104,21 +104,29 @@ def kept_inputs(
     the settings files and what the lock writes (`written_inputs`), observed before the lock
     starts: the -r files, the interpreter `--python` names (asked for its version and
     platform), uv, the catalog, torchenv's code."""
+    from importlib.util import find_spec
+
     from torchenv.agent.base.uvbin import find_uv
     from torchenv.agent.host.python import parse_python_version
-    from torchenv.agent.lock import build, family, locker
-    from torchenv.agent.lock.resolvers import uv
     from torchenv.agent.pipeline import select_with_index as selection
-    from torchenv.agent.pipeline import stages
 
-    code = [build, family, locker, uv, selection, stages, sys.modules[__name__]]
+    # found, not imported: the lock imports them once its first requests are out
+    code = [getattr(find_spec(name), "origin", None) or "" for name in LOCK_CODE]
     return [
         *(("text", str(f.absolute())) for f in files),
         *([("which", python)] if python and parse_python_version(python) is None else []),
         ("which", find_uv() or "uv"),
         *selection.catalog_inputs(options.index.cache_dir, listings=False),
-        *(("stat", m.__file__ or "") for m in code),
+        *(("stat", path) for path in [*code, __file__]),
     ]
+
+
+# The modules whose code decides a lock's content, beside this one (kept_inputs stats them).
+LOCK_CODE = tuple(
+    "torchenv.agent." + name
+    for name in ("lock.build", "lock.family", "lock.locker", "lock.resolvers.uv",
+                 "pipeline.select_with_index", "pipeline.stages")
+)  # fmt: skip
 
 
 def written_inputs(options: LockOptions, output: Path) -> list[tuple[str, str]]:

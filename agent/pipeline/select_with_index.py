@@ -222,14 +222,16 @@ def choose(
     request: Request,
     catalog: Catalog,
     reader: IndexReader,
+    first: Selection | None = None,
 ) -> tuple[Selection, Availability]:
-    """select() with what the index holds, reading only the pages the choice needs."""
+    """select() with what the index holds, reading only the pages the choice needs; `first`
+    is select()'s answer before any page was read, where the caller has it already."""
     from torchenv.backends.availability import Availability
     from torchenv.backends.catalog import add_listed
     from torchenv.backends.select import pages_to_read, select
 
     availability = Availability()
-    result = select(host, request, catalog, availability)
+    result = first if first is not None else select(host, request, catalog, availability)
     for _ in range(MAX_ROUNDS):
         todo = pages_to_read(result, availability, limit=PAGE_BATCH)
         if not todo:
@@ -272,12 +274,26 @@ def run_selection(
     """select() with the settings in force and what the configured index holds; raises
     SelectionError when nothing satisfies. `client` is reused when given (lock and auto pass
     theirs, so the pages they read again come from its cache)."""
-    from torchenv.agent.base.errors import ConfigError, SelectionError
+    return begin_selection(host, requirements, options, client=client, offline=offline)()
+
+
+def begin_selection(
+    host: HostReport,
+    requirements: tuple[str, ...],
+    options: SelectionOptions,
+    *,
+    client: IndexClient | None = None,
+    offline: bool = False,
+) -> Callable[[], Selection]:
+    """run_selection in two steps: this one decides which torch pages the first round reads
+    and, with a client given, starts reading them (those without a young listing); the call
+    it returns makes the selection, taking those pages. A lock loads what it needs in
+    between, while the index answers. Raises ConfigError for an invalid request."""
     from torchenv.agent.index import catalog_refresh
-    from torchenv.backends.select import InvalidRequest
+    from torchenv.backends.availability import Availability
+    from torchenv.backends.select import InvalidRequest, pages_to_read, select
 
     request = make_request(requirements, options)
-    reads.clear()
     cache = options.index.cache_dir
     catalog = catalog_refresh.load(cache)
     reader = IndexReader(
@@ -288,26 +304,48 @@ def run_selection(
         make_client=lambda: _own_client(options.index),
     )
     try:
-        result, availability = choose(host, request, catalog, reader)
+        first = select(host, request, catalog, Availability())
     except InvalidRequest as exc:
-        raise ConfigError(
-            str(exc),
-            hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
-        ) from exc
-    finally:
-        if client is None and reader.client is not None:
-            reader.client.close()
-    notes = read_warnings(availability, result)
-    result = replace(result, warnings=tuple(dict.fromkeys((*result.warnings, *notes))))
-    if not result.ok:
-        hint = (
-            ("what would unlock it: " + "; ".join(result.unlock))
-            if result.unlock
-            else ("see `torchenv select --explain` for every candidate")
-        )
-        raise SelectionError(
-            "; ".join(result.reasons[:3]),
-            hint=hint,
-            details=result.to_json(),
-        )
-    return result
+        raise _invalid(exc) from exc
+    if client is not None and not offline:
+        now = time.time()
+        for url in pages_to_read(first, None, limit=PAGE_BATCH):
+            if reader._young(url, now) is None:
+                client.read_ahead(url, ("torch",))
+
+    def finish() -> Selection:
+        from torchenv.agent.base.errors import SelectionError
+
+        reads.clear()
+        try:
+            result, availability = choose(host, request, catalog, reader, first)
+        except InvalidRequest as exc:
+            raise _invalid(exc) from exc
+        finally:
+            if client is None and reader.client is not None:
+                reader.client.close()
+        notes = read_warnings(availability, result)
+        result = replace(result, warnings=tuple(dict.fromkeys((*result.warnings, *notes))))
+        if not result.ok:
+            hint = (
+                ("what would unlock it: " + "; ".join(result.unlock))
+                if result.unlock
+                else ("see `torchenv select --explain` for every candidate")
+            )
+            raise SelectionError(
+                "; ".join(result.reasons[:3]),
+                hint=hint,
+                details=result.to_json(),
+            )
+        return result
+
+    return finish
+
+
+def _invalid(exc: Exception) -> Exception:
+    from torchenv.agent.base.errors import ConfigError
+
+    return ConfigError(
+        str(exc),
+        hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
+    )

@@ -169,3 +169,43 @@ def test_a_sync_starts_its_environment_before_the_probe_s_modules_load(tmp_path:
              "packaging", "psutil", "typer")  # fmt: skip
     assert "torchenv.probes.report" in after  # the probe loaded it: the check can fail
     assert among(before, probe) == set()
+
+
+# The order in which the command asks for index pages ahead and loads the lock's code.
+PAGES_THEN_CODE = """
+import atexit, json, sys
+out = sys.argv.pop(1)
+order = []
+atexit.register(lambda: open(out, "w").write(json.dumps(order)))
+def hook(event, args):
+    if event == "import" and args[0].startswith("torchenv.agent.lock.") and args[0] not in order:
+        order.append(args[0])
+sys.addaudithook(hook)
+from torchenv.agent.index.client import IndexClient
+real = IndexClient.read_ahead
+def read_ahead(self, index_url, projects):
+    order.append("read ahead " + ",".join(projects))
+    return real(self, index_url, projects)
+IndexClient.read_ahead = read_ahead
+sys.argv[0] = "torchenv"
+from torchenv.agent.cli.entry import main
+main()
+"""
+
+
+def test_a_lock_asks_for_the_selection_s_pages_before_its_own_code_loads(env: Path) -> None:
+    """The lock's code (the family, the resolvers' runs, the lock file) loads while the index
+    answers the selection's first requests, not before they are sent; the kept answer's
+    inputs (which name that code) are found without loading it."""
+    lock = ("lock", "torch", *SELECT[2:], "-o", "pylock.toml", "-q")
+    out = env / "order.json"
+    kept = {k: v for k, v in os.environ.items() if k != "TORCHENV_NO_FASTPATH"}  # as users run it
+    done = subprocess.run([sys.executable, "-c", PAGES_THEN_CODE, str(out), *lock], env=kept,
+                          capture_output=True, text=True, check=False, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (env / "pylock.toml").is_file()
+    order = json.loads(out.read_text())
+    first = order.index("read ahead torch")  # the selection's pages: the check can fail
+    lock_code = ["torchenv.agent.lock.build", "torchenv.agent.lock.locker",
+                 "torchenv.agent.lock.pylock", "torchenv.agent.lock.resolvers.uv"]  # fmt: skip
+    assert all(name in order[first:] for name in lock_code), order

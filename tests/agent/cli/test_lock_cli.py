@@ -124,13 +124,13 @@ def test_lock_takes_autos_path_and_selects_with_every_requirement(
     from torchenv.agent.pipeline import select_with_index, stages
 
     seen: list[tuple[str, ...]] = []
-    real = select_with_index.run_selection
+    real = select_with_index.begin_selection
 
     def spy(host, requirements, settings, **kw):  # type: ignore[no-untyped-def]
         seen.append(tuple(requirements))
         return real(host, requirements, settings, **kw)
 
-    monkeypatch.setattr(select_with_index, "run_selection", spy)
+    monkeypatch.setattr(select_with_index, "begin_selection", spy)
     paths: list[str] = []
     core = stages.lock_selected
     monkeypatch.setattr(

@@ -1,14 +1,16 @@
-"""What a lock starts first: uv's look at torchenv's interpreter before the host, the
-requirements and the index are read, so that the compile does not wait for it."""
+"""What a lock starts first: the selection's torch pages before the lock's own code is loaded,
+and uv's look at torchenv's interpreter before the host, the requirements and the index are
+read, so that neither waits on the other."""
 
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from helpers import HOSTS
-from helpers.hosts import need_uv
+from helpers.hosts import linux_host, need_uv
 from helpers.isolation import use_sim
 from helpers.lockkit import index_for
 from indexsim import IndexSim
@@ -17,7 +19,54 @@ from typer.testing import CliRunner
 from torchenv.agent.base.options import IndexConfig, LockOptions, SelectionOptions
 from torchenv.agent.cli.main import app
 from torchenv.agent.host.source import HostSource
+from torchenv.agent.index.client import IndexClient
 from torchenv.agent.lock.resolvers import uvwarm
+from torchenv.agent.pipeline.select_with_index import begin_selection, run_selection
+
+LATENCY = 0.2  # seconds before each answer: long enough to tell "asked now" from "asked later"
+
+
+def _torch_pages(sim: IndexSim) -> list[str]:
+    return sorted(r.path for r in sim.requests("/whl/*/torch/"))
+
+
+def test_begin_selection_asks_for_the_first_round_s_pages_before_it_returns(
+    indexsim: IndexSim, tmp_path: Path
+) -> None:
+    """The pages are answered while the caller does other work; finishing takes them (no page
+    is asked for twice) and chooses what run_selection chooses."""
+    options = SelectionOptions("stable", "auto", index_for(indexsim, tmp_path / "a"))
+    expected = run_selection(linux_host(), ("torch",), options)
+    asked = _torch_pages(indexsim)
+    indexsim.reset_counters()
+    indexsim.knobs.latency = LATENCY
+    options = SelectionOptions("stable", "auto", index_for(indexsim, tmp_path / "b"))
+    with IndexClient(cache_dir=options.index.cache_dir) as client:
+        finish = begin_selection(linux_host(), ("torch",), options, client=client)
+        time.sleep(2 * LATENCY)  # the caller's own work: the pages arrive meanwhile
+        before = _torch_pages(indexsim)
+        got = finish()
+    assert asked and before == asked  # every page the selection reads, asked for at once
+    assert _torch_pages(indexsim) == asked  # finishing read none again
+    assert (got.backend, got.torch, got.index_url) == (
+        expected.backend,
+        expected.torch,
+        expected.index_url,
+    )
+
+
+def test_begin_selection_asks_nothing_where_the_kept_listings_are_young(
+    indexsim: IndexSim, tmp_path: Path
+) -> None:
+    index = index_for(indexsim, tmp_path)
+    options = SelectionOptions("stable", "auto", index)
+    with IndexClient(cache_dir=index.cache_dir) as client:
+        begin_selection(linux_host(), ("torch",), options, client=client)()
+    indexsim.reset_counters()
+    with IndexClient(cache_dir=index.cache_dir) as client:
+        begin_selection(linux_host(), ("torch",), options, client=client)
+        time.sleep(0.2)
+    assert indexsim.requests() == []
 
 
 def test_lock_starts_uv_s_interpreter_look_before_it_reads_the_host(
