@@ -78,54 +78,54 @@ def run(
     })  # fmt: skip
     lock_options = LockOptions.from_settings(settings)
     probe = ProbeOptions.from_settings(settings)
-    if not check:  # uv's look at this interpreter runs while the host and the index are read
-        from torchenv.agent.lock.resolvers import uvwarm
+    from torchenv.agent.lock.resolvers import uvwarm
 
-        uvwarm.ahead(lock_options)
-    from torchenv.agent.cli.console import make_reporter
-    from torchenv.agent.pipeline import locking
+    # uv's look at this interpreter runs while the host and the index are read (none: --check)
+    with uvwarm.looking(None if check else lock_options):
+        from torchenv.agent.cli.console import make_reporter
+        from torchenv.agent.pipeline import locking
 
-    if publish is not None or len(replays) + len(reports) > 1:
-        _refuse_with_publish(publish, output, check)
-        assert publish is not None
+        if publish is not None or len(replays) + len(reports) > 1:
+            _refuse_with_publish(publish, output, check)
+            assert publish is not None
+            reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
+            hosts = fleet_hosts(replays, reports, options, probe)
+            done = locking.publish_locks(
+                publish, reqs, hosts, lock_options, reporter=make_reporter(as_json)
+            )
+            return render_publication(done, as_json)
+        host_options = options(
+            replay=replays[0] if replays else None, host_report=reports[0] if reports else None
+        )
+        if pending is not None:  # the inputs before the lock reads them (one saved later: not kept)
+            pending.hold(locking.kept_inputs(lock_options, requirement_file or (), python))
+        host = host_options.load(probe)
+        target = output or Path(DEFAULT_OUTPUT)
+        if check:
+            return render_check(locking.check_lock_file(target, host), as_json)
+        check_lock_name(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
-        hosts = fleet_hosts(replays, reports, options, probe)
-        done = locking.publish_locks(
-            publish, reqs, hosts, lock_options, reporter=make_reporter(as_json)
-        )
-        return render_publication(done, as_json)
-    host_options = options(
-        replay=replays[0] if replays else None, host_report=reports[0] if reports else None
-    )
-    if pending is not None:  # the inputs before the lock reads them (one saved later: not kept)
-        pending.hold(locking.kept_inputs(lock_options, requirement_file or (), python))
-    host = host_options.load(probe)
-    target = output or Path(DEFAULT_OUTPUT)
-    if check:
-        return render_check(locking.check_lock_file(target, host), as_json)
-    check_lock_name(target)
-    reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
-    reporter = make_reporter(as_json)
-    with locking.index_client(lock_options, reporter) as client:
-        lock = locking.lock_file(reqs, host, lock_options, target, reporter=reporter,
-                                 client=client)  # fmt: skip
-    answer = (json_text(lock_summary(lock, target)) if as_json
-              else summary_text(lock, target) + "\n")  # fmt: skip
-    sys.stdout.write(answer)
-    sys.stdout.flush()
-    if pending is not None:  # the same lock asked again answers at once while it holds
-        try:  # a uv cache entry another lock renames meanwhile: keep nothing, exit 0
-            expires = locking.young_until(client, lock_options, lock)
-            pending.hold(locking.written_inputs(lock_options, target))
-            expires = expires if locking.wrote(target, lock) else None
-        except (OSError, ValueError):
-            expires = None
-        pending.finish_kept(
-            answer if expires is not None else None,
-            expires=expires,
-            extra=[("stat", f) for f in fastpath_write.cli_files(fastpath_write.LOCK_CLI)],
-        )
-    return 0
+        reporter = make_reporter(as_json)
+        with locking.index_client(lock_options, reporter) as client:
+            lock = locking.lock_file(reqs, host, lock_options, target, reporter=reporter,
+                                     client=client)  # fmt: skip
+        answer = (json_text(lock_summary(lock, target)) if as_json
+                  else summary_text(lock, target) + "\n")  # fmt: skip
+        sys.stdout.write(answer)
+        sys.stdout.flush()
+        if pending is not None:  # the same lock asked again answers at once while it holds
+            try:  # a uv cache entry another lock renames meanwhile: keep nothing, exit 0
+                expires = locking.young_until(client, lock_options, lock)
+                pending.hold(locking.written_inputs(lock_options, target))
+                expires = expires if locking.wrote(target, lock) else None
+            except (OSError, ValueError):
+                expires = None
+            pending.finish_kept(
+                answer if expires is not None else None,
+                expires=expires,
+                extra=[("stat", f) for f in fastpath_write.cli_files(fastpath_write.LOCK_CLI)],
+            )
+        return 0
 
 
 def check_lock_name(path: Path, option: str = "-o") -> None:

@@ -90,13 +90,17 @@ def lock_selected(
     """select with every requirement, then lock_for with the resolver given or the one the
     options name: the one path of `torchenv lock` and `torchenv auto`. A client given is
     shared (a fleet's classes read each page once); otherwise one is opened and closed here.
-    The selection's first pages are asked for before the lock's own code is loaded, which
-    it then is while the index answers."""
+    The resolver is chosen first (one that cannot run fails before any request); then the
+    selection's first pages are asked for before the lock's own code is loaded, which it
+    then is while the index answers."""
     import contextlib
 
     from torchenv.agent.index.client import IndexClient
+    from torchenv.agent.lock.resolvers import choose_resolver, resolver_cache
     from torchenv.agent.pipeline.select_with_index import begin_selection, report_selection
 
+    resolver = resolver or choose_resolver(options.resolver, reporter)  # before any request
+    resolver.prepare(resolver_cache(options.index))  # uv's interpreter check, while we select
     with contextlib.ExitStack() as stack:
         if client is None:
             client = stack.enter_context(
@@ -107,19 +111,16 @@ def lock_selected(
                 )
             )
         wanted = tuple(str(r) for r in requirements)
-        finish = begin_selection(host, wanted, options.selection, client=client)
-        from torchenv.agent.lock.family import pages_ahead
-
-        sel = options.selection
-        ahead = pages_ahead(requirements, host, sel.channel, sel.backend, options.index)
-        if ahead is not None:  # a forced backend: the family's pages beside select's of torch
-            client.read_ahead(*ahead)
-        from torchenv.agent.lock.build import lock_for
-        from torchenv.agent.lock.resolvers import choose_resolver, resolver_cache
-
-        resolver = resolver or choose_resolver(options.resolver, reporter)
-        resolver.prepare(resolver_cache(options.index))  # uv's interpreter check, while we select
         with reporter.stage("select"):
+            finish = begin_selection(host, wanted, options.selection, client=client)
+            from torchenv.agent.lock.family import pages_ahead
+
+            sel = options.selection
+            ahead = pages_ahead(requirements, host, sel.channel, sel.backend, options.index)
+            if ahead is not None:  # a forced backend: its family's pages beside torch's
+                client.read_ahead(*ahead)
+            from torchenv.agent.lock.build import lock_for  # loaded while the index answers
+
             selection = finish()
         assert selection.backend is not None  # run_selection raises when nothing fits
         report_selection(selection, reporter)

@@ -194,9 +194,9 @@ main()
 
 
 def test_a_lock_asks_for_the_selection_s_pages_before_its_own_code_loads(env: Path) -> None:
-    """The lock's code (the family, the resolvers' runs, the lock file) loads while the index
-    answers the selection's first requests, not before they are sent; the kept answer's
-    inputs (which name that code) are found without loading it."""
+    """The lock's code (the family, the locker, the lock file) loads while the index answers
+    the selection's first requests, not before they are sent; the kept answer's inputs
+    (which name that code) are found without loading it."""
     lock = ("lock", "torch", *SELECT[2:], "-o", "pylock.toml", "-q")
     out = env / "order.json"
     kept = {k: v for k, v in os.environ.items() if k != "TORCHENV_NO_FASTPATH"}  # as users run it
@@ -206,6 +206,6 @@ def test_a_lock_asks_for_the_selection_s_pages_before_its_own_code_loads(env: Pa
     assert (env / "pylock.toml").is_file()
     order = json.loads(out.read_text())
     first = order.index("read ahead torch")  # the selection's pages: the check can fail
-    lock_code = ["torchenv.agent.lock.build", "torchenv.agent.lock.locker",
-                 "torchenv.agent.lock.pylock", "torchenv.agent.lock.resolvers.uv"]  # fmt: skip
+    lock_code = ["torchenv.agent.lock.build", "torchenv.agent.lock.family",
+                 "torchenv.agent.lock.locker", "torchenv.agent.lock.pylock"]  # fmt: skip
     assert all(name in order[first:] for name in lock_code), order

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from torchenv.agent.base.options import LockOptions
 
 # How long a compile waits for the find before running anyway (it then asks the interpreter
@@ -41,9 +43,10 @@ def start(uv: str, cache_dir: Path, env: dict[str, str]) -> None:
 
 
 def ahead(options: LockOptions) -> None:
-    """`lock` and `auto` start the find before the host, the requirements and the index are
-    read, where the resolver the options name ("auto" or "uv") will be uv; UvResolver's
-    prepare then finds it running."""
+    """`lock` starts the find before the host, the requirements and the index are read, where
+    the resolver the options name ("auto" or "uv") will be uv; UvResolver's prepare then finds
+    it running (`auto`, which locks only when something changed, starts it there). The caller
+    ends it with `end` where the lock stops before resolving."""
     from torchenv.agent.base.uvbin import find_uv, uv_switched_off
     from torchenv.agent.lock.resolvers import resolver_cache
     from torchenv.agent.lock.resolvers.base import clean_env
@@ -64,3 +67,24 @@ def wait(cache_dir: Path) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def end() -> None:
+    """Stop every find still running (a lock that failed before its compile waited for it):
+    none outlives the command, nor stays in this process's table."""
+    while _running:
+        _, process = _running.popitem()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def looking(options: LockOptions | None) -> Iterator[None]:
+    """`ahead` (unless `options` is None), the body, then `end`, however the body ends."""
+    if options is not None:
+        ahead(options)
+    try:
+        yield
+    finally:
+        end()

@@ -43,7 +43,9 @@ def test_begin_selection_asks_for_the_first_round_s_pages_before_it_returns(
     options = SelectionOptions("stable", "auto", index_for(indexsim, tmp_path / "b"))
     with IndexClient(cache_dir=options.index.cache_dir) as client:
         finish = begin_selection(linux_host(), ("torch",), options, client=client)
-        time.sleep(2 * LATENCY)  # the caller's own work: the pages arrive meanwhile
+        deadline = time.monotonic() + 10  # the caller's own work: the pages arrive meanwhile
+        while _torch_pages(indexsim) != asked and time.monotonic() < deadline:
+            time.sleep(LATENCY / 4)
         before = _torch_pages(indexsim)
         got = finish()
     assert asked and before == asked  # every page the selection reads, asked for at once
@@ -97,6 +99,39 @@ def test_lock_starts_uv_s_interpreter_look_before_it_reads_the_host(
     assert order[:2] == ["find resolver", "host"]
     assert "find resolver" not in order[2:]  # the resolver took the running one
     assert uvwarm._running == {}
+
+
+def test_a_lock_that_stops_before_resolving_leaves_no_find_running(
+    indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock refused after the find started (a file name PEP 751 does not allow) stops it."""
+    need_uv()
+    use_sim(monkeypatch, tmp_path, indexsim)
+    monkeypatch.chdir(tmp_path)
+    started: list[Path] = []
+    real_start = uvwarm.start
+    monkeypatch.setattr(
+        uvwarm, "start", lambda uv, cache, env: started.append(cache) or real_start(uv, cache, env)
+    )
+    replay = str(HOSTS / "h100-driver580")
+    result = CliRunner().invoke(app, ["lock", "torch", "--replay", replay, "-o", "locked.toml"])
+    assert result.exit_code == 2, result.output
+    assert started == [tmp_path / "cache" / "resolver"]  # it was started: the check can fail
+    assert uvwarm._running == {}
+
+
+def test_a_resolver_that_cannot_run_fails_before_any_request(
+    indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torchenv.agent.base.errors import ResolutionError
+    from torchenv.agent.base.reporter import Reporter
+    from torchenv.agent.pipeline.stages import lock_selected
+
+    monkeypatch.setenv("TORCHENV_UV", "")  # no uv, so --resolver uv cannot run
+    options = LockOptions(SelectionOptions("stable", "auto", index_for(indexsim, tmp_path)), "uv")
+    with pytest.raises(ResolutionError, match="TORCHENV_UV"):
+        lock_selected(linux_host(), ["torch"], options, Reporter())
+    assert indexsim.requests() == []
 
 
 @pytest.mark.parametrize("resolver", ["pip", "uv"])
