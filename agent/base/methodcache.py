@@ -5,7 +5,7 @@ A dataclass's `__init__`, `__repr__`, `__eq__`, `__hash__` and frozen `__setattr
 as source text and compiled when its module is imported: about 0.9 ms per class, some 40 ms of a
 `select` and 70 ms of a `lock` (each loads 50-80 of them). `install()` has `dataclasses` compile
 each text once: the code objects are kept in `__pycache__/dataclass-methods.TAG.marshal` beside
-this module, keyed by the exact text compiled (so an entry is right or unused, never stale), and
+this module (under sys.pycache_prefix where one is set, as its bytecode), keyed by the exact text compiled (so an entry is right or unused, never stale), and
 written back at exit where new texts were compiled. It is written where Python writes bytecode:
 not under PYTHONDONTWRITEBYTECODE (-B), not where the directory cannot be written; a file that
 is unreadable, damaged or from another interpreter is ignored and replaced.
@@ -41,7 +41,11 @@ def cache_file() -> str | None:
     if not tag:  # None where the interpreter writes no bytecode
         return None
     here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.join(here, "__pycache__", f"dataclass-methods.{tag}.marshal")
+    name = f"dataclass-methods.{tag}.marshal"
+    prefix = sys.pycache_prefix  # PYTHONPYCACHEPREFIX / -X pycache_prefix: bytecode goes there
+    if prefix:  # as importlib places it: the source directory's path under the prefix
+        return os.path.join(prefix, os.path.splitdrive(here)[1].lstrip(os.sep), name)
+    return os.path.join(here, "__pycache__", name)
 
 
 def install(path: str | None = None) -> bool:

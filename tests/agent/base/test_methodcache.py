@@ -147,3 +147,24 @@ def test_the_command_installs_it_before_its_dataclasses(tmp_path: Path) -> None:
                           env={**os.environ, "TORCHENV_CACHE_DIR": str(tmp_path),
                                "TORCHENV_NO_FASTPATH": "1"})  # fmt: skip
     assert done.stdout.strip().splitlines()[-1] == "True True", done.stderr
+
+
+@pytest.mark.parametrize("prefix", [None, "pyc"])
+def test_the_file_lies_where_python_writes_this_module_s_bytecode(
+    tmp_path: Path, prefix: str | None
+) -> None:
+    """Beside the module's own .pyc: in __pycache__, or under PYTHONPYCACHEPREFIX."""
+    code = (
+        "import importlib.util, os, sys\n"
+        "from torchenv.agent.base import methodcache\n"
+        "pyc = importlib.util.cache_from_source(methodcache.__file__)\n"
+        "print(os.path.dirname(pyc) == os.path.dirname(methodcache.cache_file()), pyc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+    if prefix is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(tmp_path / prefix)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    same, pyc = done.stdout.split()
+    assert same == "True"
+    assert pyc.startswith(str(tmp_path)) == (prefix is not None)  # the check can fail
