@@ -4,11 +4,12 @@ torchenv's bytecode, as Python keeps the modules' own.
 A dataclass's `__init__`, `__repr__`, `__eq__`, `__hash__` and frozen `__setattr__` are written
 as source text and compiled when its module is imported: about 0.9 ms per class, some 40 ms of a
 `select` and 70 ms of a `lock` (each loads 50-80 of them). `install()` has `dataclasses` compile
-each text once: the code objects are kept in `__pycache__/dataclass-methods.TAG.marshal` beside
-this module (under sys.pycache_prefix where one is set, as its bytecode), keyed by the exact text compiled (so an entry is right or unused, never stale), and
-written back at exit where new texts were compiled. It is written where Python writes bytecode:
-not under PYTHONDONTWRITEBYTECODE (-B), not where the directory cannot be written; a file that
-is unreadable, damaged or from another interpreter is ignored and replaced.
+each text once: the code objects are kept in `__pycache__/dataclass-methods.TAG.marshal`
+beside this module (under sys.pycache_prefix where one is set, as its bytecode), keyed by
+the exact text compiled (so an entry is right or unused, never stale), and written back at
+exit where new texts were compiled. It is written where Python writes bytecode: not under
+PYTHONDONTWRITEBYTECODE (-B), not where the directory cannot be written; a file that is
+unreadable, damaged or from another interpreter is ignored and replaced.
 
 Only the CLI process installs it (agent/cli/entry.py), and only on the interpreters whose
 `dataclasses` compiles its texts with `exec(text, globals, namespace)` (3.10-3.13): the name
