@@ -222,16 +222,16 @@ def choose(
     request: Request,
     catalog: Catalog,
     reader: IndexReader,
-    first: Selection | None = None,
+    first: Selection,
 ) -> tuple[Selection, Availability]:
-    """select() with what the index holds, reading only the pages the choice needs; `first`
-    is select()'s answer before any page was read, where the caller has it already."""
+    """select() with what the index holds, reading only the pages the choice needs, from
+    `first`: select()'s answer before any page was read."""
     from torchenv.backends.availability import Availability
     from torchenv.backends.catalog import add_listed
     from torchenv.backends.select import pages_to_read, select
 
     availability = Availability()
-    result = first if first is not None else select(host, request, catalog, availability)
+    result = first
     for _ in range(MAX_ROUNDS):
         todo = pages_to_read(result, availability, limit=PAGE_BATCH)
         if not todo:
@@ -289,6 +289,7 @@ def begin_selection(
     and, with a client given, starts reading them (those without a young listing); the call
     it returns makes the selection, taking those pages. A lock loads what it needs in
     between, while the index answers. Raises ConfigError for an invalid request."""
+    from torchenv.agent.base.errors import ConfigError
     from torchenv.agent.index import catalog_refresh
     from torchenv.backends.availability import Availability
     from torchenv.backends.select import InvalidRequest, pages_to_read, select
@@ -303,10 +304,13 @@ def begin_selection(
         max_age=options.index.page_max_age,
         make_client=lambda: _own_client(options.index),
     )
-    try:
+    try:  # the request is checked here, once: the later rounds' select() take it as it is
         first = select(host, request, catalog, Availability())
     except InvalidRequest as exc:
-        raise _invalid(exc) from exc
+        raise ConfigError(
+            str(exc),
+            hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
+        ) from exc
     if client is not None and not offline:
         now = time.time()
         for url in pages_to_read(first, None, limit=PAGE_BATCH):
@@ -319,8 +323,6 @@ def begin_selection(
         reads.clear()
         try:
             result, availability = choose(host, request, catalog, reader, first)
-        except InvalidRequest as exc:
-            raise _invalid(exc) from exc
         finally:
             if client is None and reader.client is not None:
                 reader.client.close()
@@ -340,12 +342,3 @@ def begin_selection(
         return result
 
     return finish
-
-
-def _invalid(exc: Exception) -> Exception:
-    from torchenv.agent.base.errors import ConfigError
-
-    return ConfigError(
-        str(exc),
-        hint="requirements look like 'torch>=2.6'; backends like cpu, cu126, rocm6.4, xpu, mps",
-    )
