@@ -142,7 +142,7 @@ class UvResolver:
         if self.runner is not run_process or self._warming is not None:
             return
         self._warmed_dirs.add(cache_dir)
-        uvwarm.start(uv, cache_dir, clean_env({"UV_NO_PROGRESS": "1"}))
+        uvwarm.start(uv, cache_dir)
         self._warming = cache_dir
 
     def _warmed(self) -> None:

@@ -31,13 +31,15 @@ def argv(uv: str, cache_dir: Path) -> list[str]:
             "--no-config", "--no-python-downloads", "--quiet"]  # fmt: skip
 
 
-def start(uv: str, cache_dir: Path, env: dict[str, str]) -> None:
+def start(uv: str, cache_dir: Path) -> None:
     """Start the find into `cache_dir` unless one is running there (a failed start: none)."""
+    from torchenv.agent.lock.resolvers.base import clean_env
+
     if cache_dir in _running:
         return
     with contextlib.suppress(OSError):
         _running[cache_dir] = subprocess.Popen(
-            argv(uv, cache_dir), env=env, stdin=subprocess.DEVNULL,
+            argv(uv, cache_dir), env=clean_env({"UV_NO_PROGRESS": "1"}), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
@@ -49,12 +51,11 @@ def ahead(options: LockOptions) -> None:
     ends it with `end` where the lock stops before resolving."""
     from torchenv.agent.base.uvbin import find_uv, uv_switched_off
     from torchenv.agent.lock.resolvers import resolver_cache
-    from torchenv.agent.lock.resolvers.base import clean_env
 
     named = options.resolver in ("auto", "uv")
     uv = find_uv() if named and not uv_switched_off() else None
     if uv is not None:
-        start(uv, resolver_cache(options.index), clean_env({"UV_NO_PROGRESS": "1"}))
+        start(uv, resolver_cache(options.index))
 
 
 def wait(cache_dir: Path) -> None:

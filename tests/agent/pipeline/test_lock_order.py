@@ -82,9 +82,9 @@ def test_lock_starts_uv_s_interpreter_look_before_it_reads_the_host(
     order: list[str] = []
     real_start, real_load = uvwarm.start, HostSource.load
 
-    def start(uv: str, cache_dir: Path, env: dict[str, str]) -> None:
+    def start(uv: str, cache_dir: Path) -> None:
         order.append(f"find {cache_dir.name}" + (" again" if cache_dir in uvwarm._running else ""))
-        real_start(uv, cache_dir, env)
+        real_start(uv, cache_dir)
 
     def load(self: HostSource, probe: object) -> object:
         order.append("host")
@@ -111,7 +111,7 @@ def test_a_lock_that_stops_before_resolving_leaves_no_find_running(
     started: list[Path] = []
     real_start = uvwarm.start
     monkeypatch.setattr(
-        uvwarm, "start", lambda uv, cache, env: started.append(cache) or real_start(uv, cache, env)
+        uvwarm, "start", lambda uv, cache: started.append(cache) or real_start(uv, cache)
     )
     replay = str(HOSTS / "h100-driver580")
     result = CliRunner().invoke(app, ["lock", "torch", "--replay", replay, "-o", "locked.toml"])
