@@ -28,6 +28,8 @@ class NvidiaState(str, enum.Enum):
 
 @dataclass(frozen=True)
 class NvidiaGpu:
+    """One NVIDIA GPU: its index, name, UUID, compute capability, memory, MIG, PCI bus."""
+
     index: int
     name: str | None = None
     uuid: str | None = None
@@ -39,6 +41,8 @@ class NvidiaGpu:
 
 @dataclass(frozen=True)
 class NvidiaReport:
+    """The NVIDIA stack: its state, driver and CUDA versions, the GPUs, and the source."""
+
     state: NvidiaState = NvidiaState.ABSENT
     driver_version: str | None = None  # "580.95.05"
     cuda_driver_version: str | None = None  # "13.0": the newest CUDA the driver runs
@@ -52,6 +56,8 @@ class NvidiaReport:
 
 @dataclass(frozen=True)
 class AmdGpu:
+    """One AMD GPU: its KFD node, gfx target (name and number), device id and name."""
+
     node: int
     gfx: str  # "gfx942"
     gfx_target_version: int  # 90402
@@ -61,6 +67,8 @@ class AmdGpu:
 
 @dataclass(frozen=True)
 class AmdReport:
+    """The AMD stack: whether KFD is there, the ROCm version, the GPUs."""
+
     kfd_present: bool = False
     rocm_version: str | None = None  # "6.2.4"
     gpus: tuple[AmdGpu, ...] = ()
@@ -70,6 +78,8 @@ class AmdReport:
 
 @dataclass(frozen=True)
 class IntelGpu:
+    """One Intel GPU on the PCI bus: its address, device id, name and kernel driver."""
+
     pci_address: str
     device_id: str  # "0x56a0"
     name: str | None = None
@@ -78,12 +88,16 @@ class IntelGpu:
 
 @dataclass(frozen=True)
 class IntelReport:
+    """The Intel GPUs on the PCI bus, and why any could not be read."""
+
     gpus: tuple[IntelGpu, ...] = ()
     reasons: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class AppleReport:
+    """macOS and Apple silicon: the version, the chip, Rosetta, whether MPS can run."""
+
     is_macos: bool = False
     macos_version: str | None = None  # "14.5"
     apple_silicon: bool | None = None
@@ -95,6 +109,8 @@ class AppleReport:
 
 @dataclass(frozen=True)
 class CpuReport:
+    """The CPU and libc: architecture, vendor and model, the flags builds care about, cores."""
+
     arch: str  # normalised: "x86_64", "aarch64", "arm64" (macOS), "ppc64le", ...
     machine: str  # what the OS calls it: "AMD64", "arm64", "x86_64"
     vendor: str | None = None
@@ -108,6 +124,8 @@ class CpuReport:
 
 @dataclass(frozen=True)
 class PythonReport:
+    """The Python interpreter: version, implementation, the wheel tags it installs, its venv."""
+
     version: str  # "3.11.7"
     implementation: str  # "cpython"
     interpreter_tag: str  # "cp311"
@@ -127,6 +145,8 @@ class PythonReport:
 
 @dataclass(frozen=True)
 class SystemReport:
+    """The OS and machine: release, kernel, container, WSL, cloud, memory, disk, boot id."""
+
     os: str  # "linux", "macos", "windows"
     os_release: str | None = None  # "Debian GNU/Linux 12 (bookworm)", "14.5", "10.0.22631"
     kernel: str | None = None
@@ -143,6 +163,8 @@ class SystemReport:
 
 @dataclass(frozen=True)
 class HostReport:
+    """One host's facts, section by section, and the overrides given (TORCHENV_*, flags)."""
+
     system: SystemReport
     cpu: CpuReport
     python: PythonReport

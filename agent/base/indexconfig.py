@@ -10,6 +10,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class ToolIndexConfig:
+    """pip's index settings (index-url, extra-index-url, find-links) and where they were found."""
+
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
     find_links: tuple[str, ...] = ()

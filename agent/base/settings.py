@@ -66,6 +66,8 @@ def _url(raw: str) -> str:
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: its key and help, how its default is worked out, how a value is parsed."""
+
     key: str
     help: str
     default: Callable[[Mapping[str, str]], Any]
@@ -195,6 +197,8 @@ BY_KEY = {s.key: s for s in SETTINGS}
 
 @dataclass(frozen=True)
 class Value:
+    """One setting's value and where it came from."""
+
     key: str
     value: Any
     source: str  # "command line", "environment (TORCHENV_X)", "pyproject.toml (/p)", ...

@@ -84,6 +84,8 @@ class EnvironmentSpec:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """The agent's whole configuration: the environments it keeps and its own settings."""
+
     environments: tuple[EnvironmentSpec, ...]
     socket: Path
     state_dir: Path

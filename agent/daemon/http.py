@@ -41,6 +41,8 @@ class HttpError(Exception):
 
 @dataclass(frozen=True)
 class Request:
+    """One request as read: method, path and query, headers (names lower-cased), body."""
+
     method: str
     path: str
     query: str
@@ -60,6 +62,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Response:
+    """One answer to send: status, body and its content type, extra headers."""
+
     status: int
     body: bytes
     content_type: str = "application/json"

@@ -24,6 +24,8 @@ SELF = (sys.executable, "-m", "torchenv.agent")  # the provisioner when none is 
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a provision ended: what it installed, the error to report, or that it was stopped."""
+
     ok: bool
     interrupted: bool = False
     backend: str | None = None

@@ -26,6 +26,8 @@ class Action(str, enum.Enum):
 
 @dataclass(frozen=True)
 class LastError:
+    """An environment's last failed provision: its message, hint and kind, and when."""
+
     message: str
     hint: str | None
     kind: str
@@ -44,6 +46,8 @@ class LastError:
 
 @dataclass(frozen=True)
 class EnvStatus:
+    """One environment's status: its state, what is active and what for, its failures and retry."""
+
     name: str
     prefix: str
     state: EnvState = EnvState.PENDING

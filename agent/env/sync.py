@@ -33,6 +33,8 @@ LOCK_COPY = venv.LOCK_COPY  # the lock an environment was built from, inside it
 
 @dataclass(frozen=True)
 class SyncResult:
+    """What a sync did: the environment it made or kept, its packages, downloads and times."""
+
     prefix: Path
     env_id: str
     env_dir: Path

@@ -46,6 +46,8 @@ class PrefixKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Layout:
+    """The paths of a managed prefix `P`: `P.torchenv/` with its envs, lock and state file."""
+
     prefix: Path
 
     @classmethod

@@ -72,6 +72,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class LockIndex:
+    """A lock index (index.json): the entry of each class by fingerprint, and the requirements."""
+
     classes: Mapping[str, Entry] = field(default_factory=dict)
     requirements: tuple[str, ...] = ()
 

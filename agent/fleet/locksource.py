@@ -96,6 +96,8 @@ class SourceLock:
 
 @dataclass(frozen=True)
 class Lookup:
+    """What `auto` takes from the lock source: the published lock (None: lock here), notes."""
+
     found: SourceLock | None  # None: no source set, or no lock for this class (resolve)
     notes: tuple[str, ...] = ()
 

@@ -39,6 +39,8 @@ _HINT = "check lock-source (`torchenv config` shows it and where it came from)"
 
 @dataclass(frozen=True)
 class IndexRead:
+    """A lock index as read: parsed and raw, where from, whether the cache answered."""
+
     index: LockIndex
     raw: bytes
     where: str  # the index's final URL, or its path: lock paths are relative to it
@@ -101,6 +103,8 @@ class DirectoryReader:
 
 @dataclass(frozen=True)
 class _Answer:
+    """One HTTP answer: status, headers (names lower-cased), the whole body, final URL."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes

@@ -27,6 +27,8 @@ class CachePolicy:
 
 @dataclass(frozen=True)
 class CacheEntry:
+    """One stored response: its body, validators (ETag, Last-Modified) and freshness."""
+
     url: str  # the final URL (after redirects): relative links resolve against it
     body: bytes
     content_type: str | None

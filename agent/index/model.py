@@ -48,6 +48,8 @@ class Artifact:
 
 @dataclass(frozen=True)
 class CoreMetadata:
+    """A wheel's METADATA: name, version, Requires-Dist and Requires-Python, and the text."""
+
     name: str
     version: Version
     requires_dist: tuple[Requirement, ...]
@@ -57,6 +59,8 @@ class CoreMetadata:
 
 @dataclass
 class KindStats:
+    """Requests and body bytes for one kind of request (page, metadata, range, download)."""
+
     requests: int = 0
     bytes_fetched: int = 0
 

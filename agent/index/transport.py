@@ -103,6 +103,8 @@ class _Partial:
 
 @dataclass(frozen=True)
 class _Answer:
+    """One HTTP answer: status, headers (names lower-cased), the whole body, final URL."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes

@@ -45,12 +45,16 @@ class ZipFormatError(ValueError):
 
 @dataclass(frozen=True)
 class ZipDirectory:
+    """Where a zip's central directory lies: its offset and size in bytes."""
+
     offset: int
     size: int
 
 
 @dataclass(frozen=True)
 class ZipMember:
+    """One central-directory entry: a file's name, method, CRC, sizes, local header offset."""
+
     name: str
     method: int
     crc: int

@@ -13,6 +13,8 @@ from torchenv.probes.report import HostReport
 
 @dataclass(frozen=True)
 class Difference:
+    """One target fact in which the host differs from the lock: the locked and host values."""
+
     fact: str
     locked: Any
     host: Any

@@ -74,6 +74,8 @@ METADATA_BATCH = 4  # candidates whose metadata is read at once when matching a 
 
 @dataclass(frozen=True)
 class _Ask:
+    """One torch-family project asked for: the specifier and extras its wheel must satisfy."""
+
     name: str
     specifier: SpecifierSet
     extras: frozenset[str]

@@ -39,6 +39,8 @@ THIS_MACHINE = HostSource()  # no recording, no report file, no facts given
 
 @dataclass(frozen=True)
 class AutoResult:
+    """What `auto` did (or found unchanged): the host, the build, the lock, the sync, times."""
+
     action: str  # "unchanged" (nothing to do) or "synced"
     prefix: Path
     lock_path: Path

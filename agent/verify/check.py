@@ -97,6 +97,8 @@ class Status(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Check:
+    """One verify step's result: its name, status (passed, failed, skipped), detail, time."""
+
     name: str
     status: Status
     detail: str
@@ -131,6 +133,8 @@ class DevicePlan:
 
 @dataclass(frozen=True)
 class VerifyReport:
+    """Every verify check, and the environment's Python version; ok unless one failed."""
+
     checks: tuple[Check, ...]
     python: str | None = None
 
@@ -232,9 +236,8 @@ def _step(output: Mapping[str, Any], key: str) -> tuple[Any, str | None, float |
 
 
 def version_check(found: str, expected: str, backend: str | None) -> Check:
-    """torch's run-time version against the lock's: the public versions must be equal, and a
-    local label must be the lock's or name the locked backend (the CUDA 13 wheel of torch
-    2.14.1 is version 2.14.1 on the index and reports 2.14.1+cu130 at run time)."""
+    """torch's run-time version against the lock's: equal public versions, and a local label that
+    is the lock's or names the locked backend (the cu130 wheel of 2.14.1 runs as 2.14.1+cu130)."""
     from packaging.version import InvalidVersion, Version
 
     name = "torch version"

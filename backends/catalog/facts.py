@@ -20,6 +20,8 @@ def read_data(name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _ArchRow:
+    """One CUDA build's device code (SASS, PTX) for torch `low`..`high` on `platforms`."""
+
     backend: str
     low: str | None
     high: str | None

@@ -27,6 +27,8 @@ class Build:
 
 @dataclass(frozen=True)
 class Release:
+    """One torch release: its Pythons, glibc and macOS floors, family, and builds per platform."""
+
     torch: str  # "2.14"
     python: tuple[str, ...]  # "3.12"
     python_ft: tuple[str, ...]  # free-threaded builds, "3.14" for cp314t
@@ -81,6 +83,8 @@ class CompatFloor:
 
 @dataclass(frozen=True)
 class Channel:
+    """A prerelease channel (test, nightly): its torch version, built like release `like`."""
+
     name: str
     torch: str
     like: str
@@ -88,6 +92,8 @@ class Channel:
 
 @dataclass(frozen=True)
 class Catalog:
+    """The whole catalog: releases, driver floors, channels, and what the live index last showed."""
+
     releases: tuple[Release, ...]  # stable releases, newest first
     drivers: tuple[DriverFloor, ...]  # oldest CUDA first
     compat: tuple[CompatFloor, ...]

@@ -13,6 +13,8 @@ from torchenv.backends.vocabulary import Dotted, Kind, cuda_of, dotted, show
 
 @dataclass(frozen=True)
 class Check:
+    """One check of a build against the host or request: passed or not, why, what unlocks it."""
+
     ok: bool
     reason: str
     unlock: str | None = None

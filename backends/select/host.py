@@ -11,6 +11,8 @@ from torchenv.probes.report import HostReport, NvidiaState
 
 @dataclass(frozen=True)
 class Gpu:
+    """One NVIDIA GPU: its label in reasons, compute capability, the backends with SASS for it."""
+
     label: str  # "GPU 0 (NVIDIA GeForce RTX 5090, sm 12.0)"
     cc: Dotted | None
     sass_in: tuple[str, ...] = ()  # the backends that carry SASS for it, in any release
@@ -32,6 +34,8 @@ class Nvidia:
 
 @dataclass(frozen=True)
 class Host:
+    """The host facts selection needs: OS, platform, Python, libc and each vendor's GPUs."""
+
     os: str
     platform: str | None
     python: str

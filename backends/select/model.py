@@ -23,6 +23,8 @@ class Flag(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Request:
+    """What to select for: the requirements, the channel, a backend, and the index URLs."""
+
     requirements: tuple[str, ...] = ("torch",)
     channel: str = "stable"
     backend: str | None = None  # None or "auto": choose
@@ -32,6 +34,8 @@ class Request:
 
 @dataclass(frozen=True)
 class Candidate:
+    """One (torch release, backend) considered: whether it fits, why, what would unlock it."""
+
     torch: str
     backend: str
     ok: bool
@@ -61,6 +65,8 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Selection:
+    """The chosen build (or why none fits), with every candidate considered."""
+
     ok: bool
     backend: str | None
     torch: str | None

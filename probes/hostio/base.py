@@ -11,6 +11,8 @@ Json = Any
 
 @dataclass(frozen=True)
 class CommandResult:
+    """A command's run: its exit code and output, or why it could not run."""
+
     argv: tuple[str, ...]
     returncode: int | None = None
     stdout: str = ""

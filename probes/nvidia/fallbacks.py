@@ -34,6 +34,8 @@ CC_HINT = (
 
 @dataclass(frozen=True)
 class Kernel:
+    """The loaded NVIDIA module's driver version, and where it was read (sysfs, procfs)."""
+
     version: str | None
     source: str  # "sysfs" or "procfs"
 

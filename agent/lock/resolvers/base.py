@@ -56,6 +56,8 @@ class WheelRef:
 
 @dataclass(frozen=True)
 class Pin:
+    """One resolved package: name, version, direct URL (stand-ins), dependencies, wheel."""
+
     name: str  # normalised
     version: str
     direct_url: str | None = None  # set for direct references (the stand-ins)
@@ -65,6 +67,8 @@ class Pin:
 
 @dataclass(frozen=True)
 class Resolution:
+    """What a resolver gave: its name and the pins."""
+
     resolver: str
     pins: tuple[Pin, ...]
 
@@ -74,6 +78,8 @@ class Resolution:
 
 @dataclass(frozen=True)
 class Completed:
+    """A finished resolver process (what a Runner returns): its argv, exit code and output."""
+
     argv: tuple[str, ...]
     returncode: int
     stdout: str

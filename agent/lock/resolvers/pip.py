@@ -123,6 +123,8 @@ def _dependencies(
 
 @dataclass
 class PipResolver:
+    """Resolves with `pip install --dry-run --report`, run by the interpreter `python`."""
+
     runner: Runner = field(default=run_process)
     python: str = sys.executable
     name: str = "pip"

@@ -121,6 +121,8 @@ def _best_wheel(entries: list[dict[str, Any]], ranks: dict[Tag, int]) -> WheelRe
 
 @dataclass
 class UvResolver:
+    """Resolves with `uv pip compile`; `prepare` and `start` begin its work before `resolve`."""
+
     runner: Runner = field(default=run_process)
     binary: str | None = None
     name: str = "uv"
