@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from torchenv.agent.base.errors import IndexError_, IntegrityError
-from torchenv.agent.base.limits import MAX_PAGE
+from torchenv.agent.base.limits import MAX_PAGE, size_text
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_key, entry_from_response
 from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
@@ -24,24 +24,6 @@ if TYPE_CHECKING:  # imported where used: importing the client stays cheap
     from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK = 1 << 20
-
-# httpcore reads an HTTP/1.1 body 64 KiB at a time, and each piece then passes through h11,
-# httpx's decoders, the file and the digests: for a wheel of hundreds of megabytes those
-# layers cost more CPU than the hashing. Reads of up to READ_SIZE (a read takes what the
-# socket holds, so small answers are unchanged) cut a download's time by about a third on
-# loopback; benchmarks/sync.py times whole syncs.
-READ_SIZE = 256 << 10
-
-
-def _read_larger() -> None:
-    import httpcore  # httpx's own transport: loaded with httpx, nothing more is imported
-
-    connection = httpcore.HTTP11Connection
-    if getattr(connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
-        connection.READ_NUM_BYTES = READ_SIZE
-
-
-_read_larger()
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -153,8 +135,6 @@ def _bounded(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[bytes]:
     for chunk in chunks:
         seen += len(chunk)
         if seen > limit:
-            from torchenv.agent.base.limits import size_text
-
             raise IndexError_(
                 f"{url} answered more than {size_text(limit)}, the most torchenv reads of "
                 "such an answer; it was not read further",
