@@ -1,5 +1,4 @@
-"""httpx transports: the TLS context made at the first https request (never for http), and
-responses read in pieces of up to READ_SIZE."""
+"""An httpx transport that makes its TLS context at the first https request, never for http."""
 
 from __future__ import annotations
 
@@ -7,26 +6,9 @@ import threading
 from typing import Any
 from urllib.request import getproxies  # what httpx reads the environment's proxies with
 
-import httpcore  # httpx's own transport: loaded with httpx, nothing more to import
 import httpx
 
 from torchenv.agent.base.errors import ConfigError
-
-# httpcore reads an HTTP/1.1 body 64 KiB at a time, and each piece then passes through h11,
-# httpx's decoders, the file and the digests: for a wheel of hundreds of megabytes those
-# layers cost more CPU than the hashing. Reads of up to READ_SIZE (a read takes what the
-# socket holds, so small answers are unchanged) cut a download's time by about a third on
-# loopback; benchmarks/sync.py times whole syncs.
-READ_SIZE = 256 << 10
-
-
-def _read_larger() -> None:
-    connection = httpcore.HTTP11Connection
-    if getattr(connection, "READ_NUM_BYTES", READ_SIZE) < READ_SIZE:
-        connection.READ_NUM_BYTES = READ_SIZE
-
-
-_read_larger()
 
 
 def environment_names_a_proxy() -> bool:
