@@ -16,12 +16,15 @@ requests = what the server sent and answered. Medians of --runs, and torchenv / 
 - --real: torch + torchvision for an H100 (driver 580: CUDA 13.0 wheels) from the loopback
   mirror of the machine's REAL wheels (tests/realmirror: plain PEP 503 HTML, no metadata
   files, no sizes); uv with the family pinned to the mirror's cu130 directory.
-Each at every --latency (ms injected before every answer; default 0 and 20).
+Each at every --latency (ms injected before every answer; default 0 and 20). --with NAME (as
+often as wanted) adds a requirement beyond the family to both sides, as a project's own
+dependencies are (e.g. --real --with transformers: the mirror holds its whole tree).
 
 Targets (issue 13): cold lock <= 1.0x uv wall on both indexes at 20 ms latency, cold CPU
 <= 2x uv's; warm lock <= 1.5x uv wall (index pages younger than index-max-age, 600 s by
 default, are not read again; `--refresh` reads them).
-Usage: python benchmarks/lock.py [--runs N] [--latency MS]... [--real] [--torchenv PATH]
+Usage: python benchmarks/lock.py [--runs N] [--latency MS]... [--real] [--with NAME]...
+                                  [--torchenv PATH]
 """
 
 from __future__ import annotations
@@ -115,12 +118,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def uv_project(directory: Path, family: Sequence[str], torch_index: str) -> Path:
+def uv_project(
+    directory: Path, family: Sequence[str], torch_index: str, rest: Sequence[str] = ()
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     sources = "\n".join(f'{n} = {{ index = "pytorch" }}' for n in family)
     (directory / "pyproject.toml").write_text(
         '[project]\nname = "bench"\nversion = "0"\nrequires-python = ">=3.10"\n'
-        f"dependencies = {list(family)!r}\n\n"
+        f"dependencies = {[*family, *rest]!r}\n\n"
         f'[[tool.uv.index]]\nname = "pytorch"\nurl = "{torch_index}"\n'
         f"explicit = true\n\n[tool.uv.sources]\n{sources}\n"
     )
@@ -213,22 +218,23 @@ def real_mirror(latency: float, work: Path) -> Iterator[Any]:
         yield mirror
 
 
-def sim_case(sim: Any, torchenv: str, uv: str, work: Path) -> Case:
+def sim_case(sim: Any, torchenv: str, uv: str, work: Path, rest: Sequence[str] = ()) -> Case:
     env = clean_env(TORCHENV_TORCH_INDEX_URL=sim.torch_index_url,
                     TORCHENV_INDEX_URL=sim.pypi_url, **_no_config(work))  # fmt: skip
-    project = uv_project(work / "uv-sim", SIM_FAMILY, f"{sim.torch_index_url}/cu126")
+    project = uv_project(work / "uv-sim", SIM_FAMILY, f"{sim.torch_index_url}/cu126", rest)
+    ours = torchenv_lock(torchenv, (*SIM_FAMILY, *rest), (*H100, "--backend", "cu126"))
     return Case(
-        "sim", sim, torchenv_lock(torchenv, SIM_FAMILY, (*H100, "--backend", "cu126")), env,
+        "sim", sim, ours, env,
         uv_compile(uv, sim.pypi_url, "x86_64-manylinux_2_28"), project,
     )  # fmt: skip
 
 
-def real_case(mirror: Any, torchenv: str, uv: str, work: Path) -> Case:
+def real_case(mirror: Any, torchenv: str, uv: str, work: Path, rest: Sequence[str] = ()) -> Case:
     env = clean_env(TORCHENV_TORCH_INDEX_URL=mirror.torch_index_url,
                     TORCHENV_INDEX_URL=mirror.index_url, **_no_config(work))  # fmt: skip
-    project = uv_project(work / "uv-real", REAL_FAMILY, f"{mirror.torch_index_url}/cu130")
+    project = uv_project(work / "uv-real", REAL_FAMILY, f"{mirror.torch_index_url}/cu130", rest)
     return Case(
-        "real", mirror, torchenv_lock(torchenv, REAL_FAMILY, H100), env,
+        "real", mirror, torchenv_lock(torchenv, (*REAL_FAMILY, *rest), H100), env,
         uv_compile(uv, mirror.index_url, "x86_64-manylinux_2_28"), project,
     )  # fmt: skip
 
@@ -250,6 +256,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, action="append", help="ms per request")
     parser.add_argument("--real", action="store_true", help="the real-wheel mirror")
     parser.add_argument("--torchenv", help="an installed torchenv console script")
+    parser.add_argument("--with", dest="rest", action="append", default=[], metavar="NAME",
+                        help="a requirement beyond the family, on both sides")  # fmt: skip
     args = parser.parse_args()
     uv, torchenv = find_uv(), args.torchenv or default_torchenv()
     if uv is None:
@@ -263,12 +271,13 @@ def main() -> None:
         if args.real
         else "torch+torchvision+torchaudio (cu126, linux x86_64, cp311), the index simulator"
     )
+    what += "".join(f" + {name}" for name in args.rest)
     print(f"lock {what}; {torchenv} vs {uv}")
     for latency in args.latency or [0.0, 20.0]:
         work = Path(tempfile.mkdtemp(prefix="torchenv-bench-lock-"))
         try:
             with serve(latency / 1000, work) as server:
-                results = run_case(make(server, torchenv, uv, work), args.runs, work)
+                results = run_case(make(server, torchenv, uv, work, args.rest), args.runs, work)
         finally:
             shutil.rmtree(work, ignore_errors=True)
         report(f"latency {latency:.0f} ms/request; medians of {args.runs} runs", results)
