@@ -26,6 +26,7 @@ from torchenv.agent.index.lazytls import LazyTLSTransport
 
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index.client` stays cheap
     pass
+from torchenv.agent.index.bodies import HINT
 from torchenv.agent.index.model import Artifact, CoreMetadata, IndexStats
 from torchenv.agent.index.pages import (
     JSON_TYPE,
@@ -38,7 +39,6 @@ from torchenv.agent.index.pages import (
 )
 from torchenv.agent.index.transport import (
     CHUNK,
-    HINT,
     HttpSession,
     _Partial,
     _RangesRefused,

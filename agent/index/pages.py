@@ -24,8 +24,8 @@ from torchenv.agent.base.errors import IndexError_
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index.client` stays cheap
     pass
 
+from torchenv.agent.index.bodies import HINT
 from torchenv.agent.index.model import Artifact, CoreMetadata
-from torchenv.agent.index.transport import HINT
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 

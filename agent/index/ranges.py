@@ -13,13 +13,12 @@ from torchenv.agent.base.limits import MAX_WHEEL, MAX_ZIP_DIRECTORY
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index.client` stays cheap
     pass
 
+from torchenv.agent.index.bodies import _body_chunks, _bounded
 from torchenv.agent.index.model import Artifact
 from torchenv.agent.index.transport import (
     CHUNK,
     HttpSession,
     _answer_head,
-    _body_chunks,
-    _bounded,
     _content_range,
     _int,
     _raise_if_retryable,

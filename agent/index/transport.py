@@ -6,7 +6,7 @@ import contextlib
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -14,8 +14,9 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from torchenv.agent.base.errors import IndexError_, IntegrityError
-from torchenv.agent.base.limits import MAX_PAGE, size_text
+from torchenv.agent.base.limits import MAX_PAGE
 from torchenv.agent.base.reporter import Reporter
+from torchenv.agent.index.bodies import HINT, _body_chunks, _bounded, _Retry
 from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_key, entry_from_response
 from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
 from torchenv.agent.index.model import Artifact, IndexStats
@@ -27,20 +28,6 @@ CHUNK = 1 << 20
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-HINT = (
-    "Check the index URL and mirror settings (`torchenv config` shows index-url and "
-    "torch-index-url) and this host's network connection"
-)
-
-
-class _Retry(Exception):
-    """One attempt failed in a way worth retrying."""
-
-    def __init__(self, reason: str, *, truncated: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.truncated = truncated
 
 
 class _RangesRefused(Exception):
@@ -114,35 +101,6 @@ class _StreamContext:
         # closing a broken connection may fail; the attempt's outcome is already known
         with contextlib.suppress(httpx.TransportError):
             self._cm.__exit__(*exc)
-
-
-def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
-    seen = 0
-    try:
-        for chunk in response.iter_bytes():  # decoded content, as it arrives (resumable)
-            wire = response.num_bytes_downloaded
-            stats.count_bytes(kind, wire - seen)
-            seen = wire
-            yield chunk
-        stats.count_bytes(kind, response.num_bytes_downloaded - seen)
-    except httpx.TransportError as exc:
-        raise _Retry(f"{type(exc).__name__}: {exc}", truncated=True) from exc
-
-
-def _bounded(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[bytes]:
-    """The chunks, stopping with IndexError_ once they pass `limit` bytes."""
-    seen = 0
-    for chunk in chunks:
-        seen += len(chunk)
-        if seen > limit:
-            raise IndexError_(
-                f"{url} answered more than {size_text(limit)}, the most torchenv reads of "
-                "such an answer; it was not read further",
-                hint="The index (or a proxy in front of it) answers something that is not a "
-                "package index; " + HINT,
-                details={"url": url, "limit": limit},
-            )
-        yield chunk
 
 
 def _raise_if_retryable(response: httpx.Response) -> None:
