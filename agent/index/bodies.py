@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 
 import httpx
@@ -9,6 +10,12 @@ import httpx
 from torchenv.agent.base.errors import IndexError_
 from torchenv.agent.base.limits import size_text
 from torchenv.agent.index.model import IndexStats
+
+# The client asks for gzip only (ACCEPT_ENCODING) and inflates it here, at most INFLATE_STEP
+# bytes at a time: httpx inflates each read whole, so a few hundred KiB of a crafted page
+# could become gigabytes before any bound on the body saw them.
+ACCEPT_ENCODING = "gzip"
+INFLATE_STEP = 1 << 20
 
 HINT = (
     "Check the index URL and mirror settings (`torchenv config` shows index-url and "
@@ -25,10 +32,35 @@ class _Retry(Exception):
         self.truncated = truncated
 
 
+def _decoded(response: httpx.Response) -> Iterator[bytes]:
+    """The body as it arrives, decoded: gzip inflated in steps of at most INFLATE_STEP; none,
+    an encoding the client did not ask for (a server's own choice) or a body already read
+    (a test's answer made in memory) as httpx decodes it."""
+    encoding = response.headers.get("content-encoding", "").strip().lower()
+    if encoding not in ("gzip", "x-gzip") or response.is_stream_consumed:
+        yield from response.iter_bytes()
+        return
+    inflate, received = zlib.decompressobj(16 + zlib.MAX_WBITS), 0
+    for raw in response.iter_raw():
+        received, data = received + len(raw), raw
+        while not inflate.eof:  # output zlib still holds comes with no input left
+            try:
+                piece = inflate.decompress(data, INFLATE_STEP)
+            except zlib.error as exc:
+                raise _Retry(f"the gzip-encoded answer is damaged ({exc})") from exc
+            data = inflate.unconsumed_tail
+            if piece:
+                yield piece
+            elif not data:
+                break
+    if received and not inflate.eof:  # no body at all (a 304, a HEAD) has nothing to end
+        raise _Retry("the gzip-encoded answer stops before its end", truncated=True)
+
+
 def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
     seen = 0
     try:
-        for chunk in response.iter_bytes():  # decoded content, as it arrives (resumable)
+        for chunk in _decoded(response):  # decoded content, as it arrives (resumable)
             wire = response.num_bytes_downloaded
             stats.count_bytes(kind, wire - seen)
             seen = wire

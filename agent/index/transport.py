@@ -16,7 +16,7 @@ import httpx
 from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.limits import MAX_PAGE
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.index.bodies import HINT, _body_chunks, _bounded, _Retry
+from torchenv.agent.index.bodies import ACCEPT_ENCODING, HINT, _body_chunks, _bounded, _Retry
 from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_key, entry_from_response
 from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
 from torchenv.agent.index.model import Artifact, IndexStats
@@ -178,7 +178,7 @@ class HttpSession:
             "follow_redirects": True,
             "transport": transport,
             "limits": limits,
-            "headers": {"User-Agent": "torchenv"},
+            "headers": {"User-Agent": "torchenv", "Accept-Encoding": ACCEPT_ENCODING},
         }
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
