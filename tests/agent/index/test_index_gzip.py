@@ -8,6 +8,7 @@ import tracemalloc
 import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -32,8 +33,8 @@ BOMB = gzipped(bytes(1 << 20), repeat=4 * (MAX_PAGE >> 20))  # 4x MAX_PAGE of ze
 
 class _Gzip(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    bodies: dict[str, bytes] = {}
-    asked: list[str] = []
+    bodies: ClassVar[dict[str, bytes]] = {}
+    asked: ClassVar[list[str]] = []
 
     def log_message(self, format: str, *args: object) -> None:
         pass
