@@ -1,0 +1,57 @@
+"""A download through the index client takes the socket's bytes in large pieces, whole."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from torchenv.agent.index.client import IndexClient
+
+BODY = bytes(range(256)) * (16 << 10)  # 4 MiB
+
+
+class _Whole(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+
+@pytest.fixture
+def wheel_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Whole)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/demo-1.0-py3-none-any.whl"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_download_reads_more_than_64_kib_at_a_time(wheel_url: str, tmp_path: Path) -> None:
+    """httpcore's own reads are 64 KiB; the client's are larger where the socket holds more
+    (a pause after the first piece lets the sender fill it), and the file is the same."""
+    pieces: list[int] = []
+
+    def progress(amount: int) -> None:
+        pieces.append(amount)
+        if len(pieces) == 1:
+            time.sleep(0.05)
+
+    part = tmp_path / "demo.part"
+    with IndexClient(retries=0) as client:
+        digests, size = client.fetch_file(wheel_url, part, size=len(BODY), progress=progress)
+    assert size == len(BODY) == sum(pieces)
+    assert digests["sha256"] == hashlib.sha256(BODY).hexdigest()
+    assert part.read_bytes() == BODY
+    assert max(pieces) > 64 << 10, f"no read took more than 64 KiB: {max(pieces)} bytes"
