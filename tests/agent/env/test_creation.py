@@ -124,3 +124,42 @@ def test_a_manifest_that_cannot_be_written_fails_the_sync_after_verification(
     assert len(verified) == 1  # the verifier ran to its end
     layout = venv.Layout.for_prefix(prefix)
     assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
+
+
+def test_the_new_environments_records_are_made_durable_beside_the_verifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest and the lock copy are fsynced while the verifier runs, before the state's
+    intent (whose fsync on ext4 would otherwise wait for the whole environment's data)."""
+    lock, cache, prefix = real_lock(tmp_path / "lock"), tmp_path / "cache", tmp_path / ".venv"
+    events: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def verifier(python: Path) -> VerifyReport:
+        events.append("verify started")
+        deadline = time.monotonic() + 10
+        wanted = {f"fsync {integrity.MANIFEST}", f"fsync {sync.LOCK_COPY}"}
+        while not wanted <= set(events):  # the thread's fsyncs
+            assert time.monotonic() < deadline, events
+            time.sleep(0.01)
+        events.append("verify ended")
+        return VerifyReport(checks=())
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no /proc/self/fd to name an fsynced descriptor's file")
+    monkeypatch.setattr(os, "fsync", fsync)
+    parsed, raw = read_lock_file(lock)
+    result = sync.sync(
+        parsed, raw, prefix, host_facts=HOST.target_facts(), cache_dir=cache,
+        reporter=RecordingReporter(), verifier=verifier,
+    )  # fmt: skip
+    ended = events.index("verify ended")  # the verifier waited for the thread's fsync
+    assert events.index(f"fsync {integrity.MANIFEST}") < ended
+    assert events.index(f"fsync {sync.LOCK_COPY}") < ended
+    states = [i for i, e in enumerate(events) if e.startswith("fsync .state.json")]
+    assert len(states) == 2 and states[0] > ended  # the intent, then the state after it
+    assert venv.active_env(venv.Layout.for_prefix(prefix)) == result.env_id
