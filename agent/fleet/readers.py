@@ -206,17 +206,22 @@ class HttpReader:
     def _http(self) -> httpx.Client:
         import httpx
 
-        if self._client is None:
+        from torchenv.agent.index.bodies import ACCEPT_ENCODING
+
+        if self._client is None:  # gzip only: _decoded inflates it in bounded steps
             self._client = httpx.Client(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 follow_redirects=True,
-                headers={"User-Agent": "torchenv"},
+                headers={"User-Agent": "torchenv", "Accept-Encoding": ACCEPT_ENCODING},
             )
         return self._client
 
     def _get(self, url: str, headers: Mapping[str, str], limit: int) -> _Answer:
-        """One GET, retried on 5xx, 429 and transport errors; a body over `limit` is refused."""
+        """One GET, retried on 5xx, 429, transport errors and damaged gzip; a body over `limit`
+        is refused (decoded bytes, counted as they are inflated: agent/index/bodies.py)."""
         import httpx
+
+        from torchenv.agent.index.bodies import _decoded, _Retry
 
         last = ""
         for attempt in range(HTTP_ATTEMPTS):
@@ -228,7 +233,7 @@ class HttpReader:
                         last = f"HTTP {response.status_code}"
                         continue
                     body = bytearray()
-                    for chunk in response.iter_bytes():
+                    for chunk in _decoded(response):
                         body += chunk
                         if len(body) > limit:
                             raise _TooLarge
@@ -236,6 +241,8 @@ class HttpReader:
                     return _Answer(response.status_code, head, bytes(body), str(response.url))
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
+            except _Retry as exc:
+                last = exc.reason
         raise LockSourceError(
             f"cannot read {url} ({last}, {HTTP_ATTEMPTS} attempts)",
             hint=_HINT + ", and that its server answers from this host",
