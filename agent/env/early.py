@@ -84,12 +84,28 @@ def held(
     lock's bytes `raw`: the body checks the lock and the host and syncs."""
     layout = venv.Layout.for_prefix(prefix)
     venv.check_prefix(layout, force=force)
-    venv.ensure_home(layout)
     with (
-        prefixlock.hold(layout.lock_file, reporter=reporter, timeout=timeout),
+        holding(layout, reporter, timeout=timeout),
         building(layout, named_python(raw), reporter) as build,
     ):
         yield layout, build
+
+
+@contextmanager
+def holding(
+    layout: venv.Layout, reporter: Reporter, *, timeout: float | None = None
+) -> Iterator[None]:
+    """The prefix lock held, its home made where needed; a home this made is removed again
+    when the body fails leaving nothing in it (a first sync of a lock that is refused)."""
+    made = venv.ensure_home(layout)
+    with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=timeout):
+        venv.ensure_home(layout)  # again: one that failed meanwhile may have removed it
+        try:
+            yield
+        except BaseException:
+            if made:
+                venv.remove_unused_home(layout)
+            raise
 
 
 @contextmanager

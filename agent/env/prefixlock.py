@@ -46,35 +46,72 @@ def hold(path: Path, *, reporter: Reporter, timeout: float | None = None) -> Ite
     """Hold the exclusive lock on `path`; wait up to `timeout` seconds, then raise BusyError.
 
     The kernel drops an fcntl lock when its holder dies, so a killed torchenv never leaves
-    the prefix locked; the pid written into the file is only for the message.
+    the prefix locked; the pid written into the file is only for the message. A holder may
+    remove the file (venv.remove_unused_home): a waiter that then gets the lock of the
+    removed file opens the path again (its directory made again), so no two processes hold
+    the locks of two files of one name.
     """
     timeout = lock_timeout() if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    fd = _open(path)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise EnvironmentBuildError(
-            f"cannot open the lock file {path}: {exc.strerror or exc}",
-            hint="check that you may write the directory beside the prefix",
-            details={"path": str(path), "errno": exc.errno},
-        ) from exc
-    try:
-        if not _try_lock(fd):
-            holder = _read_holder(fd)
-            reporter.info(f"waiting for torchenv process {holder}, which holds {path}")
-            deadline = time.monotonic() + timeout
-            while not _try_lock(fd):
-                if time.monotonic() >= deadline:
-                    raise BusyError(
-                        f"another torchenv process (pid {holder}) is working on this prefix",
-                        hint="wait for it to finish, or stop it; the lock file is " + str(path),
-                        details={"pid": holder, "lock_file": str(path), "waited_s": timeout},
-                    )
-                time.sleep(POLL_SECONDS)
+        _wait(fd, path, reporter, deadline, timeout)
+        while not _names(path, fd):
+            os.close(fd)
+            fd = -1
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _cannot_open(path, exc) from exc
+            fd = _open(path)
+            _wait(fd, path, reporter, deadline, timeout)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
+
+
+def _wait(fd: int, path: Path, reporter: Reporter, deadline: float, timeout: float) -> None:
+    """Until the lock of `fd` is had; BusyError at `deadline`."""
+    if _try_lock(fd):
+        return
+    holder = _read_holder(fd)
+    reporter.info(f"waiting for torchenv process {holder}, which holds {path}")
+    while not _try_lock(fd):
+        if time.monotonic() >= deadline:
+            raise BusyError(
+                f"another torchenv process (pid {holder}) is working on this prefix",
+                hint="wait for it to finish, or stop it; the lock file is " + str(path),
+                details={"pid": holder, "lock_file": str(path), "waited_s": timeout},
+            )
+        time.sleep(POLL_SECONDS)
+
+
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _cannot_open(path, exc) from exc
+
+
+def _cannot_open(path: Path, exc: OSError) -> EnvironmentBuildError:
+    return EnvironmentBuildError(
+        f"cannot open the lock file {path}: {exc.strerror or exc}",
+        hint="check that you may write the directory beside the prefix",
+        details={"path": str(path), "errno": exc.errno},
+    )
+
+
+def _names(path: Path, fd: int) -> bool:
+    """Whether `path` still names the file open as `fd` (not removed or replaced meanwhile)."""
+    try:
+        here = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
 
 
 @contextmanager

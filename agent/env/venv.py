@@ -201,12 +201,29 @@ def check_prefix(layout: Layout, *, force: bool) -> PrefixKind:
     return kind
 
 
-def ensure_home(layout: Layout) -> None:
+def ensure_home(layout: Layout) -> bool:
+    """Make the prefix's home and its envs directory; True where the home was not there."""
+    made = not layout.home.exists()
     try:
         fault_point("home")
         layout.envs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error("create", layout.envs, exc) from exc
+    return made
+
+
+def remove_unused_home(layout: Layout) -> None:
+    """Remove a home holding only its lock file and an empty envs directory (what a first
+    command that failed made), for a caller that holds the lock: a process waiting for it
+    opens the lock file anew (prefixlock.hold). Anything else there, and it stays."""
+    try:
+        if set(os.listdir(layout.home)) - {layout.envs.name, layout.lock_file.name}:
+            return
+        layout.envs.rmdir()  # OSError where it is not empty: kept
+        layout.lock_file.unlink(missing_ok=True)
+        layout.home.rmdir()
+    except OSError:
+        return
 
 
 def new_env_id() -> str:

@@ -113,10 +113,9 @@ def verify_failed(prefix: Path, report: VerifyReport) -> Exception:
 def rollback_prefix(prefix: Path, reporter: Reporter) -> tuple[Path, str, str]:
     """Switch back to the environment that was active before the last sync: (the prefix,
     now active, was active)."""
-    from torchenv.agent.env import prefixlock, switch, venv
+    from torchenv.agent.env import early, switch, venv
 
     layout = venv.Layout.for_prefix(str(prefix))
-    venv.ensure_home(layout)
-    with prefixlock.hold(layout.lock_file, reporter=reporter):
+    with early.holding(layout, reporter):
         active, previous = switch.rollback(layout)
     return layout.prefix, active, previous

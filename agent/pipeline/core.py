@@ -238,12 +238,11 @@ def _run(
     devices_here: bool,
     published: Lookup,
 ) -> AutoResult:
-    from torchenv.agent.env import prefixlock
+    from torchenv.agent.env import early
 
     layout = venv.Layout.for_prefix(where.prefix)
     venv.check_prefix(layout, force=force)  # before any network work
-    venv.ensure_home(layout)
-    with prefixlock.hold(layout.lock_file, reporter=timed):
+    with early.holding(layout, timed):
         # Another process may have done the same work while this one waited for the lock.
         done = _done_before(where, layout, host=host, request=request, timed=timed,
                             started=started, published=published)  # fmt: skip
@@ -252,7 +251,6 @@ def _run(
         from torchenv.agent.base.fsutil import remove_stale_tmp
 
         remove_stale_tmp(where.lock_path.parent, where.lock_path.name)
-        from torchenv.agent.env import early
         from torchenv.agent.lock.resolvers.target import target_of
 
         # the new environment is made while the lock is read or made (agent/env/early.py)

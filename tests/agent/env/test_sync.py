@@ -226,6 +226,55 @@ def test_bad_input_exits_1_and_changes_nothing(
     assert torch_version(tmp_path / ".venv") == "2.13.0+cpu"
 
 
+def test_a_refused_first_command_leaves_no_home_beside_the_prefix(
+    tmp_path: Path, locks: tuple[Path, Path], host_file: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.toml"
+    corrupt.write_text("lock-version = '1.0'\n[[packages]\nname=")
+    other = build_lock(tmp_path / "arm", [torch_spec()], host=cpu_host(arch="aarch64"))
+    refused = [
+        (cli_sync(corrupt, tmp_path, host_file, "--prefix", "first"), "not a TOML file"),
+        (cli_sync(other, tmp_path, host_file, "--prefix", "first"), "made for another target"),
+        (cli(["rollback", "--prefix", "first"], tmp_path), "no previous environment"),
+    ]
+    for done, message in refused:
+        assert done.returncode == 1 and message in done.stderr, (message, done.stderr)
+        assert not (tmp_path / "first.torchenv").exists(), message
+    # a home with an environment in it is kept whatever is refused there
+    assert cli_sync(locks[0], tmp_path, host_file, "--prefix", "first").returncode == 0
+    assert cli_sync(corrupt, tmp_path, host_file, "--prefix", "first").returncode == 1
+    assert torch_version(tmp_path / "first") == "2.13.0+cpu"
+
+
+def test_a_waiter_takes_the_lock_file_anew_when_its_holder_removed_it(tmp_path: Path) -> None:
+    import threading
+
+    path = tmp_path / "home" / "lock"
+    path.parent.mkdir()
+    seen: list[tuple[bool, bool]] = []
+    waiting = threading.Event()
+
+    class Waiting(RecordingReporter):
+        def info(self, message: str) -> None:
+            waiting.set()
+
+    def waiter() -> None:
+        with (
+            prefixlock.hold(path, reporter=Waiting(), timeout=10),
+            prefixlock.try_hold(path) as free,  # another would-be holder of the file at `path`
+        ):
+            seen.append((path.exists(), free))
+
+    with prefixlock.hold(path, reporter=RecordingReporter(), timeout=1):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+        assert waiting.wait(10)
+        path.unlink()  # as venv.remove_unused_home does, holding the lock
+        path.parent.rmdir()
+    thread.join(10)
+    assert seen == [(True, False)]  # the waiter holds the lock of the file now at `path`
+
+
 def test_second_process_waits_then_says_who_holds_the_prefix(
     tmp_path: Path, locks: tuple[Path, Path], host_file: Path
 ) -> None:
