@@ -5,58 +5,26 @@ and a damaged answer is a LockSourceError, not a crash."""
 from __future__ import annotations
 
 import json
-import threading
 import tracemalloc
-import zlib
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
+from helpers.gzipserve import GzipServer, gzipped, serve_gzip
 
 from torchenv.agent.base.locksetting import parse_source
 from torchenv.agent.fleet import readers
 from torchenv.agent.fleet.lockindex import INDEX_FORMAT, INDEX_VERSION, LockSourceError
 
-
-def gzipped(data: bytes, repeat: int = 1) -> bytes:
-    pack = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    return b"".join(pack.compress(data) for _ in range(repeat)) + pack.flush()
-
-
 INDEX = json.dumps({"format": INDEX_FORMAT, "version": INDEX_VERSION, "classes": {}}).encode()
 BOMB = gzipped(b" " * (1 << 20), repeat=4 * (readers.MAX_INDEX >> 20))  # 64 MiB in ~64 KB
 
 
-class _Gzip(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    bodies: ClassVar[dict[str, bytes]] = {}
-    asked: ClassVar[list[str]] = []
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.asked.append(self.headers.get("Accept-Encoding", ""))
-        body = self.bodies[self.path.strip("/").split("/")[0]]
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def server() -> Iterator[str]:
-    _Gzip.bodies = {"good": gzipped(INDEX), "bomb": BOMB, "damaged": gzipped(INDEX)[:-8] + b"x" * 8}
-    _Gzip.asked = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Gzip)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+def served() -> Iterator[GzipServer]:
+    bodies = {"good": gzipped(INDEX), "bomb": BOMB, "damaged": gzipped(INDEX)[:-8] + b"x" * 8}
+    with serve_gzip(bodies, "application/json") as server:
+        yield server
 
 
 def _reader(url: str, tmp_path: Path) -> readers.HttpReader:
@@ -65,20 +33,22 @@ def _reader(url: str, tmp_path: Path) -> readers.HttpReader:
     return readers.HttpReader(source, cache_dir=tmp_path / "cache", max_age=0.0)
 
 
-def test_a_gzip_index_is_inflated_and_only_gzip_is_asked_for(server: str, tmp_path: Path) -> None:
-    reader = _reader(f"{server}/good/index.json", tmp_path)
+def test_a_gzip_index_is_inflated_and_only_gzip_is_asked_for(
+    served: GzipServer, tmp_path: Path
+) -> None:
+    reader = _reader(f"{served.url}/good/index.json", tmp_path)
     try:
         read = reader.index()
     finally:
         reader.close()
     assert read.raw == INDEX
-    assert _Gzip.asked == ["gzip"]
+    assert served.asked == ["gzip"]
 
 
 def test_an_index_that_inflates_past_its_bound_is_refused_in_bounded_memory(
-    server: str, tmp_path: Path
+    served: GzipServer, tmp_path: Path
 ) -> None:
-    reader = _reader(f"{server}/bomb/index.json", tmp_path)
+    reader = _reader(f"{served.url}/bomb/index.json", tmp_path)
     tracemalloc.start()
     try:
         with pytest.raises(LockSourceError, match="larger than 16 MiB"):
@@ -92,14 +62,14 @@ def test_an_index_that_inflates_past_its_bound_is_refused_in_bounded_memory(
 
 
 def test_a_damaged_gzip_answer_is_a_lock_source_error_after_retries(
-    server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: GzipServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(readers.time, "sleep", lambda _s: None)
-    reader = _reader(f"{server}/damaged/index.json", tmp_path)
+    reader = _reader(f"{served.url}/damaged/index.json", tmp_path)
     try:
         with pytest.raises(LockSourceError, match="gzip") as caught:
             reader.index()
     finally:
         reader.close()
     assert f"{readers.HTTP_ATTEMPTS} attempts" in caught.value.message
-    assert len(_Gzip.asked) == readers.HTTP_ATTEMPTS
+    assert len(served.asked) == readers.HTTP_ATTEMPTS
