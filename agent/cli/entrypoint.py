@@ -159,17 +159,7 @@ def run_plain(argv: Sequence[str]) -> None:
     if parsed is None:
         return
     as_json, arguments = parsed
-    try:
-        provision_then_exec(**arguments)
-    except (Exception, KeyboardInterrupt) as exc:
-        import typer
+    from torchenv.agent.cli import plainargs
 
-        from torchenv.agent.cli.guard import fail_for
-        from torchenv.agent.cli.outcome import quiet_broken_pipe
-
-        try:
-            fail_for(exc, as_json)
-        except typer.Exit as stop:
-            sys.exit(stop.exit_code)
-        except BrokenPipeError:  # the reader went away: 1, quietly, as the typer path ends
-            quiet_broken_pipe()
+    # an error is said as the typer command says it (without loading typer), then exits
+    sys.exit(plainargs.run(lambda: provision_then_exec(**arguments), as_json))
