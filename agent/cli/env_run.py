@@ -108,12 +108,12 @@ def run_auto(
     the core raises (the caller says it)."""
     from torchenv.agent.base.options import AutoOptions
     from torchenv.agent.cli import fastpath_write
-    from torchenv.agent.cli.lock_run import check_lock_name
+    from torchenv.agent.cli.lock_run import check_lock_path
     from torchenv.agent.cli.reqfiles import requirement_file_lines
     from torchenv.agent.pipeline import core as pipeline
 
     if lock is not None:
-        check_lock_name(lock, "--lock")  # auto writes it: PEP 751's names, as `lock -o`
+        check_lock_path(lock, "--lock")  # auto writes it: PEP 751's names, as `lock -o`
 
     reqs = (*(requirements or ()), *requirement_file_lines(requirement_file or ()))
     pending = fastpath_write.begin(__file__)  # the console script's no-op stamp

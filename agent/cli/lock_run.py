@@ -103,7 +103,7 @@ def run(
         target = output or Path(DEFAULT_OUTPUT)
         if check:
             return render_check(locking.check_lock_file(target, host), as_json)
-        check_lock_name(target)
+        check_lock_path(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         reporter = make_reporter(as_json)
         with locking.index_client(lock_options, reporter) as client:
@@ -128,20 +128,31 @@ def run(
         return 0
 
 
-def check_lock_name(path: Path, option: str = "-o") -> None:
-    """PEP 751's names, as uv insists: pylock.toml or pylock.NAME.toml (NAME without dots)."""
+def check_lock_path(path: Path, option: str = "-o") -> None:
+    """Where a lock will be written, before any work: PEP 751's names, as uv insists
+    (pylock.toml or pylock.NAME.toml, NAME without dots), in a directory that is there, and
+    not a directory itself. UsageError otherwise."""
     import re
 
     from torchenv.agent.base.errors import UsageError
 
-    if path.name == DEFAULT_OUTPUT or re.fullmatch(r"pylock\.[^.]+\.toml", path.name):
-        return
-    raise UsageError(
-        f"{option} {path}: a PEP 751 lock is named pylock.toml or pylock.NAME.toml, "
-        f"not {path.name!r}",
-        hint=f"write it as {path.with_name(DEFAULT_OUTPUT)} or e.g. "
-        f"{path.with_name('pylock.gpu.toml')}; installers find locks by that name",
-    )
+    if path.name != DEFAULT_OUTPUT and not re.fullmatch(r"pylock\.[^.]+\.toml", path.name):
+        raise UsageError(
+            f"{option} {path}: a PEP 751 lock is named pylock.toml or pylock.NAME.toml, "
+            f"not {path.name!r}",
+            hint=f"write it as {path.with_name(DEFAULT_OUTPUT)} or e.g. "
+            f"{path.with_name('pylock.gpu.toml')}; installers find locks by that name",
+        )
+    if path.is_dir():
+        raise UsageError(
+            f"{option} {path} is a directory, not a lock file",
+            hint=f"name the file: {option} {path / DEFAULT_OUTPUT}",
+        )
+    if not path.absolute().parent.is_dir():
+        raise UsageError(
+            f"{option} {path}: there is no directory {path.parent}",
+            hint="create it first, or name a lock file in a directory that is there",
+        )
 
 
 # ---------------------------------------------------------------- several hosts (--publish)

@@ -154,6 +154,12 @@ ROWS = [
     Row("auto --lock takes PEP 751 names too: usage", ["auto", "--lock", "torch.lock",
         "--replay", CPU_VM, "--dry-run"], 2,
         lambda d: d.err.startswith("torchenv: --lock torch.lock")),
+    Row("lock -o into a directory that is not there: usage, before any work", ["lock", "-o",
+        "nodir/pylock.toml", "--python-platform", "linux", "--python-version", "3.12"], 2,
+        lambda d: "there is no directory nodir" in d.err),
+    Row("auto --lock into a directory that is not there: usage", ["auto", "--lock",
+        "nodir/pylock.toml", "--replay", CPU_VM, "--dry-run"], 2,
+        lambda d: d.err.startswith("torchenv: --lock nodir/pylock.toml: there is no directory")),
     Row("entrypoint -r with a requirement, not a file: usage", ["entrypoint", "-r", "numpy",
         "--", "true"], 2, lambda d: "-r names a requirements file" in d.err),
     Row("the provision's unexpected failure is the entrypoint's 3", ["entrypoint",
@@ -172,6 +178,14 @@ def test_convention(row: Row, tmp_path: Path) -> None:
     done = torchenv(row.args, tmp_path, clean_env(tmp_path, **row.env))
     assert done.code == row.code, (done.out, done.err)
     assert row.check(done), (done.out, done.err)
+
+
+def test_lock_o_naming_a_directory_is_refused_before_any_work(tmp_path: Path) -> None:
+    (tmp_path / "pylock.toml").mkdir()
+    args = ["lock", "-o", "pylock.toml", "--python-platform", "linux", "--python-version", "3.12"]
+    done = torchenv(args, tmp_path, clean_env(tmp_path))
+    assert done.code == 2, (done.out, done.err)
+    assert "pylock.toml is a directory" in done.err and "pylock.toml/pylock.toml" in done.err
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)

@@ -61,8 +61,10 @@ def test_requirements_file_and_json(env: Path) -> None:
         "lock", "-r", "reqs.txt", "-o", "locks/pylock.gpu.toml", "--replay", H100,
         "--backend", "cu126", "--resolver", "pip", "--json",
     )  # fmt: skip
-    assert code == 1, out  # the directory does not exist: refused with a hint, nothing written
-    assert json.loads(out)["error"] == "lock"
+    assert code == 2, out  # the directory does not exist: refused at once, with a hint
+    assert (
+        json.loads(out)["error"] == "usage" and "no directory locks" in json.loads(out)["message"]
+    )
     (env / "locks").mkdir()
     code, out = invoke(
         "lock", "-r", "reqs.txt", "-o", "locks/pylock.gpu.toml", "--replay", H100,
