@@ -95,16 +95,15 @@ def held(
 def holding(
     layout: venv.Layout, reporter: Reporter, *, timeout: float | None = None
 ) -> Iterator[None]:
-    """The prefix lock held, its home made where needed; a home this made is removed again
-    when the body fails leaving nothing in it (a first sync of a lock that is refused)."""
-    made = venv.ensure_home(layout)
+    """The prefix lock held (prefixlock.hold makes its directory), its home made; when the
+    body fails, a home left with nothing in it is removed (a first sync of a lock that is
+    refused), whoever made it."""
     with prefixlock.hold(layout.lock_file, reporter=reporter, timeout=timeout):
-        venv.ensure_home(layout)  # again: one that failed meanwhile may have removed it
         try:
+            venv.ensure_home(layout)
             yield
         except BaseException:
-            if made:
-                venv.remove_unused_home(layout)
+            venv.remove_unused_home(layout)
             raise
 
 

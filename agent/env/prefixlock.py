@@ -48,23 +48,22 @@ def hold(path: Path, *, reporter: Reporter, timeout: float | None = None) -> Ite
     The kernel drops an fcntl lock when its holder dies, so a killed torchenv never leaves
     the prefix locked; the pid written into the file is only for the message. A holder may
     remove the file (venv.remove_unused_home): a waiter that then gets the lock of the
-    removed file opens the path again (its directory made again), so no two processes hold
-    the locks of two files of one name.
+    removed file opens the path again (its directory made again, as a missing one always is),
+    so no two processes hold the locks of two files of one name.
     """
     timeout = lock_timeout() if timeout is None else timeout
     deadline = time.monotonic() + timeout
-    fd = _open(path)
+    fd = -1
     try:
-        _wait(fd, path, reporter, deadline, timeout)
-        while not _names(path, fd):
-            os.close(fd)
-            fd = -1
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise _cannot_open(path, exc) from exc
+        while True:
             fd = _open(path)
             _wait(fd, path, reporter, deadline, timeout)
+            if _names(path, fd):
+                break
+            os.close(fd)  # the lock of a file its holder removed: open the path anew
+            fd = -1
+            if time.monotonic() >= deadline:
+                raise _busy("unknown", path, timeout)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -81,17 +80,27 @@ def _wait(fd: int, path: Path, reporter: Reporter, deadline: float, timeout: flo
     reporter.info(f"waiting for torchenv process {holder}, which holds {path}")
     while not _try_lock(fd):
         if time.monotonic() >= deadline:
-            raise BusyError(
-                f"another torchenv process (pid {holder}) is working on this prefix",
-                hint="wait for it to finish, or stop it; the lock file is " + str(path),
-                details={"pid": holder, "lock_file": str(path), "waited_s": timeout},
-            )
+            raise _busy(holder, path, timeout)
         time.sleep(POLL_SECONDS)
 
 
+def _busy(holder: str, path: Path, timeout: float) -> BusyError:
+    return BusyError(
+        f"another torchenv process (pid {holder}) is working on this prefix",
+        hint="wait for it to finish, or stop it; the lock file is " + str(path),
+        details={"pid": holder, "lock_file": str(path), "waited_s": timeout},
+    )
+
+
 def _open(path: Path) -> int:
+    """The lock file opened, made where missing, its directory too (a holder that removed an
+    unused home may have taken it between the caller's making it and this)."""
     try:
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
         raise _cannot_open(path, exc) from exc
 

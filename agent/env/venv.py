@@ -201,15 +201,13 @@ def check_prefix(layout: Layout, *, force: bool) -> PrefixKind:
     return kind
 
 
-def ensure_home(layout: Layout) -> bool:
-    """Make the prefix's home and its envs directory; True where the home was not there."""
-    made = not layout.home.exists()
+def ensure_home(layout: Layout) -> None:
+    """Make the prefix's home and its envs directory."""
     try:
         fault_point("home")
         layout.envs.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error("create", layout.envs, exc) from exc
-    return made
 
 
 def remove_unused_home(layout: Layout) -> None:

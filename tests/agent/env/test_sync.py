@@ -275,6 +275,27 @@ def test_a_waiter_takes_the_lock_file_anew_when_its_holder_removed_it(tmp_path: 
     assert seen == [(True, False)]  # the waiter holds the lock of the file now at `path`
 
 
+def test_a_lock_whose_directory_went_before_the_open_makes_it_again(tmp_path: Path) -> None:
+    # the order of a first command whose home another removed between its making and opening
+    path = tmp_path / "home" / "lock"
+    with prefixlock.hold(path, reporter=RecordingReporter(), timeout=1):
+        assert path.is_file()
+        with prefixlock.try_hold(path) as free:
+            assert not free
+
+
+def test_a_failed_command_removes_an_empty_home_another_made(
+    tmp_path: Path, host_file: Path
+) -> None:
+    layout = venv.Layout.for_prefix(tmp_path / "first")
+    venv.ensure_home(layout)  # left by a process that died before its command failed
+    corrupt = tmp_path / "corrupt.toml"
+    corrupt.write_text("lock-version = '1.0'\n[[packages]\nname=")
+    done = cli_sync(corrupt, tmp_path, host_file, "--prefix", "first")
+    assert done.returncode == 1 and "not a TOML file" in done.stderr, done.stderr
+    assert not layout.home.exists()
+
+
 def test_second_process_waits_then_says_who_holds_the_prefix(
     tmp_path: Path, locks: tuple[Path, Path], host_file: Path
 ) -> None:
