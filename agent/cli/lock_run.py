@@ -78,6 +78,8 @@ def run(
     })  # fmt: skip
     lock_options = LockOptions.from_settings(settings)
     probe = ProbeOptions.from_settings(settings)
+    if publish is None and not check and len(replays) + len(reports) <= 1:
+        check_lock_path(output or Path(DEFAULT_OUTPUT))  # before uv, the host or the index
     from torchenv.agent.lock.resolvers import uvwarm
 
     # uv's look at this interpreter runs while the host and the index are read (none: --check)
@@ -103,7 +105,6 @@ def run(
         target = output or Path(DEFAULT_OUTPUT)
         if check:
             return render_check(locking.check_lock_file(target, host), as_json)
-        check_lock_path(target)
         reqs = gather_requirements(requirements or (), requirement_file or (), Path.cwd())
         reporter = make_reporter(as_json)
         with locking.index_client(lock_options, reporter) as client:

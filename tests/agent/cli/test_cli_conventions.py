@@ -157,6 +157,8 @@ ROWS = [
     Row("lock -o into a directory that is not there: usage, before any work", ["lock", "-o",
         "nodir/pylock.toml", "--python-platform", "linux", "--python-version", "3.12"], 2,
         lambda d: "there is no directory nodir" in d.err),
+    Row("lock -o is looked at before the host is read", ["lock", "-o", "nodir/pylock.toml",
+        "--replay", "no-such-host"], 2, lambda d: "there is no directory nodir" in d.err),
     Row("auto --lock into a directory that is not there: usage", ["auto", "--lock",
         "nodir/pylock.toml", "--replay", CPU_VM, "--dry-run"], 2,
         lambda d: d.err.startswith("torchenv: --lock nodir/pylock.toml: there is no directory")),
