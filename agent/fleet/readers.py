@@ -208,7 +208,7 @@ class HttpReader:
 
         from torchenv.agent.index.bodies import ACCEPT_ENCODING
 
-        if self._client is None:  # gzip only: _decoded inflates it in bounded steps
+        if self._client is None:  # gzip only: decoded inflates it in bounded steps
             self._client = httpx.Client(
                 timeout=httpx.Timeout(30.0, connect=10.0),
                 follow_redirects=True,
@@ -221,7 +221,7 @@ class HttpReader:
         is refused (decoded bytes, counted as they are inflated: agent/index/bodies.py)."""
         import httpx
 
-        from torchenv.agent.index.bodies import _decoded, _Retry
+        from torchenv.agent.index.bodies import Retry, decoded
 
         last = ""
         for attempt in range(HTTP_ATTEMPTS):
@@ -233,7 +233,7 @@ class HttpReader:
                         last = f"HTTP {response.status_code}"
                         continue
                     body = bytearray()
-                    for chunk in _decoded(response):
+                    for chunk in decoded(response):
                         body += chunk
                         if len(body) > limit:
                             raise _TooLarge
@@ -241,7 +241,7 @@ class HttpReader:
                     return _Answer(response.status_code, head, bytes(body), str(response.url))
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            except _Retry as exc:
+            except Retry as exc:
                 last = exc.reason
         raise LockSourceError(
             f"cannot read {url} ({last}, {HTTP_ATTEMPTS} attempts)",

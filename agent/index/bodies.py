@@ -23,7 +23,7 @@ HINT = (
 )
 
 
-class _Retry(Exception):
+class Retry(Exception):
     """One attempt failed in a way worth retrying."""
 
     def __init__(self, reason: str, *, truncated: bool = False) -> None:
@@ -32,7 +32,7 @@ class _Retry(Exception):
         self.truncated = truncated
 
 
-def _decoded(response: httpx.Response) -> Iterator[bytes]:
+def decoded(response: httpx.Response) -> Iterator[bytes]:
     """The body as it arrives, decoded: gzip inflated in steps of at most INFLATE_STEP; none,
     an encoding the client did not ask for (a server's own choice) or a body already read
     (a test's answer made in memory) as httpx decodes it."""
@@ -47,30 +47,30 @@ def _decoded(response: httpx.Response) -> Iterator[bytes]:
             try:
                 piece = inflate.decompress(data, INFLATE_STEP)
             except zlib.error as exc:
-                raise _Retry(f"the gzip-encoded answer is damaged ({exc})") from exc
+                raise Retry(f"the gzip-encoded answer is damaged ({exc})") from exc
             data = inflate.unconsumed_tail
             if piece:
                 yield piece
             elif not data:
                 break
     if received and not inflate.eof:  # no body at all (a 304, a HEAD) has nothing to end
-        raise _Retry("the gzip-encoded answer stops before its end", truncated=True)
+        raise Retry("the gzip-encoded answer stops before its end", truncated=True)
 
 
-def _body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
+def body_chunks(response: httpx.Response, stats: IndexStats, kind: str) -> Iterator[bytes]:
     seen = 0
     try:
-        for chunk in _decoded(response):  # decoded content, as it arrives (resumable)
+        for chunk in decoded(response):  # decoded content, as it arrives (resumable)
             wire = response.num_bytes_downloaded
             stats.count_bytes(kind, wire - seen)
             seen = wire
             yield chunk
         stats.count_bytes(kind, response.num_bytes_downloaded - seen)
     except httpx.TransportError as exc:
-        raise _Retry(f"{type(exc).__name__}: {exc}", truncated=True) from exc
+        raise Retry(f"{type(exc).__name__}: {exc}", truncated=True) from exc
 
 
-def _bounded(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[bytes]:
+def bounded(chunks: Iterator[bytes], limit: int, url: str) -> Iterator[bytes]:
     """The chunks, stopping with IndexError_ once they pass `limit` bytes."""
     seen = 0
     for chunk in chunks:

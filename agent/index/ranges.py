@@ -13,7 +13,7 @@ from torchenv.agent.base.limits import MAX_WHEEL, MAX_ZIP_DIRECTORY
 if TYPE_CHECKING:  # imported where used: `import torchenv.agent.index.client` stays cheap
     pass
 
-from torchenv.agent.index.bodies import _body_chunks, _bounded
+from torchenv.agent.index.bodies import body_chunks, bounded
 from torchenv.agent.index.model import Artifact
 from torchenv.agent.index.transport import (
     CHUNK,
@@ -89,8 +89,8 @@ class _RangeReader:
                 first, total = _content_range(response.headers.get("content-range"))
                 if first is not None:
                     self.size = total
-                    chunks = _body_chunks(response, client.stats, "range")
-                    body = b"".join(_bounded(chunks, length, self.url))
+                    chunks = body_chunks(response, client.stats, "range")
+                    body = b"".join(bounded(chunks, length, self.url))
                     return first, body
             if status in (200, 206, 416):
                 raise _RangesRefused(self._whole(response, status))
@@ -114,13 +114,13 @@ class _RangeReader:
                 with client._stream(self.url, kind="range") as full:
                     _raise_if_retryable(full)
                     _require_ok(_answer_head(full))
-                    for chunk in _bounded(
-                        _body_chunks(full, client.stats, "range"), MAX_WHEEL, self.url
+                    for chunk in bounded(
+                        body_chunks(full, client.stats, "range"), MAX_WHEEL, self.url
                     ):
                         spool.write(chunk)
             else:
-                for chunk in _bounded(
-                    _body_chunks(response, client.stats, "range"), MAX_WHEEL, self.url
+                for chunk in bounded(
+                    body_chunks(response, client.stats, "range"), MAX_WHEEL, self.url
                 ):
                     spool.write(chunk)
         except BaseException:

@@ -16,7 +16,7 @@ import httpx
 from torchenv.agent.base.errors import IndexError_, IntegrityError
 from torchenv.agent.base.limits import MAX_PAGE
 from torchenv.agent.base.reporter import Reporter
-from torchenv.agent.index.bodies import ACCEPT_ENCODING, HINT, _body_chunks, _bounded, _Retry
+from torchenv.agent.index.bodies import ACCEPT_ENCODING, HINT, Retry, body_chunks, bounded
 from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_key, entry_from_response
 from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
 from torchenv.agent.index.model import Artifact, IndexStats
@@ -81,7 +81,7 @@ class _Answer:
 
 
 class _StreamContext:
-    """client.stream() whose transport failures become _Retry."""
+    """client.stream() whose transport failures become Retry."""
 
     def __init__(self, client: httpx.Client, url: str, headers: dict[str, str]) -> None:
         self._url = url
@@ -91,7 +91,7 @@ class _StreamContext:
         try:
             return self._cm.__enter__()
         except httpx.TransportError as exc:
-            raise _Retry(f"{type(exc).__name__}: {exc}") from exc
+            raise Retry(f"{type(exc).__name__}: {exc}") from exc
         except httpx.InvalidURL as exc:
             raise IndexError_(
                 f"{self._url!r} is not a URL torchenv can fetch ({exc})", hint=HINT
@@ -105,7 +105,7 @@ class _StreamContext:
 
 def _raise_if_retryable(response: httpx.Response) -> None:
     if response.status_code >= 500 or response.status_code == 429:
-        raise _Retry(f"HTTP {response.status_code}")
+        raise Retry(f"HTTP {response.status_code}")
 
 
 def _answer_head(response: httpx.Response) -> _Answer:
@@ -225,14 +225,14 @@ class HttpSession:
             status = response.status_code
             if into.received and status == 416:
                 into.restart()
-                raise _Retry("HTTP 416 on a resumed download")
+                raise Retry("HTTP 416 on a resumed download")
             if into.received and (
                 status != 206
                 or _content_range(response.headers.get("content-range"))[0] != into.received
             ):
                 into.restart()  # the server sends the whole file again
             _require_ok(_answer_head(response))
-            for chunk in _body_chunks(response, self.stats, "download"):
+            for chunk in body_chunks(response, self.stats, "download"):
                 into.write(chunk)
                 if into.received > limit:
                     raise IntegrityError(
@@ -304,7 +304,7 @@ class HttpSession:
             with self._stream(url, kind=kind, headers=headers) as response:
                 _raise_if_retryable(response)
                 head = _answer_head(response)
-                body = b"".join(_bounded(_body_chunks(response, self.stats, kind), limit, url))
+                body = b"".join(bounded(body_chunks(response, self.stats, kind), limit, url))
                 return _Answer(head.status, head.headers, body, head.url)
 
         return self._with_retries(url, once)
@@ -316,14 +316,14 @@ class HttpSession:
         return _StreamContext(self._client, url, dict(headers or {}))
 
     def _with_retries(self, url: str, attempt: Callable[[], T]) -> T:
-        last: _Retry | None = None
+        last: Retry | None = None
         for n in range(self.retries + 1):
             if n:
                 self.stats.bump("retries")
                 time.sleep(self._delay(n))
             try:
                 return attempt()
-            except _Retry as exc:
+            except Retry as exc:
                 last = exc
         assert last is not None
         tries = self.retries + 1
