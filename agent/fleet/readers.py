@@ -233,16 +233,18 @@ class HttpReader:
                         last = f"HTTP {response.status_code}"
                         continue
                     body = bytearray()
-                    for chunk in decoded(response):
-                        body += chunk
-                        if len(body) > limit:
-                            raise _TooLarge
+                    try:
+                        for chunk in decoded(response):
+                            body += chunk
+                            if len(body) > limit:
+                                raise _TooLarge
+                    except Retry as exc:
+                        last = f"HTTP {response.status_code}, {exc.reason}"
+                        continue
                     head = {k.lower(): v for k, v in response.headers.items()}
                     return _Answer(response.status_code, head, bytes(body), str(response.url))
             except httpx.TransportError as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            except Retry as exc:
-                last = exc.reason
         raise LockSourceError(
             f"cannot read {url} ({last}, {HTTP_ATTEMPTS} attempts)",
             hint=_HINT + ", and that its server answers from this host",

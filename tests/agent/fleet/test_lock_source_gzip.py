@@ -72,4 +72,5 @@ def test_a_damaged_gzip_answer_is_a_lock_source_error_after_retries(
     finally:
         reader.close()
     assert f"{readers.HTTP_ATTEMPTS} attempts" in caught.value.message
+    assert "HTTP 200, the gzip-encoded answer" in caught.value.message  # the status kept
     assert len(served.asked) == readers.HTTP_ATTEMPTS
