@@ -104,7 +104,8 @@ def test_lock_starts_uv_s_interpreter_look_before_it_reads_the_host(
 def test_a_lock_that_stops_before_resolving_leaves_no_find_running(
     indexsim: IndexSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A lock refused after the find started (a file name PEP 751 does not allow) stops it."""
+    """A lock refused after the find started (a host that cannot be read) stops it; one
+    refused for its -o name (PEP 751's names) starts none."""
     need_uv()
     use_sim(monkeypatch, tmp_path, indexsim)
     monkeypatch.chdir(tmp_path)
@@ -116,6 +117,10 @@ def test_a_lock_that_stops_before_resolving_leaves_no_find_running(
     replay = str(HOSTS / "h100-driver580")
     result = CliRunner().invoke(app, ["lock", "torch", "--replay", replay, "-o", "locked.toml"])
     assert result.exit_code == 2, result.output
+    assert started == []  # the name is looked at before anything starts
+    missing = str(tmp_path / "no-such-host")
+    result = CliRunner().invoke(app, ["lock", "torch", "--replay", missing])
+    assert result.exit_code != 0 and "cannot replay" in result.output, result.output
     assert started == [tmp_path / "cache" / "resolver"]  # it was started: the check can fail
     assert uvwarm._running == {}
 
