@@ -57,13 +57,15 @@ def hold(path: Path, *, reporter: Reporter, timeout: float | None = None) -> Ite
     try:
         while True:
             fd = _open(path)
-            _wait(fd, path, reporter, deadline, timeout)
-            if _names(path, fd):
-                break
-            os.close(fd)  # the lock of a file its holder removed: open the path anew
-            fd = -1
+            if fd >= 0:
+                _wait(fd, path, reporter, deadline, timeout)
+                if _names(path, fd):
+                    break
+                os.close(fd)  # the lock of a file its holder removed: open the path anew
+                fd = -1
             if time.monotonic() >= deadline:
                 raise _busy("unknown", path, timeout)
+            time.sleep(POLL_SECONDS)  # a path replaced again and again does not spin
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
@@ -94,13 +96,17 @@ def _busy(holder: str, path: Path, timeout: float) -> BusyError:
 
 def _open(path: Path) -> int:
     """The lock file opened, made where missing, its directory too (a holder that removed an
-    unused home may have taken it between the caller's making it and this)."""
+    unused home may have taken it between the caller's making it and this); -1 where the
+    directory went again before the open (the caller tries once more)."""
     try:
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         except FileNotFoundError:
             path.parent.mkdir(parents=True, exist_ok=True)
+        try:
             return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            return -1
     except OSError as exc:
         raise _cannot_open(path, exc) from exc
 

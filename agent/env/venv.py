@@ -217,7 +217,8 @@ def remove_unused_home(layout: Layout) -> None:
     try:
         if set(os.listdir(layout.home)) - {layout.envs.name, layout.lock_file.name}:
             return
-        layout.envs.rmdir()  # OSError where it is not empty: kept
+        if layout.envs.exists():  # absent where making it failed
+            layout.envs.rmdir()  # OSError where it is not empty: kept
         layout.lock_file.unlink(missing_ok=True)
         layout.home.rmdir()
     except OSError:

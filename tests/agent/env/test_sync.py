@@ -236,7 +236,9 @@ def test_a_refused_first_command_leaves_no_home_beside_the_prefix(
         (cli_sync(corrupt, tmp_path, host_file, "--prefix", "first"), "not a TOML file"),
         (cli_sync(other, tmp_path, host_file, "--prefix", "first"), "made for another target"),
         (cli(["rollback", "--prefix", "first"], tmp_path), "no previous environment"),
-    ]
+        (cli_sync(locks[0], tmp_path, host_file, "--prefix", "first",
+                  TORCHENV_FAULT="home:eacces"), "Permission"),  # envs/ never made
+    ]  # fmt: skip
     for done, message in refused:
         assert done.returncode == 1 and message in done.stderr, (message, done.stderr)
         assert not (tmp_path / "first.torchenv").exists(), message
