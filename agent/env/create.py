@@ -1,12 +1,17 @@
-"""Creating an environment: finding uv and the interpreter, then `uv venv` or `python -m venv`."""
+"""Creating an environment: finding uv and the interpreter, then the environment itself, made
+in this process for this interpreter, else by `uv venv` or `python -m venv`."""
 
 from __future__ import annotations
 
+import errno
+import os
 import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 from torchenv.agent.base.errors import EnvironmentBuildError
 from torchenv.agent.base.uvbin import find_uv
@@ -70,14 +75,51 @@ def create_venv(env_dir: Path, python: str, uv: str | None) -> list[str]:
     return [python, "-m", "venv", "--without-pip", str(env_dir)]
 
 
+def made_here(python: str, env_dir: Path) -> bool:
+    """Whether the environment is made in this process, by the standard library's venv as
+    `python -m venv --without-pip` makes it: for this interpreter only (another process and
+    its start-up saved on the critical path), and not in a directory whose path holds the PATH
+    separator, which that module refuses (uv does not)."""
+    return python == sys.executable and os.pathsep not in str(env_dir)
+
+
+def make_here(env_dir: Path, made: Callable[[], None]) -> None:
+    """Make an empty environment of this interpreter in place, calling `made` once its
+    interpreter runs (before the activation scripts are written); EnvironmentBuildError (a
+    full disk named) when it cannot be made."""
+    import venv
+
+    class Builder(venv.EnvBuilder):
+        def setup_python(self, context: SimpleNamespace) -> None:
+            super().setup_python(context)
+            made()
+
+    try:
+        Builder(symlinks=os.name != "nt", with_pip=False).create(env_dir)
+        (env_dir / "CACHEDIR.TAG").write_text(CACHEDIR_TAG)  # backup tools skip it, as uv's
+    except (OSError, ValueError) as exc:
+        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise EnvironmentBuildError(
+            f"creating the virtual environment failed: {exc}",
+            hint="free disk space and run again; the active environment is untouched"
+            if full
+            else "the error above says why; the active environment is untouched",
+            details={"path": str(env_dir)},
+        ) from exc
+
+
+CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n"
+
+
 class Creation:
     """An empty environment being made while the wheels download: `start`, then `join`
     before installing (it raises what a failed creation always raised), or `stop`.
 
-    With `warm` (uv only; for syncs that download) the new interpreter is then asked for
-    once more by `uv python find`, so the install finds uv's answer in its cache instead of
-    querying the interpreter on the critical path. That step writes only uv's cache, and a
-    failure there is no failure: the install asks the interpreter itself then.
+    This interpreter's environment is made in the creation's thread (`made_here`), another
+    one's by `uv venv` (or `python -m venv`). With `warm` (uv only) the new interpreter is
+    then asked for by `uv python find` as soon as it runs, so the install finds uv's answer in
+    its cache instead of querying the interpreter on the critical path. That step writes only
+    uv's cache, and a failure there is no failure: the install asks the interpreter then.
     """
 
     def __init__(self, env_dir: Path, python: str, uv: str | None, *, warm: bool) -> None:
@@ -87,44 +129,59 @@ class Creation:
         self.warm = warm and uv is not None
         self._lock = threading.Lock()
         self._running: subprocess.Popen[str] | None = None
+        self._finding: subprocess.Popen[str] | None = None
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._made: tuple[subprocess.Popen[str], str, str] | None = None
+        self._failed: EnvironmentBuildError | None = None
 
     def start(self) -> Creation:
         """Start creating; EnvironmentBuildError at once when the command cannot run."""
-        self._running = _start(create_venv(self.env_dir, self.python, self.uv))
+        if not made_here(self.python, self.env_dir):
+            self._running = _start(create_venv(self.env_dir, self.python, self.uv))
         self._thread = threading.Thread(target=self._wait, name="torchenv-venv", daemon=True)
         self._thread.start()
         return self
 
     def _wait(self) -> None:
         process = self._running
-        assert process is not None
-        out, err = process.communicate()
-        self._made = (process, out, err)
-        if process.returncode != 0 or not self.warm:
+        if process is None:
+            try:
+                make_here(self.env_dir, self._warm_up)
+            except EnvironmentBuildError as exc:
+                self._failed = exc
+        else:
+            out, err = process.communicate()
+            self._made = (process, out, err)
+            if process.returncode == 0:
+                self._warm_up()
+        if self._finding is not None:
+            self._finding.wait()
+
+    def _warm_up(self) -> None:
+        if not self.warm:
             return
         with self._lock:
             if self._stopped:
                 return
             try:
-                finding = subprocess.Popen(
+                self._finding = subprocess.Popen(
                     [str(self.uv), "python", "find", "--quiet", "--no-config",
                      "--no-python-downloads", str(python_in(self.env_dir))],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
                 )  # fmt: skip
             except OSError:
                 return
-            self._running = finding
-        finding.wait()
+            self._running = self._finding
 
     def join(self) -> None:
         """Wait for the environment; EnvironmentBuildError when creating it failed."""
         assert self._thread is not None
         self._thread.join()
-        assert self._made is not None
-        _check(*self._made, "creating the virtual environment")
+        if self._failed is not None:
+            raise self._failed
+        if self._made is not None:
+            _check(*self._made, "creating the virtual environment")
 
     def stop(self) -> None:
         """Kill what still runs and wait for it (an interrupted or failed sync)."""

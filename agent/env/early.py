@@ -1,8 +1,9 @@
 """A sync's new environment, started before the lock is checked and the host probed.
 
-`uv venv` and then uv's query of the new interpreter (`uv python find`, which fills the cache
-the install reads) take tens of milliseconds of another process each; started first, they run
-while this one imports and validates the lock, probes the host and checks the target. The
+Making the environment (in a thread here, create.make_here) and then uv's query of its
+interpreter (`uv python find`, which fills the cache the install reads) take tens of
+milliseconds; started first, they run while this process imports and validates the lock,
+probes the host and checks the target. The
 environment is made under the prefix lock, after the stale builds are cleaned, where no
 environment is active; a sync that refuses or fails afterwards stops it and removes it, so
 what it leaves is what a sync that started it later leaves.

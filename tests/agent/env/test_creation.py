@@ -7,7 +7,9 @@ import errno
 import os
 import subprocess
 import sys
+import threading
 import time
+import venv as stdlib_venv
 from pathlib import Path
 
 import pytest
@@ -48,6 +50,7 @@ def test_a_failed_creation_says_what_it_said_and_leaves_no_environment(
     good = run_sync(lock, prefix, cache)
     if downloads:
         cache = tmp_path / "empty-cache"
+    monkeypatch.setattr(create, "made_here", lambda *_: False)  # by a command, as for another
     monkeypatch.setattr(create, "create_venv", lambda *_: FAILING)
     with pytest.raises(EnvironmentBuildError) as failed:
         run_sync(lock, prefix, cache)
@@ -56,6 +59,62 @@ def test_a_failed_creation_says_what_it_said_and_leaves_no_environment(
     layout = venv.Layout.for_prefix(prefix)
     assert venv.active_env(layout) == good.env_id
     assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
+
+
+@pytest.mark.parametrize("downloads", [True, False], ids=["cold", "warm"])
+def test_a_full_disk_while_the_environment_is_made_here_is_named_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloads: bool
+) -> None:
+    lock, cache, prefix = real_lock(tmp_path / "lock"), tmp_path / "cache", tmp_path / ".venv"
+    good = run_sync(lock, prefix, cache)
+    if downloads:
+        cache = tmp_path / "empty-cache"
+
+    def no_room(self: stdlib_venv.EnvBuilder, context: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    # the interpreter is in place, the find may have started: the scripts fail
+    monkeypatch.setattr(stdlib_venv.EnvBuilder, "setup_scripts", no_room)
+    with pytest.raises(EnvironmentBuildError) as failed:
+        run_sync(lock, prefix, cache)
+    assert str(failed.value).startswith("creating the virtual environment failed:")
+    assert "No space left on device" in str(failed.value)
+    assert failed.value.hint is not None and "free disk space" in failed.value.hint
+    layout = venv.Layout.for_prefix(prefix)
+    assert venv.active_env(layout) == good.env_id
+    assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
+    assert not [t for t in threading.enumerate() if t.name == "torchenv-venv"]
+
+
+def test_this_interpreters_environment_is_made_here_as_python_m_venv_makes_it(
+    tmp_path: Path,
+) -> None:
+    """Its interpreter is this one's base (torchenv itself runs in an environment), its
+    activation scripts are there, backup tools are told to skip it, and uv's warm-up is
+    started as soon as the interpreter runs, before the scripts are written."""
+    env = tmp_path / "env"
+    seen: list[tuple[bool, bool]] = []
+    activate = env / "bin" / "activate"
+    create.make_here(env, lambda: seen.append((venv.python_in(env).exists(), activate.exists())))
+    assert seen == [(True, False)]
+    out = subprocess.run(
+        [str(venv.python_in(env)), "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out == [str(env), sys.base_prefix]
+    assert activate.is_file() and str(env) in activate.read_text()
+    assert (env / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f0688")
+    assert "include-system-site-packages = false" in (env / "pyvenv.cfg").read_text()
+
+
+@pytest.mark.skipif(find_uv() is None, reason="uv makes what the standard library refuses")
+def test_a_directory_with_the_path_separator_is_made_by_uv(tmp_path: Path) -> None:
+    env = tmp_path / f"a{os.pathsep}b" / "env"
+    assert not create.made_here(sys.executable, env)
+    create.Creation(env, sys.executable, find_uv(), warm=False).start().join()
+    done = subprocess.run([str(venv.python_in(env)), "-c", "import sys; print(sys.prefix)"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout.strip() == str(env)
 
 
 def test_an_interrupted_sync_kills_the_creation_and_discards_its_environment(
@@ -77,6 +136,7 @@ def test_an_interrupted_sync_kills_the_creation_and_discards_its_environment(
             time.sleep(0.01)  # until the creation has begun making its directory
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(create, "made_here", lambda *_: False)  # by a command
     monkeypatch.setattr(create, "_start", slow_start)
     monkeypatch.setattr(sync, "fetch_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -86,17 +146,42 @@ def test_an_interrupted_sync_kills_the_creation_and_discards_its_environment(
     assert not venv.Layout.for_prefix(prefix).home.exists()  # a first sync: its home goes too
 
 
+def test_an_interrupted_sync_waits_for_the_environment_made_here_and_discards_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lock, prefix = real_lock(tmp_path / "lock"), tmp_path / ".venv"
+
+    def interrupted(*_: object) -> None:
+        envs, deadline = venv.Layout.for_prefix(prefix).envs, time.monotonic() + 30
+        while not any(envs.glob("*/bin/python")) and time.monotonic() < deadline:
+            time.sleep(0.001)  # until the creation has made the interpreter
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync, "fetch_all", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_sync(lock, prefix, tmp_path / "cache")
+    assert not [t for t in threading.enumerate() if t.name == "torchenv-venv"]
+    assert not prefix.exists() and not prefix.is_symlink()
+    assert not venv.Layout.for_prefix(prefix).home.exists()  # a first sync: its home goes too
+
+
 @pytest.mark.skipif(find_uv() is None, reason="uv's warm-up step")
-def test_a_failed_interpreter_warm_up_is_no_failure(tmp_path: Path) -> None:
+@pytest.mark.parametrize("here", [True, False], ids=["made-here", "uv-venv"])
+def test_a_failed_interpreter_warm_up_is_no_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, here: bool
+) -> None:
     uv = find_uv()
     fake = tmp_path / "uv"  # uv for `venv`, a failure for `python find`
     fake.write_text(f'#!/bin/sh\n[ "$1" = python ] && exit 7\nexec {uv} "$@"\n')
     fake.chmod(0o755)
+    if not here:
+        monkeypatch.setattr(create, "made_here", lambda *_: False)
     env = tmp_path / "env"
     creation = create.Creation(env, sys.executable, str(fake), warm=True).start()
     creation.join()
     assert venv.python_in(env).exists()
     assert os.access(venv.python_in(env), os.X_OK)
+    assert (env / "bin" / "activate").is_file()
 
 
 def test_a_manifest_that_cannot_be_written_fails_the_sync_after_verification(
