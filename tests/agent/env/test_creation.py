@@ -42,44 +42,33 @@ def _message_before(argv: list[str]) -> str:
     return str(failed.value)
 
 
+def _no_room(self: stdlib_venv.EnvBuilder, context: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 @pytest.mark.parametrize("downloads", [True, False], ids=["cold", "warm"])
-def test_a_failed_creation_says_what_it_said_and_leaves_no_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloads: bool
+@pytest.mark.parametrize("here", [False, True], ids=["by-a-command", "made-here"])
+def test_a_failed_creation_says_why_and_leaves_no_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloads: bool, here: bool
 ) -> None:
     lock, cache, prefix = real_lock(tmp_path / "lock"), tmp_path / "cache", tmp_path / ".venv"
     good = run_sync(lock, prefix, cache)
     if downloads:
         cache = tmp_path / "empty-cache"
-    monkeypatch.setattr(create, "made_here", lambda *_: False)  # by a command, as for another
-    monkeypatch.setattr(create, "create_venv", lambda *_: FAILING)
+    if here:  # the interpreter is in place, the find may have started: the scripts fail
+        monkeypatch.setattr(stdlib_venv.EnvBuilder, "setup_scripts", _no_room)
+    else:  # as for another interpreter: what it said when sync waited on the process itself
+        monkeypatch.setattr(create, "made_here", lambda *_: False)
+        monkeypatch.setattr(create, "create_venv", lambda *_: FAILING)
     with pytest.raises(EnvironmentBuildError) as failed:
         run_sync(lock, prefix, cache)
-    assert str(failed.value) == _message_before(FAILING)
-    assert "exit 3" in str(failed.value) and "no room for a venv" in str(failed.value)
-    layout = venv.Layout.for_prefix(prefix)
-    assert venv.active_env(layout) == good.env_id
-    assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
-
-
-@pytest.mark.parametrize("downloads", [True, False], ids=["cold", "warm"])
-def test_a_full_disk_while_the_environment_is_made_here_is_named_and_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, downloads: bool
-) -> None:
-    lock, cache, prefix = real_lock(tmp_path / "lock"), tmp_path / "cache", tmp_path / ".venv"
-    good = run_sync(lock, prefix, cache)
-    if downloads:
-        cache = tmp_path / "empty-cache"
-
-    def no_room(self: stdlib_venv.EnvBuilder, context: object) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    # the interpreter is in place, the find may have started: the scripts fail
-    monkeypatch.setattr(stdlib_venv.EnvBuilder, "setup_scripts", no_room)
-    with pytest.raises(EnvironmentBuildError) as failed:
-        run_sync(lock, prefix, cache)
-    assert str(failed.value).startswith("creating the virtual environment failed:")
-    assert "No space left on device" in str(failed.value)
-    assert failed.value.hint is not None and "free disk space" in failed.value.hint
+    if here:
+        assert str(failed.value).startswith("creating the virtual environment failed:")
+        assert "No space left on device" in str(failed.value)
+        assert failed.value.hint is not None and "free disk space" in failed.value.hint
+    else:
+        assert str(failed.value) == _message_before(FAILING)
+        assert "exit 3" in str(failed.value) and "no room for a venv" in str(failed.value)
     layout = venv.Layout.for_prefix(prefix)
     assert venv.active_env(layout) == good.env_id
     assert [p.name for p in layout.envs.iterdir()] == [good.env_id]
