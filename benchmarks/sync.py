@@ -10,8 +10,9 @@ run, taking turns (torchenv, uv, uv copy, torchenv hardlink, torchenv, ...):
 
 - torchenv: `torchenv sync LOCK --prefix P`, all of it: the live host probe, the target
   check, fetching into its wheel store (sha256 checked), the new environment beside the
-  active one (made in process by the standard library's venv), the install (link-mode auto: copy-on-write clones where the file
-  system has them, else copies; environments share no inodes with the caches or each other),
+  active one (made in process by the standard library's venv), the install (link-mode auto:
+  copy-on-write clones where the file system has them, else copies; environments share no
+  inodes with the caches or each other),
   the stat manifest, verification (the new interpreter imports torch and computes) and the
   atomic switch. "torchenv hardlink" is link-mode hardlink (files shared with uv's cache).
 - uv: `uv venv --python PY P && uv pip sync --python P/bin/python LOCK`, PY being the

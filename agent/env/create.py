@@ -3,7 +3,6 @@ in this process for this interpreter, else by `uv venv` or `python -m venv`."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
-from torchenv.agent.base.errors import EnvironmentBuildError
+from torchenv.agent.base.errors import EnvironmentBuildError, os_error
 from torchenv.agent.base.uvbin import find_uv
 from torchenv.agent.env.install import _check, _start
 from torchenv.agent.env.venv import python_in
@@ -85,8 +84,9 @@ def made_here(python: str, env_dir: Path) -> bool:
 
 def make_here(env_dir: Path, made: Callable[[], None]) -> None:
     """Make an empty environment of this interpreter in place, calling `made` once its
-    interpreter runs (before the activation scripts are written); EnvironmentBuildError (a
-    full disk named) when it cannot be made."""
+    interpreter runs (before the activation scripts are written); EnvironmentBuildError (its
+    hint fitting the errno) when it cannot be made. Backup tools and git are told to skip it,
+    as `uv venv` tells them."""
     import venv
 
     class Builder(venv.EnvBuilder):
@@ -97,13 +97,13 @@ def make_here(env_dir: Path, made: Callable[[], None]) -> None:
     try:
         Builder(symlinks=os.name != "nt", with_pip=False).create(env_dir)
         (env_dir / "CACHEDIR.TAG").write_text(CACHEDIR_TAG)  # backup tools skip it, as uv's
-    except (OSError, ValueError) as exc:
-        full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        (env_dir / ".gitignore").write_text("*\n")  # git too: it may lie in a project
+    except OSError as exc:
+        raise os_error("create the virtual environment at", env_dir, exc) from exc
+    except Exception as exc:  # in a thread: whatever it was, the sync must hear of it
         raise EnvironmentBuildError(
-            f"creating the virtual environment failed: {exc}",
-            hint="free disk space and run again; the active environment is untouched"
-            if full
-            else "the error above says why; the active environment is untouched",
+            f"creating the virtual environment at {env_dir} failed: {type(exc).__name__}: {exc}",
+            hint="the active environment is untouched; run again, and report this if it stays",
             details={"path": str(env_dir)},
         ) from exc
 
@@ -145,18 +145,19 @@ class Creation:
 
     def _wait(self) -> None:
         process = self._running
-        if process is None:
-            try:
+        try:
+            if process is None:
                 make_here(self.env_dir, self._warm_up)
-            except EnvironmentBuildError as exc:
-                self._failed = exc
-        else:
-            out, err = process.communicate()
-            self._made = (process, out, err)
-            if process.returncode == 0:
-                self._warm_up()
-        if self._finding is not None:
-            self._finding.wait()
+            else:
+                out, err = process.communicate()
+                self._made = (process, out, err)
+                if process.returncode == 0:
+                    self._warm_up()
+        except EnvironmentBuildError as exc:
+            self._failed = exc
+        finally:
+            if self._finding is not None:
+                self._finding.wait()
 
     def _warm_up(self) -> None:
         if not self.warm:

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import venv as stdlib_venv
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,8 +64,8 @@ def test_a_failed_creation_says_why_and_leaves_no_environment(
     with pytest.raises(EnvironmentBuildError) as failed:
         run_sync(lock, prefix, cache)
     if here:
-        assert str(failed.value).startswith("creating the virtual environment failed:")
-        assert "No space left on device" in str(failed.value)
+        assert str(failed.value).startswith("cannot create the virtual environment at ")
+        assert str(failed.value).endswith(": No space left on device")
         assert failed.value.hint is not None and "free disk space" in failed.value.hint
     else:
         assert str(failed.value) == _message_before(FAILING)
@@ -83,7 +84,7 @@ def test_this_interpreters_environment_is_made_here_as_python_m_venv_makes_it(
     started as soon as the interpreter runs, before the scripts are written."""
     env = tmp_path / "env"
     seen: list[tuple[bool, bool]] = []
-    activate = env / "bin" / "activate"
+    activate = venv.python_in(env).parent / "activate"
     create.make_here(env, lambda: seen.append((venv.python_in(env).exists(), activate.exists())))
     assert seen == [(True, False)]
     out = subprocess.run(
@@ -93,6 +94,7 @@ def test_this_interpreters_environment_is_made_here_as_python_m_venv_makes_it(
     assert out == [str(env), sys.base_prefix]
     assert activate.is_file() and str(env) in activate.read_text()
     assert (env / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f0688")
+    assert (env / ".gitignore").read_text() == "*\n"  # in a project, git leaves it out
     assert "include-system-site-packages = false" in (env / "pyvenv.cfg").read_text()
 
 
@@ -139,16 +141,25 @@ def test_an_interrupted_sync_waits_for_the_environment_made_here_and_discards_it
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lock, prefix = real_lock(tmp_path / "lock"), tmp_path / ".venv"
+    made: list[Path] = []
+    real_make_here = create.make_here
+
+    def spied(env_dir: Path, ready: Callable[[], None]) -> None:
+        made.append(env_dir)
+        real_make_here(env_dir, ready)
 
     def interrupted(*_: object) -> None:
         envs, deadline = venv.Layout.for_prefix(prefix).envs, time.monotonic() + 30
-        while not any(envs.glob("*/bin/python")) and time.monotonic() < deadline:
+        while not any(envs.glob("*/bin/python")):
+            assert time.monotonic() < deadline, "the interpreter was never made"
             time.sleep(0.001)  # until the creation has made the interpreter
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(create, "make_here", spied)
     monkeypatch.setattr(sync, "fetch_all", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run_sync(lock, prefix, tmp_path / "cache")
+    assert made and made[0].parent == venv.Layout.for_prefix(prefix).envs  # made here
     assert not [t for t in threading.enumerate() if t.name == "torchenv-venv"]
     assert not prefix.exists() and not prefix.is_symlink()
     assert not venv.Layout.for_prefix(prefix).home.exists()  # a first sync: its home goes too
@@ -160,8 +171,8 @@ def test_a_failed_interpreter_warm_up_is_no_failure(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, here: bool
 ) -> None:
     uv = find_uv()
-    fake = tmp_path / "uv"  # uv for `venv`, a failure for `python find`
-    fake.write_text(f'#!/bin/sh\n[ "$1" = python ] && exit 7\nexec {uv} "$@"\n')
+    fake, asked = tmp_path / "uv", tmp_path / "asked"  # uv for `venv`, a failed `python find`
+    fake.write_text(f'#!/bin/sh\n[ "$1" = python ] && touch {asked} && exit 7\nexec {uv} "$@"\n')
     fake.chmod(0o755)
     if not here:
         monkeypatch.setattr(create, "made_here", lambda *_: False)
@@ -170,7 +181,8 @@ def test_a_failed_interpreter_warm_up_is_no_failure(
     creation.join()
     assert venv.python_in(env).exists()
     assert os.access(venv.python_in(env), os.X_OK)
-    assert (env / "bin" / "activate").is_file()
+    assert (venv.python_in(env).parent / "activate").is_file()
+    assert asked.exists()  # the warm-up ran, and failed
 
 
 def test_a_manifest_that_cannot_be_written_fails_the_sync_after_verification(
