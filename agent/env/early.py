@@ -67,7 +67,7 @@ def start(layout: venv.Layout, wanted: str | None, uv: str | None) -> Build | No
     running = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if wanted is None or wanted not in ("", running):
         return None
-    env_id = venv.new_env_id()
+    env_id = venv.new_env_id(layout)
     env_dir = layout.env_dir(env_id)
     python = create.find_interpreter(None)  # this interpreter, as for a lock that names it
     try:

@@ -253,13 +253,13 @@ def _build_and_switch(
     old = venv.active_env(layout)
     uv = find_uv()
     creating = build.creating if build is not None else None
-    env_id = build.env_id if build is not None else venv.new_env_id()
+    env_id = build.env_id if build is not None else venv.new_env_id(layout)
     env_dir = layout.env_dir(env_id)
     try:
         python = create.find_interpreter(lock_python(lock))
         if build is not None and build.python != python:  # not what the bytes seemed to say
             build.abandon(layout)
-            creating, env_id = None, venv.new_env_id()
+            creating, env_id = None, venv.new_env_id(layout)
             env_dir = layout.env_dir(env_id)
         if creating is None:
             downloads = missing(lock.packages, cache_dir) > 0

@@ -20,6 +20,7 @@ from torchenv.agent.base.errors import (
     VerifyError,
 )
 from torchenv.agent.base.reporter import RecordingReporter
+from torchenv.agent.base.uvbin import find_uv
 from torchenv.agent.env import prefixlock, switch, sync, targetcheck, venv
 from torchenv.agent.lock.pylock import read_lock_file
 from torchenv.agent.lock.resolvers.target import target_of
@@ -70,6 +71,59 @@ def test_sync_switches_keeps_previous_and_rolls_back(tmp_path: Path, locks: tupl
     assert third.cached == 2 and third.downloaded_bytes == 0
     # only the active environment and the one before it remain
     assert sorted(p.name for p in layout.envs.iterdir()) == sorted([first.env_id, third.env_id])
+
+
+def test_a_sync_builds_where_an_environment_was_removed_and_uv_keeps_its_interpreter(
+    tmp_path: Path, locks: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Names come back once their environment is removed (three take turns: the active, the
+    previous and the new one), so uv's cache already knows the new interpreter's path."""
+    if find_uv() is None:
+        pytest.skip("uv is not installed here: the installer is pip, which keeps no such cache")
+    uv_cache = tmp_path / "uv-cache"
+    monkeypatch.setenv("UV_CACHE_DIR", str(uv_cache))
+    prefix, cache = tmp_path / "proj" / ".venv", tmp_path / "cache"
+    layout = venv.Layout.for_prefix(prefix)
+
+    def interpreters_known() -> int:
+        return len(list(uv_cache.glob("interpreter-v*/**/*.msgpack")))
+
+    results = [run_sync(locks[n % 2], prefix, cache) for n in range(3)]
+    known = interpreters_known()
+    assert known >= 3  # one per environment's path, at least
+    assert len({r.env_id for r in results}) == 3
+    fourth = run_sync(locks[1], prefix, cache)
+    assert fourth.env_id == results[0].env_id  # the first one's name, freed by the third sync
+    assert fourth.previous == results[2].env_id
+    assert interpreters_known() == known  # uv asked the new interpreter nothing new
+    assert torch_version(prefix) == "2.14.0+cpu"
+    assert sorted(p.name for p in layout.envs.iterdir()) == sorted(
+        [fourth.env_id, results[2].env_id]
+    )
+    assert switch.rollback(layout) == (results[2].env_id, fourth.env_id)
+    assert torch_version(prefix) == "2.13.0+cpu"
+
+
+def test_without_its_state_file_the_way_back_is_the_last_built_whatever_its_name(
+    tmp_path: Path,
+) -> None:
+    """Names tell no age: the previous environment is the one whose lock copy is newest."""
+    layout = venv.Layout.for_prefix(tmp_path / ".venv")
+    for name, age in (("1", 10), ("2", 30), ("3", 20), ("4", 0)):
+        env = layout.env_dir(name)
+        venv.python_in(env).parent.mkdir(parents=True)
+        venv.python_in(env).write_text("")
+        copy = env / venv.LOCK_COPY
+        copy.write_text("")
+        os.utime(copy, (1_700_000_000 - age, 1_700_000_000 - age))
+    (layout.env_dir("5") / "bin").mkdir(parents=True)  # an unfinished build: no lock copy
+    os.symlink(layout.env_dir("4"), layout.prefix)
+    assert venv.read_state(layout) == {"previous": "1"}
+    (layout.env_dir("1") / venv.LOCK_COPY).unlink()
+    assert venv.read_state(layout) == {"previous": "3"}
+    assert venv.new_env_id(layout) == "6"  # each name there is taken, finished or not
+    venv.discard(layout.env_dir("2"))
+    assert venv.new_env_id(layout) == "2"
 
 
 def test_lock_for_another_target_is_refused_unless_forced(tmp_path: Path) -> None:
