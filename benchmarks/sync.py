@@ -1,6 +1,6 @@
 """Cold and warm sync of one lock: the whole `torchenv sync` against the whole uv equivalent.
 
-Run: .venv-dev/bin/python benchmarks/sync.py [--torchenv PATH] [--runs N]
+Run: .venv-dev/bin/python benchmarks/sync.py [--torchenv PATH] [--runs N] [--new-path]
                                              [--torch-mib M | --real-torch]
 
 PATH is the `torchenv` console script to time (default: the one beside this interpreter);
@@ -21,9 +21,11 @@ run, taking turns (torchenv, uv, uv copy, torchenv hardlink, torchenv, ...):
   the like-for-like peer of torchenv's default. The uv is the one the torchenv install runs.
 
 "cold" empties the tool's caches before each run; "warm" keeps the ones the runs before
-filled. Every run builds a fresh environment (deleted afterwards, untimed). The lock holds a
-torch stand-in padded to M MiB plus four small wheels, or with --real-torch the machine's
-real CPU torch wheel and its dependencies, found through pip's configuration.
+filled. Every run builds a fresh environment (deleted afterwards, untimed), at one path per
+tool, as a project's `.venv` is made again where it was; with --new-path each run's is a
+new directory instead (uv then asks each new interpreter afresh, on either side). The lock
+holds a torch stand-in padded to M MiB plus four small wheels, or with --real-torch the
+machine's real CPU torch wheel and its dependencies, found through pip's configuration.
 Printed: medians, each run, the ratios, and torchenv's own verify seconds (from its --json)
 with the median of the runs less them: uv verifies nothing.
 Target (issue 13): cold and warm sync <= 1.0x uv on the same lock.
@@ -104,6 +106,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--torch-mib", type=int, default=100)
     parser.add_argument("--real-torch", action="store_true", help="the real CPU torch wheel")
+    parser.add_argument("--new-path", action="store_true", help="a new prefix for every run")
     args = parser.parse_args()
     exe = Path(args.torchenv)
     python = str(exe.parent / "python")
@@ -140,7 +143,8 @@ def main() -> None:
 
     def once(name: str, cold: bool) -> float:
         argvs, extra = tools[name]
-        prefix = work / f"env-{next(counter)}"
+        slug = name.replace(" ", "-")
+        prefix = work / (f"env-{next(counter)}" if args.new_path else f"env-{slug}")
         environ = {**env(name, cold), **extra}
         start = time.perf_counter()
         outs = [run([a.replace("PREFIX", str(prefix)) for a in argv], environ, work)
@@ -171,7 +175,8 @@ def main() -> None:
 
 def report(results: dict[str, list[float]], args: argparse.Namespace) -> None:
     what = "the real CPU torch" if args.real_torch else f"a {args.torch_mib} MiB torch stand-in"
-    print(f"lock: {what}; {args.runs} runs each, in turns; medians in seconds")
+    where = "a new prefix each run" if args.new_path else "one prefix path per tool"
+    print(f"lock: {what}; {args.runs} runs each, in turns, {where}; medians in seconds")
     median = {k: statistics.median(v) for k, v in results.items()}
     for key, runs in results.items():
         if not key.startswith("verify"):
