@@ -289,8 +289,11 @@ class IndexClient(HttpSession):
         limit = size if size is not None else MAX_WHEEL
         with part.open("wb") as out:
             into = _Partial(out, hashes or {}, progress or (lambda _n: None))
-            self._with_retries(url, lambda: self._fetch_into(url, into, limit))
-            return into.digests(), into.received
+            try:
+                self._with_retries(url, lambda: self._fetch_into(url, into, limit))
+                return into.digests(), into.received
+            finally:
+                into.close()
 
 
 def _check_hash(artifact: Artifact, actual: Mapping[str, str], url: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -55,3 +57,20 @@ def test_a_download_reads_more_than_64_kib_at_a_time(wheel_url: str, tmp_path: P
     assert digests["sha256"] == hashlib.sha256(BODY).hexdigest()
     assert part.read_bytes() == BODY
     assert max(pieces) > 64 << 10, f"no read took more than 64 KiB: {max(pieces)} bytes"
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here (Linux has it)")
+def test_a_download_onto_a_full_disk_fails_as_the_disk_does_and_stops_writing(
+    wheel_url: str,
+) -> None:
+    """The file is written and hashed in a thread of its own: its failure is the download's
+    (ENOSPC, as a write in the download's thread raised it), and that thread is gone after."""
+    writers = {t for t in threading.enumerate() if t.name == "torchenv-download-write"}
+    with IndexClient(retries=0) as client:
+        with pytest.raises(OSError) as raised:
+            client.fetch_file(wheel_url, Path("/dev/full"), size=len(BODY))
+        assert raised.value.errno == errno.ENOSPC
+        ok = client.fetch_file(wheel_url, Path(os.devnull), size=len(BODY))  # the client goes on
+    assert ok == ({"sha256": hashlib.sha256(BODY).hexdigest()}, len(BODY))
+    left = {t for t in threading.enumerate() if t.name == "torchenv-download-write"} - writers
+    assert left == set()
