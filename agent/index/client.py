@@ -37,10 +37,10 @@ from torchenv.agent.index.pages import (
     parse_json_page,
     project_url,
 )
+from torchenv.agent.index.partial import Partial
 from torchenv.agent.index.transport import (
     CHUNK,
     HttpSession,
-    _Partial,
     _RangesRefused,
     _require_ok,
 )
@@ -288,7 +288,7 @@ class IndexClient(HttpSession):
         """
         limit = size if size is not None else MAX_WHEEL
         with part.open("wb") as out:
-            into = _Partial(out, hashes or {}, progress or (lambda _n: None))
+            into = Partial(out, hashes or {}, progress or (lambda _n: None))
             try:
                 self._with_retries(url, lambda: self._fetch_into(url, into, limit))
                 return into.digests(), into.received

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +19,7 @@ from torchenv.agent.index.bodies import ACCEPT_ENCODING, HINT, Retry, body_chunk
 from torchenv.agent.index.httpcache import CacheEntry, HttpCache, cache_key, entry_from_response
 from torchenv.agent.index.lazytls import LazyTLSTransport, environment_names_a_proxy, new_client
 from torchenv.agent.index.model import Artifact, IndexStats
+from torchenv.agent.index.partial import Partial
 
 if TYPE_CHECKING:  # imported where used: importing the client stays cheap
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,87 +36,6 @@ class _RangesRefused(Exception):
     def __init__(self, body: IO[bytes]) -> None:
         super().__init__("range refused")
         self.body = body
-
-
-class _Partial:
-    """A download in progress: the bytes written so far and their running digests.
-
-    The file is written and hashed in a thread of its own while the download's thread reads
-    the socket: both the write and sha256 let go of the GIL, so on a second core they cost
-    the download nothing (about a third of a plain-http download's CPU: 0.07 s per 100 MiB
-    to hash, 0.05 s to write, against 0.1 s to parse). At most QUEUED pieces wait for it.
-    A failed write is raised by the next `write`, `restart` or `digests`; `close` stops the
-    thread (call it before the file is closed, whatever happened).
-    """
-
-    QUEUED = 8
-
-    def __init__(
-        self, out: IO[bytes], hashes: Mapping[str, str], progress: Callable[[int], None]
-    ) -> None:
-        self.out = out
-        self.algorithms = ["sha256"] + [
-            a for a in hashes if a in hashlib.algorithms_guaranteed and a != "sha256"
-        ]
-        self.progress = progress
-        self.received = 0
-        self.hashers = {a: hashlib.new(a) for a in self.algorithms}
-        self._pieces: queue.Queue[bytes | None] = queue.Queue(self.QUEUED)
-        self._writer: threading.Thread | None = None
-        self._failed: BaseException | None = None
-
-    def _write_queued(self) -> None:
-        while True:
-            chunk = self._pieces.get()
-            try:
-                if chunk is None:
-                    return
-                if self._failed is None:
-                    self.out.write(chunk)
-                    for h in self.hashers.values():
-                        h.update(chunk)
-            except BaseException as exc:  # raised in the download's thread
-                self._failed = exc
-            finally:
-                self._pieces.task_done()
-
-    def _settle(self) -> None:
-        """Wait for the queued pieces; raise what writing them raised."""
-        if self._writer is not None:
-            self._pieces.join()
-        if self._failed is not None:
-            raise self._failed
-
-    def restart(self) -> None:
-        self._settle()
-        self.progress(-self.received)
-        self.out.seek(0)
-        self.out.truncate()
-        self.hashers = {a: hashlib.new(a) for a in self.algorithms}
-        self.received = 0
-
-    def write(self, chunk: bytes) -> None:
-        if self._failed is not None:
-            raise self._failed
-        if self._writer is None:
-            self._writer = threading.Thread(
-                target=self._write_queued, name="torchenv-download-write", daemon=True
-            )
-            self._writer.start()
-        self._pieces.put(chunk)
-        self.received += len(chunk)
-        self.progress(len(chunk))
-
-    def digests(self) -> dict[str, str]:
-        self._settle()
-        return {a: h.hexdigest() for a, h in self.hashers.items()}
-
-    def close(self) -> None:
-        """Stop the writing thread once what is queued is done (or dropped, after a failure)."""
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            self._pieces.put(None)
-            writer.join()
 
 
 @dataclass(frozen=True)
@@ -268,7 +186,7 @@ class HttpSession:
                 self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="index")
             return self._pool
 
-    def _fetch_into(self, url: str, into: _Partial, limit: int) -> None:
+    def _fetch_into(self, url: str, into: Partial, limit: int) -> None:
         headers = {"Range": f"bytes={into.received}-"} if into.received else {}
         with self._stream(url, kind="download", headers=headers) as response:
             _raise_if_retryable(response)
