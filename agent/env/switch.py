@@ -14,6 +14,7 @@ from torchenv.agent.env.venv import (
     PrefixKind,
     active_env,
     inspect_prefix,
+    lock_copy,
     python_in,
     read_state,
     remove_debris,
@@ -105,6 +106,13 @@ def rollback(layout: Layout) -> tuple[str, str]:
             f"there is no previous environment to roll back to at {layout.prefix}",
             hint="torchenv keeps one previous environment after a successful sync",
             details={"prefix": str(layout.prefix), "previous": previous},
+        )
+    if not lock_copy(layout.env_dir(previous)).is_file():  # written once its install is done
+        raise EnvironmentBuildError(
+            f"the previous environment {previous} at {layout.prefix} is incomplete: its build "
+            "never finished",
+            hint="it is no way back; run `torchenv auto` (or sync a lock) to build a new one",
+            details={"previous": previous},
         )
     from torchenv.agent.env import integrity
 

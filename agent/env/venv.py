@@ -227,16 +227,28 @@ def remove_unused_home(layout: Layout) -> None:
 
 
 def new_env_id(layout: Layout) -> str:
-    """The name of a new environment under envs/: the first of 1, 2, 3, ... not there (call
-    holding the prefix lock). A name is used again once its environment is removed, so a
-    sync builds where one of the last three was: uv keeps what it learnt of an interpreter
-    by the interpreter's path (checked against the base interpreter's mtime), and the install
-    into an environment at a path it has seen starts without querying it again (70-100 ms
-    here). Which environment is newer is known from its lock copy's mtime, not its name."""
+    """The name of a new environment under envs/: the first of 1, 2, 3, ... with no
+    directory there that no record names (the active one, the previous one, a switch's
+    intent: their directories may be gone); call it holding the prefix lock.
+
+    A name is used again once its environment is removed, so a sync builds where one of the
+    last three was: uv keeps what it learnt of an interpreter under the interpreter's path
+    and the path that resolves to (checked against that one's change time), and its install
+    into an environment at a path it has seen does not run the interpreter again (70-100 ms
+    here). Which environment is newer is read from its lock copy, not from its name."""
+    taken = _names_in_use(layout)
     number = 1
-    while os.path.lexists(layout.env_dir(str(number))):
+    while str(number) in taken or os.path.lexists(layout.env_dir(str(number))):
         number += 1
     return str(number)
+
+
+def _names_in_use(layout: Layout) -> set[str]:
+    names = [active_env(layout), read_state(layout).get("previous")]
+    switching = (_state_file(layout) or {}).get("switching")
+    if isinstance(switching, dict):
+        names += [switching.get("from"), switching.get("to")]
+    return {name for name in names if isinstance(name, str)}
 
 
 # ---------------------------------------------------------------- state
@@ -289,7 +301,7 @@ def _newest_complete(layout: Layout, *, besides: str | None) -> str | None:
         names = os.listdir(layout.envs)
     except OSError:
         return None
-    built: list[tuple[int, str]] = []
+    built: list[tuple[int, int, str]] = []
     for name in names:
         env = layout.env_dir(name)
         if name == besides or not python_in(env).exists():
@@ -298,9 +310,10 @@ def _newest_complete(layout: Layout, *, besides: str | None) -> str | None:
             copy = lock_copy(env).stat()
         except OSError:
             continue  # no lock copy: an unfinished build
-        if stat.S_ISREG(copy.st_mode):
-            built.append((copy.st_mtime_ns, name))
-    return max(built)[1] if built else None
+        if stat.S_ISREG(copy.st_mode):  # equal times (coarse clocks): the higher number
+            number = int(name) if name.isascii() and name.isdigit() else -1
+            built.append((copy.st_mtime_ns, number, name))
+    return max(built)[2] if built else None
 
 
 def write_state(layout: Layout, state: dict[str, Any]) -> None:
