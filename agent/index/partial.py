@@ -35,6 +35,7 @@ class Partial:
         self._pieces: queue.Queue[bytes | None] = queue.Queue(self.QUEUED)
         self._writer: threading.Thread | None = None
         self._failed: BaseException | None = None
+        self._closed = False
 
     def _write_queued(self) -> None:
         while True:
@@ -51,15 +52,21 @@ class Partial:
             finally:
                 self._pieces.task_done()
 
-    def _settle(self) -> None:
-        """Wait for the queued pieces; raise what writing them raised."""
+    @property
+    def failure(self) -> BaseException | None:
+        """What writing a piece raised, if anything did."""
+        return self._failed
+
+    def settle(self) -> None:
+        """Wait for the queued pieces; raise what writing them raised (before a new attempt:
+        a full disk is said as itself, not as the network's failure that followed it)."""
         if self._writer is not None:
             self._pieces.join()
         if self._failed is not None:
             raise self._failed
 
     def restart(self) -> None:
-        self._settle()
+        self.settle()
         self.progress(-self.received)
         self.out.seek(0)
         self.out.truncate()
@@ -69,6 +76,8 @@ class Partial:
     def write(self, chunk: bytes) -> None:
         if self._failed is not None:
             raise self._failed
+        if self._closed:
+            raise ValueError("a piece written after the download's file was closed")
         if self._writer is None:
             self._writer = threading.Thread(
                 target=self._write_queued, name="torchenv-download-write", daemon=True
@@ -79,12 +88,15 @@ class Partial:
         self.progress(len(chunk))
 
     def digests(self) -> dict[str, str]:
-        self._settle()
+        self.settle()
         return {a: h.hexdigest() for a, h in self.hashers.items()}
 
     def close(self) -> None:
-        """Stop the writing thread once what is queued is done (or dropped, after a failure)."""
-        writer, self._writer = self._writer, None
+        """Stop the writing thread once what is queued is done (or dropped, after a failure).
+        Interrupted, it may be called again: the thread is forgotten only once it ended."""
+        self._closed = True
+        writer = self._writer
         if writer is not None:
             self._pieces.put(None)
             writer.join()
+            self._writer = None

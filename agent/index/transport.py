@@ -187,6 +187,7 @@ class HttpSession:
             return self._pool
 
     def _fetch_into(self, url: str, into: Partial, limit: int) -> None:
+        into.settle()  # a write that failed is the download's failure, not a cause to retry
         headers = {"Range": f"bytes={into.received}-"} if into.received else {}
         with self._stream(url, kind="download", headers=headers) as response:
             _raise_if_retryable(response)

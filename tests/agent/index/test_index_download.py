@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -74,3 +75,45 @@ def test_a_download_onto_a_full_disk_fails_as_the_disk_does_and_stops_writing(
     assert ok == ({"sha256": hashlib.sha256(BODY).hexdigest()}, len(BODY))
     left = {t for t in threading.enumerate() if t.name == "torchenv-download-write"} - writers
     assert left == set()
+
+
+class _CutThenBusy(BaseHTTPRequestHandler):
+    """100 kB of the body, the connection cut; every later request: 503."""
+
+    protocol_version = "HTTP/1.1"
+    served = 0
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        type(self).served += 1
+        if type(self).served > 1:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY[:100_000])
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here (Linux has it)")
+def test_a_full_disk_is_said_as_itself_when_the_network_fails_after_it() -> None:
+    """The write fails while the connection is cut: the download stops with ENOSPC at once,
+    not with the retries' HTTP 503 the server gives afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutThenBusy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/demo-1.0-py3-none-any.whl"
+    try:
+        with IndexClient(retries=2, backoff=0.01) as client, pytest.raises(OSError) as raised:
+            client.fetch_file(url, Path("/dev/full"), size=len(BODY))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert raised.value.errno == errno.ENOSPC
+    assert _CutThenBusy.served <= 2  # no round of retries for a disk that is full
