@@ -245,6 +245,8 @@ def new_env_id(layout: Layout) -> str:
 
 def _names_in_use(layout: Layout) -> set[str]:
     names = [active_env(layout), read_state(layout).get("previous")]
+    # read_state has resolved an intent into these two already; a leftover intent's names
+    # are passed over too (a name skipped costs one uncached interpreter, nothing more)
     switching = (_state_file(layout) or {}).get("switching")
     if isinstance(switching, dict):
         names += [switching.get("from"), switching.get("to")]
@@ -310,7 +312,7 @@ def _newest_complete(layout: Layout, *, besides: str | None) -> str | None:
             copy = lock_copy(env).stat()
         except OSError:
             continue  # no lock copy: an unfinished build
-        if stat.S_ISREG(copy.st_mode):  # equal times (coarse clocks): the higher number
+        if stat.S_ISREG(copy.st_mode):  # equal times (coarse clocks): a fixed choice
             number = int(name) if name.isascii() and name.isdigit() else -1
             built.append((copy.st_mtime_ns, number, name))
     return max(built)[2] if built else None

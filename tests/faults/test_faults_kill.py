@@ -136,6 +136,27 @@ def test_a_lost_state_file_keeps_the_way_back(prefix: Prefix) -> None:
     assert (venv.active_env(prefix.layout), venv.read_state(prefix.layout)["previous"]) == (a, b)
 
 
+def test_a_build_cut_short_never_lands_where_the_prefix_points(prefix: Prefix) -> None:
+    """The active environment's directory was removed (the prefix still names it): a sync
+    killed mid-install leaves its half-built environment under another name, so neither the
+    prefix nor the way back names it, and the next sync builds a working one."""
+    a = prefix.sync(prefix.locks[0])
+    b = prefix.sync(prefix.locks[1])
+    layout = prefix.layout
+    venv.discard(layout.env_dir(b))
+    killed = prefix.cli("sync", "install:kill")
+    assert killed.returncode == -9, killed.stderr
+    assert (venv.active_env(layout), venv.read_state(layout)["previous"]) == (b, a)
+    assert not layout.env_dir(b).exists()  # not rebuilt, half-way, under the prefix
+    done = prefix.cli("rollback")
+    assert done.returncode == 0, done.stderr
+    assert venv.active_env(layout) == a
+    again = prefix.cli("sync")
+    assert again.returncode == 0, again.stderr
+    checked = run(["verify", "--json", "--prefix", str(prefix.prefix)], prefix.tmp)
+    assert checked.returncode == 0 and json.loads(checked.stdout)["ok"], checked.stdout
+
+
 # ---------------------------------------------------------------- auto, against the simulator
 
 
