@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import threading
@@ -22,6 +21,7 @@ from torchenv.agent.base.limits import MAX_WHEEL
 from torchenv.agent.base.reporter import Reporter
 from torchenv.agent.env import prefixlock
 from torchenv.agent.env.checked import Checked, file_sha256
+from torchenv.agent.index.partial import Partial
 from torchenv.agent.index.wheelstore import cached_wheel
 from torchenv.agent.lock.pylock import LockedPackage
 
@@ -114,19 +114,21 @@ class Fetcher:
             return self._client
 
     def _copy_local(self, package: LockedPackage, source: Path, part: Path) -> tuple[str, int]:
-        digest, size = hashlib.sha256(), 0
+        """Copy a file:// wheel into `part`, written and hashed beside the reads (as a
+        download is: index/partial.py), stopping past the locked size."""
         try:
             handle = source.open("rb")
         except OSError as exc:
             raise _bad_url(package, f"cannot read {source}: {exc.strerror or exc}") from exc
         limit = MAX_WHEEL if package.wheel.size is None else package.wheel.size
         with handle, part.open("wb") as out:
-            while size <= limit and (chunk := handle.read(CHUNK)):
-                out.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                self._advance(len(chunk))
-        return digest.hexdigest(), size
+            into = Partial(out, {}, self._advance)
+            try:
+                while into.received <= limit and (chunk := handle.read(CHUNK)):
+                    into.write(chunk)
+                return into.digests()["sha256"], into.received
+            finally:
+                into.close()
 
     def fetch(self, package: LockedPackage) -> Path:
         dest = cache_path(self.cache_dir, package)
