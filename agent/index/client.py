@@ -292,11 +292,6 @@ class IndexClient(HttpSession):
             try:
                 self._with_retries(url, lambda: self._fetch_into(url, into, limit))
                 return into.digests(), into.received
-            except Exception as exc:
-                into.close()  # what was queued is written (or refused) first
-                if into.failure is not None and into.failure is not exc:
-                    raise into.failure from exc  # the disk's failure, not the network's after it
-                raise
             finally:
                 into.close()
 

@@ -52,18 +52,17 @@ class Partial:
             finally:
                 self._pieces.task_done()
 
-    @property
-    def failure(self) -> BaseException | None:
-        """What writing a piece raised, if anything did."""
-        return self._failed
-
-    def settle(self) -> None:
-        """Wait for the queued pieces; raise what writing them raised (before a new attempt:
-        a full disk is said as itself, not as the network's failure that followed it)."""
+    def settle(self, cause: BaseException | None = None) -> None:
+        """Wait for the queued pieces; raise what writing them raised, in place of `cause`
+        (what stopped the download meanwhile, kept as its cause)."""
         if self._writer is not None:
             self._pieces.join()
-        if self._failed is not None:
-            raise self._failed
+        failed = self._failed
+        if failed is None or failed is cause:
+            return
+        if cause is None:
+            raise failed
+        raise failed from cause
 
     def restart(self) -> None:
         self.settle()

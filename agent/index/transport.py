@@ -187,7 +187,16 @@ class HttpSession:
             return self._pool
 
     def _fetch_into(self, url: str, into: Partial, limit: int) -> None:
-        into.settle()  # a write that failed is the download's failure, not a cause to retry
+        """One attempt of a download; a write that failed is its failure, whatever stopped
+        it (a full disk is said as itself, not as the network's failure after it, and is
+        not retried)."""
+        try:
+            self._fetch_once(url, into, limit)
+        except Exception as exc:
+            into.settle(exc)
+            raise
+
+    def _fetch_once(self, url: str, into: Partial, limit: int) -> None:
         headers = {"Range": f"bytes={into.received}-"} if into.received else {}
         with self._stream(url, kind="download", headers=headers) as response:
             _raise_if_retryable(response)
